@@ -1,0 +1,35 @@
+"""poolui: pools of warm sandboxes, handed out in milliseconds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import Config, PoolConfig, load_config
+from .errors import (
+    ClaimTimeout,
+    ConfigError,
+    PoolDraining,
+    PoolError,
+    PoolExhausted,
+    PoolNotFound,
+    ProviderError,
+    SandboxNotFound,
+    WarmUpTimeout,
+)
+
+if TYPE_CHECKING:
+    from .core.manager import PoolManager
+
+__all__ = [
+    "ClaimTimeout", "Config", "ConfigError", "PoolConfig", "PoolDraining", "PoolError", "PoolExhausted",
+    "PoolManager", "PoolNotFound", "ProviderError", "SandboxNotFound", "WarmUpTimeout", "load_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The engine is imported on first use so that `poolui --headless` starts fast.
+    if name == "PoolManager":
+        from .core.manager import PoolManager
+
+        return PoolManager
+    raise AttributeError(name)

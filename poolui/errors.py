@@ -1,0 +1,102 @@
+"""Every error poolui raises on purpose; the server maps them onto HTTP codes and the client back."""
+
+from __future__ import annotations
+
+
+class PoolError(Exception):
+    """Base of poolui's errors. `code` is stable and travels over HTTP."""
+
+    code = "pool_error"
+    http_status = 400
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(PoolError):
+    """A pool file, a key or a value that is not allowed; the message names where and what is allowed."""
+
+    code = "config_error"
+    http_status = 422
+
+
+class InvalidRequest(PoolError):
+    code = "invalid_request"
+    http_status = 422
+
+
+class PoolNotFound(PoolError):
+    code = "pool_not_found"
+    http_status = 404
+
+
+class SandboxNotFound(PoolError):
+    code = "sandbox_not_found"
+    http_status = 404
+
+
+class PoolExhausted(PoolError):
+    """No sandbox can be handed out now (on_empty="fail", draining, degraded, max_total reached)."""
+
+    code = "pool_exhausted"
+    http_status = 409
+
+
+class PoolDraining(PoolExhausted):
+    code = "pool_draining"
+
+
+class ClaimTimeout(PoolError):
+    code = "claim_timeout"
+    http_status = 504
+
+
+class WarmUpTimeout(PoolError):
+    code = "warm_up_timeout"
+    http_status = 504
+
+
+class ProviderError(PoolError):
+    """The place sandboxes run in refused or failed (spawn error, engine down, API error)."""
+
+    code = "provider_error"
+    http_status = 502
+
+
+class ReadinessTimeout(ProviderError):
+    code = "readiness_timeout"
+
+
+class SandboxDied(ProviderError):
+    code = "sandbox_died"
+
+
+class ProviderUnavailable(ProviderError):
+    """Credentials missing, engine not reachable: nothing can start until the operator acts."""
+
+    code = "provider_unavailable"
+
+
+class Unauthorized(PoolError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class ServerUnreachable(PoolError):
+    code = "server_unreachable"
+    http_status = 503
+
+
+ERRORS_BY_CODE: dict[str, type[PoolError]] = {
+    cls.code: cls
+    for cls in (
+        PoolError, ConfigError, InvalidRequest, PoolNotFound, SandboxNotFound, PoolExhausted,
+        PoolDraining, ClaimTimeout, WarmUpTimeout, ProviderError, ReadinessTimeout, SandboxDied,
+        ProviderUnavailable, Unauthorized, ServerUnreachable,
+    )
+}

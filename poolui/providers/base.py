@@ -1,0 +1,97 @@
+"""The one contract every home of sandboxes keeps (local processes, Docker containers, Modal Sandboxes).
+
+The engine (core/pool.py) owns every state decision; a provider only does what it is told and reports facts.
+All methods run on the engine's event loop and must never block it: blocking SDK calls go to a thread,
+but spawning local processes stays on the loop's thread (a parent-death signal follows the spawning thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import PoolConfig
+
+
+@dataclass
+class Sandbox:
+    """A provider's handle on one sandbox.
+
+    `ref` is JSON-serialisable and stored in SQLite so that a later manager can find the sandbox again
+    (pid and start time, container id, Modal object id ...). `url` is what a claimer gets.
+    """
+
+    member_id: str
+    url: str = ""
+    ref: dict[str, Any] = field(default_factory=dict)
+    expires_at: float = 0.0  # wall-clock time at which the provider itself kills it (hard TTL)
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    detail: str = ""
+    latency: float = 0.0
+
+
+@dataclass
+class ProviderContext:
+    """What the engine tells a provider when it makes one.
+
+    namespace: unique per state directory, so two managers on one machine never touch each other's sandboxes.
+    on_exit: call with a member id when a sandbox is seen to die on its own (optional, speeds up replacement).
+    """
+
+    namespace: str
+    state_dir: Path
+    on_exit: Callable[[str], None] = lambda member_id: None
+
+
+class Provider(Protocol):
+    kind: str  # "local", "docker", "modal"
+
+    @property
+    def isolation(self) -> str:
+        """How sandboxes are isolated, for people: "bubblewrap", "plain process", "container", "modal"."""
+        ...
+
+    async def check(self) -> None:
+        """Fail fast, before anything starts, when the provider cannot work (no credentials, no engine).
+
+        Raises ProviderUnavailable with a message that says what to do.
+        """
+        ...
+
+    async def create(self, member_id: str, ttl: float) -> Sandbox:
+        """Start one sandbox that kills itself after `ttl` seconds even if the controller is gone.
+
+        Returns once it is started (not necessarily ready). Raises ProviderError.
+        """
+        ...
+
+    async def wait_ready(self, sb: Sandbox, timeout: float) -> None:
+        """Return when the readiness probe passes; raise ReadinessTimeout or SandboxDied."""
+        ...
+
+    async def health(self, sb: Sandbox) -> ProbeResult:
+        """One health probe, bounded by the pool's health timeout. Never raises."""
+        ...
+
+    def alive(self, sb: Sandbox) -> bool:
+        """Cheap and synchronous: False only when the sandbox is known to be dead. Called on the claim path."""
+        ...
+
+    async def terminate(self, sb: Sandbox) -> None:
+        """Kill the sandbox and everything it started; idempotent; never raises for an already-gone one."""
+        ...
+
+    async def list_ours(self) -> list[Sandbox]:
+        """Every live sandbox of this pool and namespace, found by the provider's own markers
+        (process marker, container labels, Modal tags), whether or not the engine knows it."""
+        ...
+
+    async def close(self) -> None:
+        """Release clients and background tasks; does not terminate sandboxes."""
+        ...
