@@ -22,6 +22,7 @@ PROVIDERS = {
     "local": "poolui.providers.local",
     "docker": "poolui.providers.docker",
     "modal": "poolui.providers.modal",
+    "instant": "poolui.providers.instant",  # no real sandboxes: benchmarks and fault-injection tests
 }
 ON_EMPTY = ("wait", "create", "fail")
 PROBE_KINDS = ("http", "tcp", "exec")

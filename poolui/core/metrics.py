@@ -1,0 +1,88 @@
+"""Counters and latency histograms: Prometheus buckets for scraping, a bounded sample window for percentiles."""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter, deque
+from typing import Any
+
+BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+OUTCOMES = ("warm", "cold", "failed", "timed_out")
+
+
+class Histogram:
+    def __init__(self, window: int = 4096) -> None:
+        self.bucket_counts = [0] * (len(BUCKETS) + 1)
+        self.count = 0
+        self.total = 0.0
+        self._window: deque[float] = deque(maxlen=window)
+        self._sorted: list[float] | None = None
+
+    def observe(self, seconds: float) -> None:
+        self.bucket_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+        self.count += 1
+        self.total += seconds
+        self._window.append(seconds)
+        self._sorted = None
+
+    def percentile(self, p: float) -> float | None:
+        if not self._window:
+            return None
+        if self._sorted is None:
+            self._sorted = sorted(self._window)
+        s = self._sorted
+        return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "p50": self.percentile(50),
+            "p95": self.percentile(95),
+            "p99": self.percentile(99),
+            "sum": self.total,
+            "buckets": list(zip([*BUCKETS, "+Inf"], self._cumulative(), strict=True)),
+        }
+
+    def _cumulative(self) -> list[int]:
+        out, run = [], 0
+        for c in self.bucket_counts:
+            run += c
+            out.append(run)
+        return out
+
+
+class PoolMetrics:
+    def __init__(self) -> None:
+        self.claims: Counter[tuple[str, str]] = Counter()  # (outcome, reason)
+        self.claim_latency = Histogram()
+        self.create_to_ready = Histogram()
+        self.creates = 0
+        self.create_failures = 0
+        self.terminated = 0
+
+    def claim(self, outcome: str, latency: float | None, reason: str = "") -> None:
+        self.claims[(outcome, reason)] += 1
+        if latency is not None:
+            self.claim_latency.observe(latency)
+
+    def outcome_totals(self) -> dict[str, int]:
+        totals = dict.fromkeys(OUTCOMES, 0)
+        for (outcome, _), n in self.claims.items():
+            totals[outcome] += n
+        return totals
+
+    def to_dict(self) -> dict[str, Any]:
+        totals = self.outcome_totals()
+        asked = sum(totals.values())
+        return {
+            "claims": totals,
+            "claims_by_reason": [
+                {"outcome": o, "reason": r, "count": n} for (o, r), n in sorted(self.claims.items())
+            ],
+            "hit_rate": (totals["warm"] / asked) if asked else None,
+            "claim_latency": self.claim_latency.summary(),
+            "create_to_ready": self.create_to_ready.summary(),
+            "creates": self.creates,
+            "create_failures": self.create_failures,
+            "terminated": self.terminated,
+        }

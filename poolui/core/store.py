@@ -1,0 +1,133 @@
+"""SQLite state: one row per member (written before the provider is asked) and a bounded event log.
+
+WAL with synchronous=NORMAL: a committed row survives the controller being killed (-9); only a power loss
+could take the last commits, and then the providers' own hard TTLs bound what could be left running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .model import Event, Member
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS members (
+    id TEXT PRIMARY KEY,
+    pool TEXT NOT NULL,
+    state TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    ready_at REAL,
+    claimed_at REAL,
+    expires_at REAL NOT NULL,
+    url TEXT NOT NULL DEFAULT '',
+    ref TEXT NOT NULL DEFAULT '{}',
+    claim_key TEXT
+);
+CREATE INDEX IF NOT EXISTS members_pool ON members(pool);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    pool TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    member_id TEXT,
+    state TEXT,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "poolui"
+
+
+def namespace_of(state_dir: Path) -> str:
+    """A short stable name for one state directory; providers mark their sandboxes with it."""
+    return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
+
+
+@dataclass
+class StoredMember:
+    id: str
+    pool: str
+    state: str
+    revision: str
+    created_at: float
+    ready_at: float | None
+    claimed_at: float | None
+    expires_at: float
+    url: str
+    ref: dict[str, Any]
+    claim_key: str | None
+
+
+class Store:
+    def __init__(self, state_dir: Path, max_events: int = 10_000) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(state_dir, 0o700)  # sandboxes and other users have no business reading pool state
+        self.path = state_dir / "poolui.sqlite3"
+        self.max_events = max_events
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._events_since_prune = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, m: Member) -> None:
+        sb = m.sandbox
+        self._db.execute(
+            "INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
+             sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key),
+        )
+
+    def set_state(self, m: Member) -> None:
+        self._db.execute(
+            "UPDATE members SET state=?, ready_at=?, claimed_at=?, claim_key=? WHERE id=?",
+            (m.state.value, m.ready_at, m.claimed_at, m.claim_key, m.id),
+        )
+
+    def delete(self, member_id: str) -> None:
+        self._db.execute("DELETE FROM members WHERE id=?", (member_id,))
+
+    def members(self, pool: str) -> list[StoredMember]:
+        rows = self._db.execute("SELECT * FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
+        return [
+            StoredMember(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10])
+            for r in rows
+        ]
+
+    def pools(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT pool FROM members")]
+
+    def add_event(self, e: Event) -> None:
+        self._db.execute(
+            "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)",
+            (e.ts, e.pool, e.kind, e.member_id, e.state, e.detail),
+        )
+        self._events_since_prune += 1
+        if self._events_since_prune >= 500:
+            self._events_since_prune = 0
+            self._db.execute(
+                "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.max_events,)
+            )
+
+    def events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
+        q = "SELECT seq, ts, pool, kind, member_id, state, detail FROM events"
+        args: tuple[Any, ...] = ()
+        if pool:
+            q += " WHERE pool=?"
+            args = (pool,)
+        rows = self._db.execute(q + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        return [Event(*r) for r in reversed(rows)]
