@@ -132,13 +132,13 @@ class _Table:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def int(self, key: str, default: int, minimum: int = 0) -> int:
+    def int_(self, key: str, default: int, minimum: int = 0) -> int:
         v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise self.error(key, v, f"a whole number >= {minimum}")
         return v
 
-    def float(self, key: str, default: float, lo: float, hi: float) -> float:
+    def float_(self, key: str, default: float, lo: float, hi: float) -> float:
         v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
             raise self.error(key, v, f"a number from {lo} to {hi}")
@@ -154,14 +154,14 @@ class _Table:
             raise self.error(key, v, f"{DURATION_ALLOWED}, at least {format_duration(minimum)}")
         return seconds
 
-    def str(self, key: str, default: str, choices: tuple[str, ...] | None = None) -> str:
+    def str_(self, key: str, default: str, choices: tuple[str, ...] | None = None) -> str:
         v = self.get(key, default)
         if not isinstance(v, str) or (choices and v not in choices):
             allowed = "one of " + ", ".join(f'"{c}"' for c in choices) if choices else "a string"
             raise self.error(key, v, allowed)
         return v
 
-    def bool(self, key: str, default: bool) -> bool:
+    def bool_(self, key: str, default: bool) -> bool:
         v = self.get(key, default)
         if not isinstance(v, bool):
             raise self.error(key, v, "true or false")
@@ -172,7 +172,7 @@ class _Table:
         if isinstance(v, str):
             v = v.split()
         if not isinstance(v, list) or not v or not all(isinstance(a, str) and a for a in v):
-            raise self.error(key, v, "a non-empty list of strings (an argv), e.g. [\"python3\", \"-m\", \"http.server\", \"{port}\"]")
+            raise self.error(key, v, 'a non-empty list of strings (an argv), e.g. ["python3", "-m", "http.server"]')
         return tuple(v)
 
     def sub(self, key: str) -> _Table | None:
@@ -223,7 +223,7 @@ def _probe(t: _Table | None, default: ProbeConfig | None, readiness: bool) -> Pr
     kind = kinds[0] if kinds else default.kind
     path, argv = default.path, default.argv
     if kind == "http":
-        path = t.str("http", default.path)
+        path = t.str_("http", default.path)
         if not path.startswith("/"):
             raise t.error("http", path, 'a URL path starting with "/"')
     elif kind == "tcp":
@@ -246,7 +246,7 @@ POOL_KEYS = (
 
 def _pool(name: str, t: _Table) -> PoolConfig:
     d = PoolConfig(name=name)
-    provider = t.str("provider", "local", tuple(PROVIDERS))
+    provider = t.str_("provider", "local", tuple(PROVIDERS))
     raw_opts = t.sub(provider)
     raw_options = dict(raw_opts.data) if raw_opts else {}
     options = importlib.import_module(PROVIDERS[provider]).parse_options(
@@ -271,22 +271,22 @@ def _pool(name: str, t: _Table) -> PoolConfig:
         name=name,
         provider=provider,
         command=command,
-        target_ready=t.int("target_ready", d.target_ready),
-        min_ready=t.int("min_ready", d.min_ready),
-        max_ready=t.int("max_ready", d.max_ready),
-        max_total=t.int("max_total", d.max_total, minimum=1),
+        target_ready=t.int_("target_ready", d.target_ready),
+        min_ready=t.int_("min_ready", d.min_ready),
+        max_ready=t.int_("max_ready", d.max_ready),
+        max_total=t.int_("max_total", d.max_total, minimum=1),
         ttl=t.duration("ttl", d.ttl, minimum=0.1),
         min_remaining_ttl=t.duration("min_remaining_ttl", d.min_remaining_ttl),
-        ttl_jitter=t.float("ttl_jitter", d.ttl_jitter, 0.0, 0.5),
+        ttl_jitter=t.float_("ttl_jitter", d.ttl_jitter, 0.0, 0.5),
         readiness=_probe(t.sub("readiness"), d.readiness, readiness=True) or d.readiness,
         health=_probe(t.sub("health"), d.health, readiness=False),
         maintenance_interval=t.duration("maintenance_interval", d.maintenance_interval, minimum=0.05),
-        on_empty=t.str("on_empty", d.on_empty, ON_EMPTY),
+        on_empty=t.str_("on_empty", d.on_empty, ON_EMPTY),
         claim_timeout=t.duration("claim_timeout", d.claim_timeout),
-        max_concurrent_creates=t.int("max_concurrent_creates", d.max_concurrent_creates, minimum=1),
-        create_retries=t.int("create_retries", d.create_retries, minimum=1),
+        max_concurrent_creates=t.int_("max_concurrent_creates", d.max_concurrent_creates, minimum=1),
+        create_retries=t.int_("create_retries", d.create_retries, minimum=1),
         limits=limits,
-        read_only=t.bool("read_only", False),
+        read_only=t.bool_("read_only", False),
         options=options,
         raw_options=raw_options,
     )
@@ -317,7 +317,7 @@ def _server(t: _Table | None) -> ServerConfig:
     if t is None:
         return ServerConfig()
     d = ServerConfig()
-    listen = t.str("listen", d.listen)
+    listen = t.str_("listen", d.listen)
     host, sep, port = listen.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise t.error("listen", listen, 'HOST:PORT, e.g. "127.0.0.1:8765"')
@@ -334,7 +334,7 @@ def _server(t: _Table | None) -> ServerConfig:
         listen=listen,
         url=url,
         token_file=token_file,
-        on_shutdown=t.str("on_shutdown", d.on_shutdown, ("keep", "terminate")),
+        on_shutdown=t.str_("on_shutdown", d.on_shutdown, ("keep", "terminate")),
         state_dir=state_dir,
     )
     t.finish(())

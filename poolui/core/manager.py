@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -98,7 +98,7 @@ class PoolManager:
         self.pools.clear()
         self._unlock()
 
-    def _exit_handler(self, name: str):  # type: ignore[no-untyped-def]
+    def _exit_handler(self, name: str) -> Callable[[str], None]:
         def on_exit(member_id: str) -> None:
             pool = self.pools.get(name)
             if pool is not None:

@@ -76,7 +76,8 @@ class MemberView:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MemberView:
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
 
 @dataclass
@@ -132,7 +133,7 @@ class PoolSnapshot:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PoolSnapshot:
-        values = {f.name: d.get(f.name) for f in fields(cls)}
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
         values["members"] = [MemberView.from_dict(m) for m in d.get("members", [])]
         values["read_only"] = bool(d.get("read_only", False))
         return cls(**values)
@@ -153,7 +154,8 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
 
 @dataclass

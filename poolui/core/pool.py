@@ -690,10 +690,7 @@ class Pool:
     # ------------------------------------------------------------------ views
 
     def view(self, m: Member) -> MemberView:
-        if m.health_ok is None:
-            health = "unknown"
-        else:
-            health = "ok" if m.health_ok else "failing"
+        health = "unknown" if m.health_ok is None else "ok" if m.health_ok else "failing"
         return MemberView(
             id=m.id, state=m.state.value, url=m.url, created_at=m.created_at, ready_at=m.ready_at,
             claimed_at=m.claimed_at, expires_at=m.expires_at, ttl_left=max(0.0, self.ttl_left(m)),
