@@ -1,0 +1,374 @@
+"""The engine's rules, driven through the instant provider so faults can be injected exactly.
+
+The same rules are exercised with real local sandboxes in test_engine_local.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import wait_for
+
+from poolui.config import parse_config
+from poolui.core.manager import PoolManager
+from poolui.core.model import MemberState
+from poolui.errors import ClaimTimeout, PoolDraining, PoolError, PoolExhausted, SandboxNotFound, WarmUpTimeout
+from poolui.providers.instant import InstantProvider
+
+
+def config(**pool: Any) -> Any:
+    base: dict[str, Any] = {"provider": "instant", "target_ready": 3, "min_ready": 1, "max_ready": 10,
+                            "max_total": 20, "health": {"http": "/", "interval": "1h", "timeout": "1s"}}
+    base.update(pool)
+    return parse_config({"pools": {"p": base}}, "test")
+
+
+def provider(mgr: PoolManager) -> InstantProvider:
+    prov = mgr.pools["p"].provider
+    assert isinstance(prov, InstantProvider)
+    return prov
+
+
+def conserved(mgr: PoolManager) -> None:
+    """Every member is in exactly one state; the provider holds nothing the pool does not know."""
+    pool = mgr.pools["p"]
+    counts = pool.counts()
+    assert sum(counts.values()) == len(pool.members)
+    assert len(pool.ready) == counts["ready"]
+    assert all(m.holders == (1 if m.state is MemberState.CLAIMED else 0) for m in pool.members.values())
+    assert set(provider(mgr).live) <= set(pool.members)
+
+
+async def test_warm_claim_release_and_refill(tmp_path: Path) -> None:
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        assert mgr.snapshot("p").state == "healthy"
+        claim = await mgr.claim("p")
+        assert claim.warm and claim.url.startswith("instant://")
+        assert mgr.snapshot("p").counts["claimed"] == 1
+        assert await mgr.release("p", claim.id) is True
+        await mgr.warm_up(5)
+        await wait_for(lambda: claim.id not in provider(mgr).live, 5)
+        snap = mgr.snapshot("p")
+        assert snap.metrics["claims"]["warm"] == 1 and snap.metrics["hit_rate"] == 1.0
+        assert snap.counts["ready"] == 3 and snap.counts["claimed"] == 0
+        conserved(mgr)
+    assert provider(mgr).live == {}
+
+
+async def test_oldest_ready_is_handed_out_first(tmp_path: Path) -> None:
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        order = list(mgr.pools["p"].ready)
+        got = [(await mgr.claim("p")).id for _ in range(3)]
+        assert got == order
+
+
+async def test_no_double_hand_out_under_cancellations_and_timeouts(tmp_path: Path) -> None:
+    cfg = config(target_ready=4, max_ready=4, max_total=8, max_concurrent_creates=2,
+                 instant={"create_delay": "1ms"})
+    holders: Counter[str] = Counter()
+    handed: Counter[str] = Counter()
+    rng = random.Random(7)
+
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+
+        async def claimer() -> None:
+            for _ in range(40):
+                try:
+                    claim = await mgr.claim("p", timeout=rng.choice([0.0, 0.002, 0.02, 0.2]))
+                except ClaimTimeout:
+                    continue
+                holders[claim.id] += 1
+                handed[claim.id] += 1
+                assert holders[claim.id] == 1, f"{claim.id} held twice"
+                await asyncio.sleep(rng.random() / 500)
+                holders[claim.id] -= 1
+                await mgr.release("p", claim.id)
+
+        async def canceller() -> None:
+            for _ in range(150):
+                t = asyncio.create_task(mgr.claim("p", timeout=1))
+                await asyncio.sleep(rng.random() / 1000)
+                t.cancel()
+                try:
+                    claim = await t
+                except (asyncio.CancelledError, ClaimTimeout):
+                    continue
+                assert handed[claim.id] == 0
+                handed[claim.id] += 1
+                await mgr.release("p", claim.id)
+
+        await asyncio.gather(*(claimer() for _ in range(32)), canceller(), canceller())
+        assert max(handed.values()) == 1  # single use: nobody ever got a sandbox someone else had
+        assert sum(handed.values()) > 100
+        await mgr.warm_up(10)
+        pool = mgr.pools["p"]
+        await wait_for(lambda: pool.counts()["terminating"] == 0 and not pool.waiters, 5)
+        conserved(mgr)
+        assert pool.counts()["claimed"] == 0
+    assert provider(mgr).live == {}
+
+
+async def test_on_empty_fail_says_why(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=1, on_empty="fail"), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        mgr.pools["p"].pause()
+        await mgr.claim("p")
+        with pytest.raises(PoolExhausted, match="no ready sandbox: pool empty and paused"):
+            await mgr.claim("p")
+        snap = mgr.snapshot("p")
+        assert snap.metrics["claims"]["failed"] == 1
+        assert any(r["reason"].startswith("pool empty") for r in snap.metrics["claims_by_reason"])
+
+
+async def test_on_empty_create_gives_a_cold_claim(tmp_path: Path) -> None:
+    cfg = config(target_ready=1, max_ready=2, on_empty="create", instant={"create_delay": "20ms"})
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        first = await mgr.claim("p")
+        second = await mgr.claim("p", timeout=5)
+        assert first.warm and not second.warm and second.reason == "pool empty"
+        assert mgr.snapshot("p").metrics["claims"] == {"warm": 1, "cold": 1, "failed": 0, "timed_out": 0}
+
+
+async def test_waiters_are_served_first_come_first_served(tmp_path: Path) -> None:
+    cfg = config(target_ready=1, max_ready=1, max_total=1, instant={"create_delay": "30ms"})
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        held = await mgr.claim("p")
+        served: list[int] = []
+
+        async def wait(n: int) -> None:
+            claim = await mgr.claim("p", timeout=5)
+            served.append(n)
+            await mgr.release("p", claim.id)
+
+        tasks = []
+        for n in range(4):
+            tasks.append(asyncio.create_task(wait(n)))
+            await wait_for(lambda n=n: len(mgr.pools["p"].waiters) == n + 1, 2)
+        await mgr.release("p", held.id)
+        await asyncio.gather(*tasks)
+        assert served == [0, 1, 2, 3]
+
+
+async def test_claim_timeout_is_bounded_when_nothing_gets_ready(tmp_path: Path) -> None:
+    cfg = config(target_ready=1, readiness={"http": "/", "timeout": "10s"})
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        provider(mgr).never_ready = True
+        start = time.monotonic()
+        with pytest.raises(ClaimTimeout, match="no sandbox became ready in time"):
+            await mgr.claim("p", timeout=0.3)
+        assert time.monotonic() - start < 1.3
+        assert mgr.snapshot("p").metrics["claims"]["timed_out"] == 1
+
+
+async def test_failing_creates_degrade_back_off_and_recover(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2, create_retries=2), state_dir=tmp_path) as mgr:
+        prov = provider(mgr)
+        prov.fail = True
+        await wait_for(lambda: mgr.snapshot("p").state == "degraded", 5)
+        snap = mgr.snapshot("p")
+        assert "instant provider told to fail" in snap.reason
+        creates_then = snap.metrics["creates"]
+        await asyncio.sleep(1.0)  # an observation window, not synchronisation: backoff must throttle creates
+        assert mgr.snapshot("p").metrics["creates"] - creates_then <= 4
+        prov.fail = False
+        await wait_for(lambda: mgr.snapshot("p").state == "healthy", 40)
+        kinds = [e.kind for e in mgr.recent_events("p")]
+        assert "degraded" in kinds and "recovered" in kinds
+
+
+async def test_resize_up_and_down_never_touches_claimed(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2, max_ready=6), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        held = await mgr.claim("p")
+        await mgr.resize("p", target=5)
+        await mgr.warm_up(5)
+        pool = mgr.pools["p"]
+        assert len(pool.ready) == 5
+        newest = sorted(pool.ready.values(), key=lambda m: m.ready_at or 0)[-4:]
+        await mgr.resize("p", target=1)
+        await wait_for(lambda: len(pool.ready) == 1 and pool.counts()["terminating"] == 0, 5)
+        assert all(m.id not in pool.members for m in newest)  # the newest idle ones went
+        assert pool.members[held.id].state is MemberState.CLAIMED
+        with pytest.raises(PoolError, match="min_ready <= target_ready <= max_ready"):
+            await mgr.resize("p", target=7)
+        assert pool.cfg.target_ready == 1
+
+
+async def test_resize_down_retires_not_ready_members_first(tmp_path: Path) -> None:
+    cfg = config(target_ready=2, max_ready=6, instant={"ready_delay": "300ms"})
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        pool = mgr.pools["p"]
+        ready_before = set(pool.ready)
+        await mgr.resize("p", target=5)
+        await wait_for(lambda: pool.counts()["starting"] == 3, 2)
+        await mgr.resize("p", target=2)
+        await wait_for(lambda: pool.counts()["starting"] == 0 and pool.counts()["terminating"] == 0, 5)
+        assert set(pool.ready) == ready_before
+
+
+async def test_drain_then_resume(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        held = await mgr.claim("p")
+        await mgr.drain("p")
+        with pytest.raises(PoolDraining):
+            await mgr.claim("p")
+        pool = mgr.pools["p"]
+        await wait_for(lambda: set(pool.members) == {held.id}, 5)
+        assert mgr.snapshot("p").state == "draining"
+        await mgr.release("p", held.id)
+        await wait_for(lambda: mgr.snapshot("p").state == "drained", 5)
+        await mgr.resume("p")
+        await mgr.warm_up(5)
+        assert mgr.snapshot("p").state == "healthy"
+
+
+async def test_pause_stops_refill_but_serves_claims(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        await mgr.pause("p")
+        await mgr.claim("p")
+        creates = mgr.snapshot("p").metrics["creates"]
+        mgr.pools["p"].reconcile()
+        assert mgr.snapshot("p").metrics["creates"] == creates
+        assert mgr.snapshot("p").state == "paused"
+        await mgr.resume("p")
+        await mgr.warm_up(5)
+
+
+async def test_members_near_their_ttl_are_recycled_and_never_handed_out(tmp_path: Path) -> None:
+    cfg = config(target_ready=2, ttl="600ms", min_remaining_ttl="300ms", ttl_jitter=0.0)
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        first = set(mgr.pools["p"].ready)
+        await wait_for(lambda: not (first & set(mgr.pools["p"].members)), 3)
+        events = [e for e in mgr.recent_events("p") if e.member_id in first and e.kind == "terminating"]
+        assert {e.detail for e in events} == {"less than min_remaining_ttl left"}
+        claim = await mgr.claim("p", timeout=2)
+        assert claim.expires_at - time.time() >= 0.25
+
+
+async def test_claimed_member_is_killed_at_its_hard_ttl(tmp_path: Path) -> None:
+    cfg = config(target_ready=1, ttl="400ms", min_remaining_ttl="100ms", ttl_jitter=0.0)
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        claim = await mgr.claim("p")
+        await wait_for(lambda: claim.id not in mgr.pools["p"].members, 3)
+        assert await mgr.release("p", claim.id) is False
+
+
+async def test_unhealthy_and_dead_members_are_never_handed_out(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=3), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        prov = provider(mgr)
+        ids = list(mgr.pools["p"].ready)
+        prov.unhealthy.add(ids[0])
+        prov.live.pop(ids[1])  # killed from outside without anyone noticing yet
+        report = await mgr.maintain("p")
+        assert report.removed_unhealthy == [ids[0], ids[1]] or set(report.removed_unhealthy) == {ids[0], ids[1]}
+        claim = await mgr.claim("p")
+        assert claim.id == ids[2]
+        await mgr.warm_up(5)
+
+
+async def test_a_member_that_dies_is_replaced(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        victim = next(iter(mgr.pools["p"].ready))
+        provider(mgr).kill_from_outside(victim)
+        await wait_for(lambda: victim not in mgr.pools["p"].members and len(mgr.pools["p"].ready) == 2, 5)
+
+
+async def test_check_health_at_claim_skips_a_failing_member(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        first, second = list(mgr.pools["p"].ready)
+        provider(mgr).unhealthy.add(first)
+        claim = await mgr.claim("p", check_health=True)
+        assert claim.id == second
+        assert first not in mgr.pools["p"].ready
+
+
+async def test_claim_key_is_idempotent(tmp_path: Path) -> None:
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        a = await mgr.claim("p", claim_key="job-1")
+        b = await mgr.claim("p", claim_key="job-1")
+        assert a.id == b.id and mgr.snapshot("p").counts["claimed"] == 1
+
+
+async def test_bad_ids_change_nothing(tmp_path: Path) -> None:
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        ready = set(mgr.pools["p"].ready)
+        with pytest.raises(SandboxNotFound, match="'nope'"):
+            await mgr.terminate("p", [next(iter(ready)), "nope"])
+        assert set(mgr.pools["p"].ready) == ready
+        with pytest.raises(SandboxNotFound):
+            await mgr.release("p", "nope")
+        claim = await mgr.claim("p")
+        assert await mgr.release("p", claim.id) is True
+        assert await mgr.release("p", claim.id) is False
+
+
+async def test_events_reach_subscribers_and_slow_ones_lose_the_oldest(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=1), state_dir=tmp_path) as mgr:
+        sub = mgr.bus.subscribe(size=3)
+        await mgr.warm_up(5)
+        for _ in range(3):
+            await mgr.release("p", (await mgr.claim("p", timeout=2)).id)
+        assert sub.queue.qsize() == 3 and sub.dropped > 0
+        sub.close()
+        stored = mgr.store.events("p") if mgr.store else []
+        assert {"created", "ready", "claimed", "released", "terminated"} <= {e.kind for e in stored}
+
+
+async def test_record_before_create(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=1, instant={"create_delay": "200ms"}), state_dir=tmp_path) as mgr:
+        await wait_for(lambda: mgr.pools["p"].counts()["creating"] == 1, 2)
+        assert mgr.store is not None
+        rows = mgr.store.members("p")
+        assert [r.state for r in rows] == ["creating"]
+        assert provider(mgr).created == 0
+
+
+async def test_stop_keep_leaves_members_recorded(tmp_path: Path) -> None:
+    mgr = PoolManager(config(target_ready=2), state_dir=tmp_path)
+    await mgr.start()
+    await mgr.warm_up(5)
+    claim = await mgr.claim("p")
+    await mgr.warm_up(5)
+    prov = provider(mgr)
+    await mgr.stop(keep=True)
+    assert len(prov.live) == 3  # two ready and one claimed, all left running
+    from poolui.core.store import Store
+
+    store = Store(tmp_path)
+    assert {r.state for r in store.members("p")} >= {"claimed"}
+    assert claim.id in {r.id for r in store.members("p")}
+    store.close()
+
+
+async def test_one_manager_per_state_dir(tmp_path: Path) -> None:
+    async with PoolManager(config(), state_dir=tmp_path):
+        with pytest.raises(PoolError, match="is in use by pid"):
+            await PoolManager(config(), state_dir=tmp_path).start()
+
+
+async def test_warm_up_timeout_says_which_pool_and_why(tmp_path: Path) -> None:
+    async with PoolManager(config(create_retries=1), state_dir=tmp_path) as mgr:
+        provider(mgr).fail = True
+        with pytest.raises(WarmUpTimeout, match=r"pool 'p' has 0/3 ready \(degraded: .*told to fail"):
+            await mgr.warm_up(0.5)
