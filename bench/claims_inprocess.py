@@ -1,0 +1,98 @@
+"""Warm claim latency in-process, and (with real local sandboxes) cold start against warm claim.
+
+    .venv/bin/python bench/claims_inprocess.py [--claims 20000] [--local 30]
+
+Part 1 uses the instant provider (create costs nothing), so the figure is the engine's own cost per claim:
+claim (pop + mark claimed + SQLite commit + event) and release. Part 2 starts real local sandboxes and
+compares spawn-to-ready with a warm claim from a pool of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from poolui.config import parse_config
+from poolui.core.manager import PoolManager
+
+
+def pct(samples: list[float], p: float) -> float:
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def line(name: str, samples: list[float]) -> str:
+    us = [x * 1e6 for x in samples]
+    return (f"{name:<34} n={len(us):<6} p50={pct(us, 50):9.1f} us  p99={pct(us, 99):9.1f} us  "
+            f"mean={statistics.fmean(us):9.1f} us")
+
+
+async def warm_claims(n: int) -> None:
+    cfg = parse_config({"pools": {"b": {
+        "provider": "instant", "target_ready": 64, "min_ready": 1, "max_ready": 64, "max_total": 256,
+        "max_concurrent_creates": 64, "health": {"enabled": False},
+    }}}, "bench")
+    with tempfile.TemporaryDirectory() as d:
+        async with PoolManager(cfg, state_dir=d) as mgr:
+            await mgr.warm_up(30)
+            claims: list[float] = []
+            releases: list[float] = []
+            cold = 0
+            t_all = time.perf_counter()
+            for _ in range(n):
+                t0 = time.perf_counter()
+                c = await mgr.claim("b", timeout=5)
+                t1 = time.perf_counter()
+                await mgr.release("b", c.id)
+                t2 = time.perf_counter()
+                claims.append(t1 - t0)
+                releases.append(t2 - t1)
+                cold += not c.warm
+                if len(mgr.pools["b"].ready) < 8:
+                    await mgr.warm_up(30)  # let the refill catch up so every timed claim is a warm one
+            wall = time.perf_counter() - t_all
+            print(line("warm claim (instant provider)", claims))
+            print(line("release (instant provider)", releases))
+            print(f"{'claim+release cycles/s':<34} {n / wall:,.0f} (cold claims: {cold})")
+
+
+async def local_cold_vs_warm(n: int) -> None:
+    cfg: dict[str, Any] = {"pools": {"l": {
+        "provider": "local", "command": ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+        "target_ready": 4, "min_ready": 1, "max_ready": 8, "max_total": 16, "ttl": "5m",
+        "readiness": {"http": "/", "timeout": "10s", "interval": "5ms"}, "health": {"enabled": False},
+    }}}
+    with tempfile.TemporaryDirectory() as d:
+        async with PoolManager(parse_config(cfg, "bench"), state_dir=d) as mgr:
+            await mgr.warm_up(60)
+            warm: list[float] = []
+            for _ in range(n):
+                await mgr.warm_up(60)
+                t0 = time.perf_counter()
+                c = await mgr.claim("l", timeout=30)
+                warm.append(time.perf_counter() - t0)
+                await mgr.release("l", c.id)
+            await mgr.warm_up(60)
+            ready = mgr.snapshot("l").metrics["create_to_ready"]
+            print(f"local provider isolation: {mgr.snapshot('l').isolation}")
+            print(line("warm claim (local sandboxes)", warm))
+            p50, p99 = ready["p50"] * 1e3, ready["p99"] * 1e3
+            print(f"{'cold start: spawn to HTTP ready':<34} n={ready['count']:<6} p50={p50:9.1f} ms  p99={p99:9.1f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--claims", type=int, default=20_000)
+    ap.add_argument("--local", type=int, default=30, help="claims from real local sandboxes (0 to skip)")
+    args = ap.parse_args()
+    asyncio.run(warm_claims(args.claims))
+    if args.local:
+        asyncio.run(local_cold_vs_warm(args.local))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole check: set up, start what the tests need, lint, type-check, run every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+if [ -x scripts/docker-engine.sh ]; then
+  # Docker tests skip themselves (with the reason) when no engine can run here.
+  ./scripts/docker-engine.sh || echo "test: no Docker engine; the Docker tests will say why they skip" >&2
+fi
+.venv/bin/ruff check poolui tests bench scripts
+.venv/bin/mypy
+.venv/bin/python -m pytest -q "$@"
