@@ -6,6 +6,7 @@ could take the last commits, and then the providers' own hard TTLs bound what co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -80,8 +81,12 @@ class Store:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
         self._events_since_prune = 0
+        self._pending: list[tuple[Any, ...]] = []
+        self._closed = False
 
     def close(self) -> None:
+        self.flush_events()
+        self._closed = True
         self._db.close()
 
     def put(self, m: Member) -> None:
@@ -112,11 +117,26 @@ class Store:
         return [r[0] for r in self._db.execute("SELECT DISTINCT pool FROM members")]
 
     def add_event(self, e: Event) -> None:
-        self._db.execute(
-            "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)",
-            (e.ts, e.pool, e.kind, e.member_id, e.state, e.detail),
-        )
-        self._events_since_prune += 1
+        """Events are written in batches on the next loop turn: one commit for a burst, off the claim path.
+
+        Member rows, which adoption depends on, are always written at once."""
+        self._pending.append((e.ts, e.pool, e.kind, e.member_id, e.state, e.detail))
+        if len(self._pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush_events)
+            except RuntimeError:
+                self.flush_events()
+
+    def flush_events(self) -> None:
+        if not self._pending or self._closed:
+            return
+        rows, self._pending = self._pending, []
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)", rows
+            )
+        self._events_since_prune += len(rows)
         if self._events_since_prune >= 500:
             self._events_since_prune = 0
             self._db.execute(
@@ -124,6 +144,7 @@ class Store:
             )
 
     def events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
+        self.flush_events()
         q = "SELECT seq, ts, pool, kind, member_id, state, detail FROM events"
         args: tuple[Any, ...] = ()
         if pool:
