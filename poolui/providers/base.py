@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..config import PoolConfig
-
 
 @dataclass
 class Sandbox:
