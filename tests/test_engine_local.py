@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import urllib.request
@@ -171,14 +170,15 @@ async def test_restart_after_kill_9_adopts_claimed_and_ready_and_leaves_nothing_
         "readiness": {"http": "/", "timeout": "10s", "interval": "10ms"},
     }}}
     state = tmp_path / "state"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(data), str(state)],
-                             stdout=subprocess.PIPE, text=True)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, json.dumps(data), str(state), stdout=asyncio.subprocess.PIPE
+    )
     try:
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)  # type: ignore[union-attr]
-        before = json.loads(line)
+        assert child.stdout is not None
+        before = json.loads(await asyncio.wait_for(child.stdout.readline(), 60))
     finally:
-        child.kill()
-        child.wait()
+        child.kill()  # SIGKILL: the controller gets no chance to clean up
+        await child.wait()
     assert await asyncio.to_thread(get, before["url"]) == 200  # the claimed sandbox outlived its controller
 
     async with PoolManager(parse_config(data, "restart"), state_dir=state) as mgr:
