@@ -1,0 +1,115 @@
+"""`poolui`: the console (default), `poolui serve`, and `poolui --headless VERB`.
+
+Each path imports only what it needs: the headless verbs never load textual or FastAPI, the console never
+loads uvicorn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="poolui serve", description="Run every pool of the file as an HTTP service.")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="pool file (default: $POOLUI_CONFIG, else the bundled config/local.toml)")
+    p.add_argument("--listen", metavar="HOST:PORT", default=None,
+                   help="address to listen on (default: [server].listen, else 127.0.0.1:8765); port 0 picks one")
+    p.add_argument("--token-file", metavar="FILE", default=None,
+                   help="token file (default: [server].token_file, else STATE_DIR/token; $POOLUI_TOKEN wins)")
+    p.add_argument("--state-dir", metavar="DIR", default=None,
+                   help="state directory (default: [server].state_dir, else ~/.local/state/poolui)")
+    p.add_argument("--on-shutdown", choices=("keep", "terminate"), default=None,
+                   help="on SIGTERM/SIGINT keep the sandboxes for the next start, or terminate them "
+                        "(default: [server].on_shutdown, else keep)")
+    p.add_argument("--grace", metavar="SECONDS", type=float, default=10.0,
+                   help="how long in-flight requests may finish after the first signal (default 10)")
+    p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--events-queue", type=int, default=1000, metavar="N",
+                   help="events a /events client may fall behind before it is dropped (default 1000)")
+    p.add_argument("--events-write-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a /events client whose socket takes no data this long is dropped (default 10)")
+    return p
+
+
+def serve_main(argv: list[str]) -> int:
+    args = _serve_parser().parse_args(argv)
+    import asyncio
+    import logging
+
+    from .connect import load
+    from .errors import PoolError
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        from .server.run import ServeOptions, serve
+
+        config = load(args.config)
+        opts = ServeOptions(listen=args.listen, token_file=args.token_file, state_dir=args.state_dir,
+                            on_shutdown=args.on_shutdown, grace=args.grace, log_level=args.log_level,
+                            events_queue=args.events_queue, events_write_timeout=args.events_write_timeout)
+        return asyncio.run(serve(config, opts))
+    except PoolError as e:
+        print(f"poolui serve: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _console_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="poolui",
+        description="Operations console for pools of warm sandboxes. With no server running and a local pool "
+                    "file it runs the pools in its own process.",
+        epilog="Also: `poolui serve --help` (the HTTP service) and `poolui --headless --help` (no TUI at all: "
+               "check, list, claim, release, terminate, resize, drain, pause, resume, maintain, events, demo).",
+    )
+    p.add_argument("--config", metavar="FILE", default=None, help="pool file")
+    p.add_argument("--server", metavar="URL", default=None, help="server URL (default: $POOLUI_SERVER, ...)")
+    p.add_argument("--token-file", metavar="FILE", default=None, help="token file")
+    p.add_argument("--state-dir", metavar="DIR", default=None, help="state directory")
+    p.add_argument("--read-only", action="store_true", help="watch only: every action is disabled")
+    p.add_argument("--headless", action="store_true", help="no console: run a verb (see poolui --headless --help)")
+    return p
+
+
+def console_main(argv: list[str]) -> int:
+    args = _console_parser().parse_args(argv)
+    import importlib
+
+    try:
+        tui_app = importlib.import_module("poolui.tui.app")
+    except ImportError as e:
+        print(f"poolui: the console is not available in this build ({e}); meanwhile use\n"
+              "  poolui --headless demo     (warm a pool here, claim a sandbox, show what it answers)\n"
+              "  poolui serve               (the HTTP service)\n"
+              "  poolui --headless --help   (check, list, claim, resize, drain, ...)", file=sys.stderr)
+        return 2
+    run = getattr(tui_app, "run", None)
+    if run is None:
+        print("poolui: the console (poolui.tui.app.run) is not finished yet; use poolui --headless demo",
+              file=sys.stderr)
+        return 2
+    return int(run(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "serve":
+        return serve_main(argv[1:])
+    if "--headless" in argv:
+        argv.remove("--headless")
+        from .headless import main as headless_main
+
+        return headless_main(argv)
+    return console_main(argv)
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,89 @@
+"""The bearer token: where it lives, how it is made, how a request's token is checked.
+
+The token is a secret, so it is never logged, never read from a query string (query strings end up in
+access logs, shell history and proxies), and compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from ..errors import ConfigError
+
+TOKEN_FILE_NAME = "token"
+TOKEN_ENV = "POOLUI_TOKEN"
+# Query parameters that look like someone tried to pass a secret in the URL; refused loudly, not ignored.
+QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization", "key"})
+
+
+def default_token_file(state_dir: Path) -> Path:
+    return state_dir / TOKEN_FILE_NAME
+
+
+def read_token_file(path: Path) -> str:
+    try:
+        token = path.read_text().strip()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the token file: {e.strerror or e}") from None
+    if not token:
+        raise ConfigError(f"{path}: the token file is empty")
+    return token
+
+
+def load_or_create_token(path: Path) -> tuple[str, bool]:
+    """The token in `path`, made (random, file mode 0600) when the file does not exist yet.
+
+    Returns (token, created). O_EXCL makes two servers starting at once agree on one token.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return read_token_file(path), False
+    try:
+        os.write(fd, (token + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return token, True
+
+
+def loose_permissions(path: Path) -> bool:
+    """True when others than the owner may read the token file."""
+    try:
+        return bool(path.stat().st_mode & 0o077)
+    except OSError:
+        return False
+
+
+def server_token(state_dir: Path, token_file: str | os.PathLike[str] | None,
+                 env: dict[str, str] | None = None) -> tuple[str, str]:
+    """The token a server accepts and where it came from: POOLUI_TOKEN, else the token file (made when absent).
+
+    Returns (token, source) where source is a description safe to print (never the token)."""
+    env = dict(os.environ) if env is None else env
+    if env.get(TOKEN_ENV):
+        return env[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
+    path = Path(token_file).expanduser() if token_file else default_token_file(state_dir)
+    token, created = load_or_create_token(path)
+    return token, f"{path} ({'created' if created else 'existing'})"
+
+
+def bearer_matches(header: str | None, token: str) -> bool:
+    if not header:
+        return False
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def query_has_token(query_params: object) -> bool:
+    keys = getattr(query_params, "keys", None)
+    if keys is None:
+        return False
+    return any(k.lower() in QUERY_TOKEN_NAMES for k in keys())

@@ -1,0 +1,117 @@
+"""A claim over HTTP that never loses a sandbox when the client goes away.
+
+The engine guarantees that a cancelled claimer never keeps a member. The HTTP layer adds the other half:
+a claim made for a client that disconnected before the answer was written is released at once. What cannot
+be known (the answer reached the kernel, then the client died before reading it) is bounded by the
+sandbox's TTL, and a client that retries with the same claim_key gets the same sandbox back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from ..core.model import Claim
+from ..errors import PoolError
+
+log = logging.getLogger("poolui.server")
+
+REPEATED = "repeated claim_key"  # the engine's reason for handing back a claim it already made
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Returns when the client has gone (the body was read already, so nothing else can arrive)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class ClaimDelivery:
+    """Runs one claim for one request and owns the rollback if the answer cannot be delivered."""
+
+    def __init__(self, claim: Callable[[], Awaitable[Claim]], release: Callable[[str], Awaitable[Any]],
+                 receive: Receive) -> None:
+        self._claim = claim
+        self._release = release
+        self._receive = receive
+        self.watcher: asyncio.Task[None] | None = None
+
+    async def run(self) -> Claim | None:
+        """The claim, or None when the client left before it was made (any claim made then is released)."""
+        self.watcher = asyncio.ensure_future(wait_disconnect(self._receive))
+        task = asyncio.ensure_future(self._claim())
+        try:
+            await asyncio.wait({task, self.watcher}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self.watcher.cancel()
+            await self._abandon(task)
+            raise
+        if not task.done():
+            await self._abandon(task)
+            return None
+        try:
+            claim = task.result()
+        except BaseException:
+            self.watcher.cancel()
+            raise
+        if self.watcher.done():  # both finished in the same turn: the client is gone all the same
+            await self.rollback(claim)
+            return None
+        return claim
+
+    async def _abandon(self, task: asyncio.Task[Claim]) -> None:
+        task.cancel()
+        try:
+            claim = await asyncio.shield(task)
+        except (asyncio.CancelledError, PoolError):
+            return
+        except Exception:
+            log.exception("claim failed while its client was leaving")
+            return
+        await self.rollback(claim)
+
+    async def rollback(self, claim: Claim) -> None:
+        if claim.reason == REPEATED:
+            return  # an earlier request made this claim and answers for it
+        log.info("client left before claim %s of pool %s was delivered: releasing it", claim.id, claim.pool)
+        try:
+            await asyncio.shield(self._release(claim.id))
+        except PoolError:
+            pass
+        except Exception:
+            log.exception("releasing undelivered claim %s failed", claim.id)
+
+    def response(self, claim: Claim) -> ClaimResponse:
+        assert self.watcher is not None
+        return ClaimResponse(claim, self)
+
+
+class ClaimResponse(JSONResponse):
+    def __init__(self, claim: Claim, delivery: ClaimDelivery) -> None:
+        super().__init__(claim.to_dict())
+        self._claim = claim
+        self._delivery = delivery
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        watcher = self._delivery.watcher
+        assert watcher is not None
+        delivered = False
+        try:
+            # One turn of the loop lets a connection loss that was already seen wake the watcher; from the
+            # check to the (small, unbuffered) write below there is no await, so nothing can slip between.
+            await asyncio.sleep(0)
+            if not watcher.done():
+                await super().__call__(scope, receive, send)
+                delivered = True
+        finally:
+            watcher.cancel()
+            if not delivered:
+                with contextlib.suppress(BaseException):
+                    await self._delivery.rollback(self._claim)

@@ -1,0 +1,103 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware, which runs the app in another task and changes how
+cancellation and disconnects reach it): the bearer token check and a bound on request bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .auth import QUERY_TOKEN_NAMES, bearer_matches
+
+log = logging.getLogger("poolui.server")
+
+PUBLIC_PATHS = frozenset({"/healthz"})
+MAX_BODY = 64 * 1024
+
+
+async def send_error(send: Send, status: int, code: str, detail: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"error": code, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
+    ]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _query_keys(scope: Scope) -> list[str]:
+    from urllib.parse import parse_qsl
+
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return [k for k, _ in parse_qsl(raw, keep_blank_values=True)]
+
+
+class TokenAuth:
+    """Every path but /healthz needs `Authorization: Bearer <token>`; checked before anything else, the body
+    included, so a caller without the token learns nothing (not even whether its JSON was valid)."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        challenge = [(b"www-authenticate", b'Bearer realm="poolui"')]
+        if any(k.lower() in QUERY_TOKEN_NAMES for k in _query_keys(scope)):
+            await send_error(send, 401, "unauthorized",
+                             "a token is never accepted in the query string (it would end up in logs); "
+                             "send the header 'Authorization: Bearer <token>'", challenge)
+            return
+        header = None
+        for k, v in scope.get("headers", []):
+            if k == b"authorization":
+                header = v.decode("latin-1")
+                break
+        if not bearer_matches(header, self._token):
+            why = "missing" if header is None else "wrong"
+            log.info("refused %s %s: %s bearer token", scope.get("method"), scope["path"], why)
+            await send_error(send, 401, "unauthorized",
+                             f"{why} bearer token: send 'Authorization: Bearer <token>' with the token from "
+                             f"the server's token file (or $POOLUI_TOKEN)", challenge)
+            return
+        await self.app(scope, receive, send)
+
+
+class BoundedBody:
+    """Reads a request body up front, refusing more than MAX_BODY with 413, then replays it; after the
+    replay, receive() goes to the server again, so handlers can still see the client disconnect."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await send_error(send, 413, "body_too_large",
+                                 f"request body is larger than {self.limit} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replaying_receive() -> Any:
+            if replay:
+                return replay.pop()
+            return await receive()
+
+        await self.app(scope, replaying_receive, send)

@@ -1,0 +1,136 @@
+"""`poolui serve`: one PoolManager behind uvicorn, with poolui's own signal handling.
+
+First SIGTERM/SIGINT: stop accepting, end event streams, let in-flight requests finish (up to `grace`),
+then stop the pools keeping (default) or terminating their sandboxes per [server].on_shutdown.
+A second signal exits at once; whatever runs is adopted by the next start on the same state directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from ..config import Config
+from ..core.manager import PoolManager
+from ..core.store import default_state_dir
+from ..errors import ConfigError
+from .app import ServerOptions, create_app
+from .auth import loose_permissions, server_token
+
+log = logging.getLogger("poolui.server")
+
+
+@dataclass
+class ServeOptions:
+    listen: str | None = None  # HOST:PORT; port 0 picks a free one (printed on the ready line)
+    token_file: str | None = None
+    state_dir: str | None = None
+    on_shutdown: str | None = None  # keep | terminate; default from the pool file
+    grace: float = 10.0  # how long in-flight requests may take after the first signal
+    log_level: str = "warning"
+    events_queue: int = 1000
+    events_write_timeout: float = 10.0
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # serve() owns the signals: uvicorn's own handler re-raises them after shutdown, which would kill
+        # the process before the pools are stopped.
+        yield
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"listen address {listen!r} is not allowed: expected HOST:PORT, e.g. 127.0.0.1:8765")
+    return host, int(port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _prepare(config: Config, opts: ServeOptions) -> tuple[Path, str, str, str]:
+    """State directory, shutdown policy and token; blocking file work, done before the loop gets busy."""
+    state_dir = Path(opts.state_dir or config.state_dir or default_state_dir()).expanduser().resolve()
+    on_shutdown = opts.on_shutdown or config.server.on_shutdown
+    if on_shutdown not in ("keep", "terminate"):
+        raise ConfigError(f"on_shutdown = {on_shutdown!r} is not allowed: expected keep or terminate")
+    token, token_source = server_token(state_dir, opts.token_file or config.server.token_file)
+    token_path = Path(opts.token_file or config.server.token_file or state_dir / "token").expanduser()
+    if not token_source.startswith("$") and loose_permissions(token_path):
+        print(f"poolui: warning: {token_path} can be read by others than its owner; chmod 600 it",
+              file=sys.stderr)
+    return state_dir, on_shutdown, token, token_source
+
+
+async def serve(config: Config, opts: ServeOptions) -> int:
+    state_dir, on_shutdown, token, token_source = _prepare(config, opts)
+    sock = bind(*split_listen(opts.listen or config.server.listen))
+    manager = PoolManager(config, state_dir=state_dir)
+    try:
+        await manager.start()
+    except BaseException:
+        sock.close()
+        raise
+    server_opts = ServerOptions(events_queue=opts.events_queue, events_write_timeout=opts.events_write_timeout)
+    app = create_app(manager, token, server_opts)
+    server = _Server(uvicorn.Config(app, lifespan="off", access_log=False, log_level=opts.log_level,
+                                    timeout_graceful_shutdown=int(max(1, opts.grace)), server_header=False))
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            print("poolui: second signal: exiting now; running sandboxes are adopted by the next start",
+                  file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+        print(f"poolui: {signal.Signals(signum).name}: finishing requests, then "
+              f"{'keeping' if on_shutdown == 'keep' else 'terminating'} the sandboxes (again to exit at once)",
+              file=sys.stderr, flush=True)
+        server_opts.stopping.set()
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        print(f"poolui: serving {url_of(sock)} pools: {', '.join(manager.names)}; token: {token_source}; "
+              f"state: {state_dir}; on shutdown: {on_shutdown}", flush=True)
+        await server.serve(sockets=[sock])
+    finally:
+        server_opts.stopping.set()
+        sock.close()
+        await manager.stop(keep=on_shutdown == "keep")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    print("poolui: stopped", file=sys.stderr, flush=True)
+    return 0
