@@ -1,0 +1,1 @@
+"""Modal screens: confirmation, resize, claim result, maintenance report, sandbox detail, help."""
