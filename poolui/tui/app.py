@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any, ClassVar
 
 from rich.text import Text
@@ -47,7 +48,7 @@ LOG_FLUSH = 0.25  # seconds: events are written to the pane in batches, so a bur
 
 class PoolApp(App[int]):
     TITLE = "poolui"
-    CSS_PATH = "poolui.tcss"
+    CSS_PATH = Path(__file__).parent / "poolui.tcss"  # absolute: subclasses live in other modules
     COMMANDS: ClassVar = App.COMMANDS | {PoolCommands}
     BINDINGS: ClassVar = [Binding("ctrl+c", "quit", "Quit", show=False, id="ctrl_quit")]
     ENABLE_COMMAND_PALETTE = True

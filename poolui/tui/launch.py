@@ -9,7 +9,9 @@ run embedded in the console's process and are stopped (their sandboxes terminate
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
 EMBEDDABLE = ("local", "instant")
 
 
-async def launch(args: argparse.Namespace, app_cls: type[PoolApp]) -> int:
+async def launch(args: argparse.Namespace, app_cls: type[PoolApp], *, headless: bool = False) -> int:
     config = getattr(args, "config", None)
     server = getattr(args, "server", None)
     token_file = getattr(args, "token_file", None)
@@ -47,7 +49,7 @@ async def launch(args: argparse.Namespace, app_cls: type[PoolApp]) -> int:
     if reachable or explicit:
         try:
             app = app_cls(client, source=endpoint.url, read_only=read_only)
-            return await _run(app)
+            return await _run(app, headless)
         finally:
             await client.aclose()
     await client.aclose()
@@ -73,7 +75,7 @@ async def launch(args: argparse.Namespace, app_cls: type[PoolApp]) -> int:
         return 2
     try:
         app = app_cls(manager, source=str(cfg.path), read_only=read_only)
-        return await _run(app)
+        return await _run(app, headless)
     finally:
         live = sum(len(p.members) for p in manager.pools.values())
         await manager.stop(keep=False)
@@ -82,6 +84,15 @@ async def launch(args: argparse.Namespace, app_cls: type[PoolApp]) -> int:
                   f"sandbox{'es' if live != 1 else ''}", file=sys.stderr)
 
 
-async def _run(app: Any) -> int:
-    code = await app.run_async()
+async def _run(app: Any, headless: bool) -> int:
+    # A terminal closed or a `kill` quits like `q`, so an embedded pool is still stopped and cleaned up.
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    for sig in signals:
+        loop.add_signal_handler(sig, app.exit, 128 + sig)
+    try:
+        code = await app.run_async(headless=headless)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     return int(code or 0)
