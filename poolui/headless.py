@@ -438,7 +438,26 @@ async def run_async(args: argparse.Namespace) -> int:
         return await REMOTE[args.verb](client, args)
 
 
+def _import_httpx_lean() -> None:
+    """httpx imports its own command line (click, rich, pygments: ~35 ms) when click is installed, and
+    httpcore its HTTP/2 support (~9 ms) when h2 is; a headless verb uses neither, and `check` has a 200 ms
+    budget. Both treat the package as absent when importing it fails."""
+    import sys
+
+    if "httpx" in sys.modules:
+        return
+    hidden = [m for m in ("click", "h2") if m not in sys.modules]  # h2: HTTP/2, which poolui never asks for
+    for m in hidden:
+        sys.modules[m] = None  # type: ignore[assignment]
+    try:
+        import httpx  # noqa: F401
+    finally:
+        for m in hidden:
+            del sys.modules[m]
+
+
 def main(argv: list[str]) -> int:
+    _import_httpx_lean()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
