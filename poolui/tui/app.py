@@ -283,7 +283,17 @@ class PoolApp(App[int]):
             backlog = await recent_events(self.control, None, limit=EVENTS_KEPT)
             if backlog:
                 self.post_message(EventsArrived(backlog, replace=True))
+            last = backlog[-1].seq if backlog else 0
+            first = True
             async for event in self.control.events(None):
+                if first and event.seq > last + 1:
+                    # Events between the backlog and the subscription: fetch them once, or they are lost.
+                    first = False
+                    gap = [e for e in await recent_events(self.control, None, limit=EVENTS_KEPT)
+                           if last < e.seq < event.seq]
+                    if gap:
+                        self.post_message(EventsArrived(gap, replace=True))
+                first = False
                 self.post_message(EventsArrived([event]))
         except asyncio.CancelledError:
             raise
@@ -294,10 +304,16 @@ class PoolApp(App[int]):
 
     def on_events_arrived(self, msg: EventsArrived) -> None:
         self._events_failures = 0
+        known: dict[str, set[tuple[int, float]]] = {}
         for e in msg.events:
             buf = self.events_by_pool.setdefault(e.pool, deque(maxlen=EVENTS_KEPT))
-            if msg.replace and buf and e.seq <= buf[-1].seq:
-                continue
+            if msg.replace:
+                # A backlog may repeat what the stream brought; a restarted server numbers from 1 again,
+                # so an event is known by its number and its time together.
+                seen = known.setdefault(e.pool, {(x.seq, x.ts) for x in buf})
+                if (e.seq, e.ts) in seen:
+                    continue
+                seen.add((e.seq, e.ts))
             buf.append(e)
             if e.pool == self.pool:
                 self._pending_log.append(e)

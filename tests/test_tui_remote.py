@@ -1,0 +1,96 @@
+"""The console against a real `poolui serve`: a killed server shows as disconnected and recovers by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from tui_support import free_port, local_pool_file, screen_text, until, wait_gone
+
+from poolui import connect
+from poolui.core.store import namespace_of
+from poolui.tui.app import PoolApp
+
+SERVE = [sys.executable, "-c", "import sys; from poolui.cli import main; sys.exit(main(sys.argv[1:]))", "serve"]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as r:
+            return int(r.status) == 200
+    except OSError:
+        return False
+
+
+async def start_server(path: Path, port: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        *SERVE, "--config", str(path), "--listen", f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = asyncio.get_running_loop().time() + 30
+    while not await asyncio.to_thread(healthy, url):
+        if proc.returncode is not None or asyncio.get_running_loop().time() > deadline:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError(f"poolui serve did not come up on {url} (exit {proc.returncode})")
+        await asyncio.sleep(0.05)  # between health polls, bounded by the deadline above
+    return proc
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, int, list[asyncio.subprocess.Process]]]:
+    port = free_port()
+    path = local_pool_file(tmp_path, server_port=port)
+    procs = [await start_server(path, port)]
+    try:
+        yield path, port, procs
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.terminate()  # on_shutdown = "terminate": its sandboxes go with it
+                try:
+                    await asyncio.wait_for(proc.wait(), 30)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+        assert not wait_gone(namespace_of((tmp_path / "state").resolve())), "sandbox processes left behind"
+
+
+async def test_killed_server_shows_disconnected_and_recovers(
+        served: tuple[Path, int, list[asyncio.subprocess.Process]]) -> None:
+    path, port, procs = served
+    url = f"http://127.0.0.1:{port}"
+    client = connect.connect(server=url, config=str(path), timeout=2.0)
+    try:
+        app = PoolApp(client, source=url, refresh=0.5)
+        async with app.run_test(size=(130, 40)) as pilot:
+            await until(pilot, lambda: app.conn.state == "connected" and app.current is not None
+                        and app.current.ready == 2, 30, "connected with two ready")
+            text = screen_text(app)
+            assert "connected" in text and url in text and "EMBEDDED" not in text
+            before = {m.id for m in app.groups["ready"]}
+
+            procs[0].kill()
+            await procs[0].wait()
+            await until(pilot, lambda: app.conn.state == "disconnected", 15, "the console to notice")
+            await until(pilot, lambda: "DISCONNECTED" in screen_text(app), 5, "the header to say so")
+            assert "retry" in screen_text(app)
+            assert app.dashboard.active_bindings["c"].enabled is False  # nothing to act on
+            assert {m.id for m in app.groups["ready"]} == before  # the last data stays on screen
+
+            # The same server comes back on the same port and state: it adopts the sandboxes.
+            procs.append(await start_server(path, port))
+            await until(pilot, lambda: app.conn.state == "connected", 30, "the console to reconnect")
+            await until(pilot, lambda: app.current is not None and app.current.ready == 2, 30, "two ready again")
+            assert "DISCONNECTED" not in screen_text(app)
+            assert app.dashboard.active_bindings["c"].enabled is True
+            # The event stream is back too: a claim made now shows up in the log pane.
+            await pilot.press("c")
+            await until(pilot, lambda: any(e.kind == "claimed" for e in app.events_by_pool.get("web", ())), 20,
+                        "the claimed event over the new stream")
+    finally:
+        await client.aclose()
