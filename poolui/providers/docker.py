@@ -1,0 +1,758 @@
+"""Sandboxes as Docker containers, through the Docker SDK for Python (the `docker` extra).
+
+The SDK blocks, so every engine call runs on this provider's own small thread pool (a stuck call cannot
+starve the event loop's default executor). The SDK is imported lazily: pool files with a docker pool must
+parse on machines without it.
+
+What makes a container ours: labels poolui.namespace / poolui.pool / poolui.member (plus expiry and config
+revision, so a later manager can adopt it without asking anyone). The hard TTL lives inside the container:
+its argv is prefixed with `timeout -s KILL <ttl>` under docker-init (a SIGKILL sent to pid 1 from inside
+its own pid namespace is ignored, so the init is what makes the in-container deadline work), and
+auto-remove deletes it once dead. Nothing here depends on the controller staying up.
+
+Deaths are learned from the engine's event stream (a watcher thread, reconnecting with backoff); after a
+reconnect the live containers are listed again, so deaths during an engine outage are not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from .. import probes
+from ..config import PoolConfig, ProbeConfig, parse_size
+from ..durations import ALLOWED as DURATION_ALLOWED
+from ..durations import parse_duration
+from ..errors import ConfigError, ProviderError, ProviderUnavailable, SandboxDied
+from .base import ProbeResult, ProviderContext, Sandbox
+
+T = TypeVar("T")
+
+L_NS, L_POOL, L_MEMBER = "poolui.namespace", "poolui.pool", "poolui.member"
+L_EXPIRES, L_REVISION, L_HOST_PORT = "poolui.expires_at", "poolui.revision", "poolui.host_port"
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+START_HINT = "start one with `sudo scripts/docker-engine.sh` (installs and starts dockerd) or `sudo dockerd &`"
+IMAGE_HINT = (
+    "build it with `sudo scripts/docker-engine.sh` (for poolui/busybox:local), `docker build -t {image} .`, "
+    "or `docker pull {image}` where a registry is reachable"
+)
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+KEYS = (
+    "image", "command", "port", "host_port", "network", "env", "memory", "cpus", "pids", "read_only",
+    "workdir", "tmpfs_size", "user", "labels", "cap_drop", "cap_add", "no_new_privileges", "ttl_command",
+    "stop_timeout", "host", "api_timeout",
+)
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    image: str
+    command: tuple[str, ...] = ()  # empty: the pool's command, else the image's own ENTRYPOINT/CMD
+    port: int | None = 8080  # the port the server listens on inside the container
+    host_port: int | None = None  # None: the engine picks a free one on 127.0.0.1
+    network: str = "bridge"  # bridge | host | none | a user-defined network
+    env: dict[str, str] = field(default_factory=dict)
+    memory: int | None = None
+    cpus: float | None = None
+    pids: int | None = None
+    read_only: bool = False
+    workdir: str = "/work"
+    tmpfs_size: int = 64 * 1024**2
+    user: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    cap_drop: tuple[str, ...] = ("ALL",)
+    cap_add: tuple[str, ...] = ()
+    no_new_privileges: bool = True
+    ttl_command: tuple[str, ...] = ("timeout", "-s", "KILL", "{ttl}")
+    stop_timeout: float = 1.0
+    host: str | None = None  # None: DOCKER_HOST, else the default socket
+    api_timeout: float = 30.0
+
+
+class _Table:
+    """The raw table being read; keys read are ticked off so the rest can be reported as unknown."""
+
+    def __init__(self, data: dict[str, Any], where: str) -> None:
+        self.data, self.where, self.seen = data, where, set[str]()
+
+    def error(self, key: str, value: object, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.where}: key '{key}' = {value!r} is not allowed: expected {allowed}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return self.data.get(key, default)
+
+    def string(self, key: str, default: str) -> str:
+        v = self.get(key, default)
+        if not isinstance(v, str) or not v:
+            raise self.error(key, v, "a non-empty string")
+        return v
+
+    def flag(self, key: str, default: bool) -> bool:
+        v = self.get(key, default)
+        if not isinstance(v, bool):
+            raise self.error(key, v, "true or false")
+        return v
+
+    def duration(self, key: str, default: float, minimum: float = 0.0) -> float:
+        v = self.get(key, default)
+        try:
+            seconds = parse_duration(v)
+        except ValueError:
+            raise self.error(key, v, DURATION_ALLOWED) from None
+        if seconds < minimum:
+            raise self.error(key, v, f"{DURATION_ALLOWED}, at least {minimum:g}s")
+        return seconds
+
+    def argv(self, key: str, example: str) -> tuple[str, ...]:
+        v = self.get(key)
+        if isinstance(v, str):
+            v = v.split()
+        if not isinstance(v, list) or not v or not all(isinstance(a, str) and a for a in v):
+            raise self.error(key, v, f"a non-empty list of strings (an argv), e.g. {example}")
+        return tuple(v)
+
+    def opt_int(self, key: str, lo: int, hi: int) -> int | None:
+        v = self.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
+            raise self.error(key, v, f"a whole number from {lo} to {hi}")
+        return v
+
+    def str_map(self, key: str, key_re: re.Pattern[str] | None, what: str) -> dict[str, str]:
+        v = self.get(key, {})
+        ok = isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
+        if not ok or (key_re and not all(key_re.match(k) for k in v)):
+            raise self.error(key, v, what)
+        return dict(v)
+
+    def str_list(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        v = self.get(key, list(default))
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise self.error(key, v, 'a list of strings, e.g. ["ALL"]')
+        return tuple(v)
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - set(KEYS))
+        if unknown:
+            raise ConfigError(f"{self.where}: unknown key '{unknown[0]}'; allowed keys: {', '.join(KEYS)}")
+
+
+def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
+    """The [pools.NAME.docker] table; ConfigError names `where`, the key, the value and what is allowed."""
+    t = _Table(raw, where)
+    d = DockerOptions(image="")
+    image = t.get("image")
+    if not isinstance(image, str) or not image.strip():
+        raise t.error("image", image, 'an image name, e.g. "poolui/busybox:local" (built by scripts/docker-engine.sh)')
+    command = t.argv("command", '["httpd", "-f", "-p", "{port}", "-h", "/www"]') if t.has("command") else ()
+    network = t.string("network", d.network)
+    if not _NAME_RE.match(network):
+        raise t.error("network", network, '"bridge", "host", "none" or the name of a Docker network')
+    port = t.opt_int("port", 1, 65535) if t.has("port") else d.port
+    host_port = t.opt_int("host_port", 1, 65535)
+    sizes: dict[str, int | None] = {}
+    for key in ("memory", "tmpfs_size"):
+        v = t.get(key)
+        try:
+            sizes[key] = parse_size(v) if v is not None else None
+        except ValueError as e:
+            raise t.error(key, v, str(e)) from None
+    if sizes["memory"] is not None and sizes["memory"] < 6 * 1024**2:
+        raise t.error("memory", raw["memory"], "at least 6MiB (the engine's minimum)")
+    cpus = t.get("cpus")
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024):
+        raise t.error("cpus", cpus, "a number of CPUs from 0.01 to 1024, e.g. 0.5")
+    labels = t.str_map("labels", None, 'a table of strings, e.g. { team = "infra" }')
+    reserved = sorted(k for k in labels if k.startswith("poolui."))
+    if reserved:
+        raise t.error("labels", labels, f"labels not starting with 'poolui.' (reserved; got '{reserved[0]}')")
+    example = '["timeout", "-s", "KILL", "{ttl}"]'
+    ttl_command = t.argv("ttl_command", example) if t.has("ttl_command") else d.ttl_command
+    if "{ttl}" not in ttl_command:
+        raise t.error("ttl_command", list(ttl_command), f'an argv prefix containing "{{ttl}}", e.g. {example}')
+    workdir = t.string("workdir", d.workdir)
+    if not workdir.startswith("/"):
+        raise t.error("workdir", workdir, "an absolute path inside the container")
+    user = t.get("user")
+    if user is not None and (not isinstance(user, str) or not user):
+        raise t.error("user", user, 'a user name or "UID[:GID]", e.g. "65534:65534"')
+    host = t.get("host")
+    if host is not None and (not isinstance(host, str) or "://" not in host):
+        raise t.error("host", host, 'an engine address such as "unix:///var/run/docker.sock" or "tcp://127.0.0.1:2375"')
+    opts = DockerOptions(
+        image=image.strip(),
+        command=command,
+        port=port,
+        host_port=host_port,
+        network=network,
+        env=t.str_map("env", _ENV_RE, 'a table of NAME = "value" strings, e.g. { LANG = "C.UTF-8" }'),
+        memory=sizes["memory"],
+        cpus=float(cpus) if cpus is not None else None,
+        pids=t.opt_int("pids", 1, 1 << 22),
+        read_only=t.flag("read_only", d.read_only),
+        workdir=workdir,
+        tmpfs_size=sizes["tmpfs_size"] or d.tmpfs_size,
+        user=user,
+        labels=labels,
+        cap_drop=t.str_list("cap_drop", d.cap_drop),
+        cap_add=t.str_list("cap_add", d.cap_add),
+        no_new_privileges=t.flag("no_new_privileges", d.no_new_privileges),
+        ttl_command=ttl_command,
+        stop_timeout=t.duration("stop_timeout", d.stop_timeout),
+        host=host,
+        api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.5),
+    )
+    t.finish()
+    return opts
+
+
+def make(pool: PoolConfig, ctx: ProviderContext) -> DockerProvider:
+    opts = pool.options if isinstance(pool.options, DockerOptions) else parse_options(
+        pool.raw_options, f"pool '{pool.name}'.docker")
+    where = f"pool '{pool.name}'"
+    probes_used = [p for p in (pool.readiness, pool.health) if p is not None]
+    if opts.network == "none" and any(p.kind != "exec" for p in probes_used):
+        raise ConfigError(f"{where}: docker.network = \"none\" has no port to probe: use exec readiness/health probes")
+    if opts.port is None and opts.network != "none":
+        raise ConfigError(f"{where}: docker.port is needed to publish the server (or set network = \"none\")")
+    if opts.host_port is not None and pool.max_total > 1:
+        raise ConfigError(
+            f"{where}: docker.host_port = {opts.host_port} is not allowed with max_total = {pool.max_total}: "
+            "a fixed host port fits one container; leave host_port out and the engine picks free ones")
+    return DockerProvider(pool, ctx, opts)
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", s)
+
+
+def _drop_none(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _min(*values: int | None) -> int | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class DockerProvider:
+    kind = "docker"
+
+    def __init__(self, pool: PoolConfig, ctx: ProviderContext, opts: DockerOptions) -> None:
+        self.pool, self.ctx, self.opts = pool, ctx, opts
+        self.memory = _min(opts.memory, pool.limits.memory)
+        self.pids = _min(opts.pids, pool.limits.pids)
+        self.read_only = opts.read_only or pool.read_only
+        self.command = opts.command or pool.command
+        self.engine = opts.host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+        self._filters = {"label": [f"{L_NS}={ctx.namespace}", f"{L_POOL}={pool.name}"]}
+        self._executor = ThreadPoolExecutor(max(4, pool.max_concurrent_creates + 2), f"poolui-docker-{pool.name}")
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _known and _creating, shared with the watcher thread
+        self._known: dict[str, str] = {}  # container id -> member id, believed alive
+        self._creating: set[str] = set()
+        self._dead: dict[str, str] = {}  # container id -> how it died (loop thread only)
+        self._terminating: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._watcher: threading.Thread | None = None
+        self._stream: Any = None
+        self._closing = threading.Event()
+        self.watch_connected = threading.Event()  # set while the event stream is open (tests wait on it)
+
+    @property
+    def isolation(self) -> str:
+        return "container" + (" (host network)" if self.opts.network == "host" else "")
+
+    # ------------------------------------------------------------------ engine access
+
+    def _docker(self) -> Any:
+        """The SDK client, made on first use (making it asks the engine for its API version)."""
+        with self._client_lock:
+            if self._client is None:
+                import docker
+
+                self._client = docker.DockerClient(base_url=self.engine, timeout=self.opts.api_timeout)
+            return self._client
+
+    def _drop_client(self) -> None:
+        """After the engine went away: its pooled connections are dead; the next call makes a fresh client."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
+
+    def _error(self, e: BaseException, doing: str) -> ProviderError:
+        import docker.errors
+        import requests.exceptions
+
+        if isinstance(e, ProviderError):
+            return e
+        if isinstance(e, docker.errors.ImageNotFound):
+            return ProviderError(f"pool '{self.pool.name}': image {self.opts.image!r} not found on the engine at "
+                                 f"{self.engine}: " + IMAGE_HINT.format(image=self.opts.image), reason="image_missing")
+        if isinstance(e, docker.errors.APIError):
+            msg = str(e.explanation or e)
+            if "address already in use" in msg or "port is already allocated" in msg:
+                return ProviderError(f"pool '{self.pool.name}': port conflict while {doing}: {msg}",
+                                     reason="port_conflict")
+            if "executable file not found" in msg and self.opts.ttl_command[0] in msg:
+                msg += (f" (the image needs `{self.opts.ttl_command[0]}` for the hard TTL: use an image with "
+                        "busybox or coreutils, or set docker.ttl_command)")
+            return ProviderError(f"pool '{self.pool.name}': docker engine error while {doing}: {msg}")
+        if isinstance(e, requests.exceptions.ConnectionError | docker.errors.DockerException | OSError):
+            self._drop_client()
+            return ProviderError(f"pool '{self.pool.name}': no Docker engine answers at {self.engine} while "
+                                 f"{doing} ({e}): {START_HINT}", reason="engine_unreachable")
+        return ProviderError(f"pool '{self.pool.name}': {doing} failed: {type(e).__name__}: {e}")
+
+    async def _call(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+        self._ensure_watcher()
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except Exception as e:
+            raise self._error(e, doing) from e
+
+    # ------------------------------------------------------------------ provider protocol
+
+    async def check(self) -> None:
+        try:
+            await self._call("checking the engine", self._check_blocking)
+        except ProviderError as e:
+            raise ProviderUnavailable(e.message, reason=e.reason) from e.__cause__
+
+    def _check_blocking(self) -> None:
+        client = self._docker()
+        client.ping()
+        client.images.get(self.opts.image)
+
+    async def create(self, member_id: str, ttl: float) -> Sandbox:
+        loop = asyncio.get_running_loop()
+        self._ensure_watcher()
+        fut = loop.run_in_executor(self._executor, self._create_blocking, member_id, ttl)
+        try:
+            sb = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The thread goes on; whatever it starts is removed once it is done, not left running.
+            fut.add_done_callback(self._remove_late)
+            raise
+        except Exception as e:
+            raise self._error(e, f"creating {member_id}") from e
+        cid = sb.ref["container_id"]
+        if cid not in self._dead:  # it may have died (and been reported) before we got here
+            with self._lock:
+                self._known[cid] = member_id
+        return sb
+
+    def _remove_late(self, fut: asyncio.Future[Sandbox]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        cid = fut.result().ref["container_id"]
+        try:
+            self._executor.submit(self._remove_quietly, cid)
+        except RuntimeError:  # closed meanwhile; the removal must still happen
+            threading.Thread(target=self._remove_quietly, args=(cid,), daemon=True).start()
+
+    def _remove_quietly(self, cid: str) -> None:
+        try:
+            self._remove_blocking(cid)
+        except Exception:
+            pass  # labelled: the next list_ours() finds it
+
+    def _create_blocking(self, member_id: str, ttl: float) -> Sandbox:
+        import docker.errors
+
+        try:
+            return self._create_once(member_id, ttl)
+        except docker.errors.APIError as e:
+            # The engine picks host ports without knowing about non-Docker listeners; a second pick is free.
+            if self.opts.host_port is None and "address already in use" in str(e.explanation):
+                return self._create_once(member_id, ttl)
+            raise
+
+    def _create_once(self, member_id: str, ttl: float) -> Sandbox:
+        import docker.errors
+
+        client = self._docker()
+        o = self.opts
+        image = client.images.get(o.image)
+        ttl_s = max(1, math.ceil(ttl))
+        expires_at = time.time() + ttl_s
+        host_port = o.host_port
+        if o.network == "host":
+            host_port = host_port or _free_port()
+        port = host_port if o.network == "host" else o.port
+        config = image.attrs.get("Config") or {}
+        argv = list(self.command or config.get("Cmd") or [])
+        argv = [a.replace("{port}", str(port)) for a in argv]
+        prefix = [a.replace("{ttl}", str(ttl_s)) for a in o.ttl_command]
+        labels = {
+            **o.labels, L_NS: self.ctx.namespace, L_POOL: self.pool.name, L_MEMBER: member_id,
+            L_EXPIRES: f"{expires_at:.3f}", L_REVISION: self.pool.revision,
+        }
+        if o.network == "host":
+            labels[L_HOST_PORT] = str(host_port)
+        tmpfs = {o.workdir: f"rw,size={o.tmpfs_size},mode=1777"}
+        if self.read_only:
+            tmpfs.setdefault("/tmp", f"rw,size={o.tmpfs_size},mode=1777")
+        api = client.api
+        ports = [o.port] if o.network not in ("host", "none") and o.port else []
+        host_config = api.create_host_config(**_drop_none(
+            init=True,
+            auto_remove=True,
+            read_only=self.read_only,
+            tmpfs=tmpfs,
+            network_mode=o.network,
+            port_bindings={o.port: ("127.0.0.1", host_port) if host_port else ("127.0.0.1",)} if ports else None,
+            cap_drop=list(o.cap_drop) or None,
+            cap_add=list(o.cap_add) or None,
+            security_opt=["no-new-privileges"] if o.no_new_privileges else None,
+            mem_limit=self.memory,
+            memswap_limit=self.memory,  # no swap on top of the limit: over it means OOM-killed
+            pids_limit=self.pids,
+            nano_cpus=int(o.cpus * 1e9) if o.cpus else None,
+        ))
+        spec = _drop_none(
+            image=image.id,
+            entrypoint=prefix + list(config.get("Entrypoint") or []),
+            command=argv,
+            name=f"poolui-{_slug(self.ctx.namespace)[:24]}-{_slug(self.pool.name)}-{_slug(member_id)}"[:200],
+            labels=labels,
+            environment=dict(o.env),
+            detach=True,
+            stop_timeout=max(0, math.ceil(o.stop_timeout)),
+            working_dir=o.workdir,
+            user=o.user,
+            ports=ports or None,
+            host_config=host_config,
+        )
+        try:
+            cid = api.create_container(**spec)["Id"]
+        except docker.errors.APIError as e:
+            if e.status_code != 409:
+                raise
+            # Same name: a container of an earlier attempt for this member id; it is stale by definition.
+            self._remove_blocking(spec["name"])
+            cid = api.create_container(**spec)["Id"]
+        with self._lock:
+            self._creating.add(cid)
+        try:
+            api.start(cid)
+            attrs = api.inspect_container(cid)
+        except BaseException:
+            self._remove_blocking(cid)
+            raise
+        finally:
+            with self._lock:
+                self._creating.discard(cid)
+        return self._sandbox(cid, attrs.get("Name", ""), labels, self._published(attrs))
+
+    def _published(self, attrs: dict[str, Any]) -> int | None:
+        bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{self.opts.port}/tcp") or []
+        for b in bindings:
+            if b.get("HostPort"):
+                return int(b["HostPort"])
+        return None
+
+    def _sandbox(self, cid: str, name: str, labels: dict[str, str], published: int | None) -> Sandbox:
+        host_port = int(labels[L_HOST_PORT]) if L_HOST_PORT in labels else published
+        ref = {"container_id": cid, "name": name.lstrip("/"), "image": self.opts.image,
+               "host_port": host_port, "revision": labels.get(L_REVISION, "")}
+        url = f"http://127.0.0.1:{host_port}" if host_port else ""
+        try:
+            expires_at = float(labels.get(L_EXPIRES, "0"))
+        except ValueError:
+            expires_at = 0.0
+        return Sandbox(labels.get(L_MEMBER, ""), url, ref, expires_at)
+
+    async def wait_ready(self, sb: Sandbox, timeout: float) -> None:
+        cfg = self.pool.readiness
+        deadline = time.monotonic() + timeout
+        last_inspect = time.monotonic()
+
+        async def probe() -> ProbeResult:
+            nonlocal last_inspect
+            left = max(0.05, deadline - time.monotonic())
+            result = await self._probe(sb, cfg, min(left, 2.0))
+            # Events can be missed (engine restarting): look at the container itself now and then.
+            if not result.ok and time.monotonic() - last_inspect > 0.5:
+                last_inspect = time.monotonic()
+                await self._refresh_state(sb)
+            return result
+
+        what = f"container {sb.ref.get('name', sb.member_id)}"
+        try:
+            await probes.poll_until_ready(probe, lambda: self.alive(sb), timeout, cfg.interval, what)
+        except SandboxDied as e:
+            how = self._dead.get(sb.ref.get("container_id", ""), "")
+            if how.startswith("exited with code 127"):
+                how += (f" (not found in the image: the command, or `{self.opts.ttl_command[0]}` that enforces "
+                        "the TTL; see docker.command and docker.ttl_command)")
+            raise SandboxDied(f"{e.message}; {how}" if how else e.message) from None
+
+    async def health(self, sb: Sandbox) -> ProbeResult:
+        cfg = self.pool.health or self.pool.readiness
+        cid = sb.ref.get("container_id", "")
+        if cid in self._dead:
+            return ProbeResult(False, f"container gone: {self._dead[cid]}")
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(cfg.timeout):
+                result = await self._probe(sb, cfg, cfg.timeout)
+                if not result.ok:
+                    await self._refresh_state(sb)
+        except TimeoutError:
+            result = ProbeResult(False, f"no answer in {cfg.timeout:g}s", time.monotonic() - start)
+        if cid in self._dead:
+            return ProbeResult(False, f"{result.detail}; container gone: {self._dead[cid]}", result.latency)
+        return result
+
+    def alive(self, sb: Sandbox) -> bool:
+        return sb.ref.get("container_id", "") not in self._dead
+
+    async def terminate(self, sb: Sandbox) -> None:
+        cid = sb.ref.get("container_id") or sb.ref.get("name")
+        if not cid:
+            return
+        self._terminating.add(cid)
+        try:
+            await self._call(f"removing {sb.member_id}", self._remove_blocking, cid)
+            # Marked dead before leaving _terminating, so a late "die" event is not reported as on_exit.
+            self._dead.setdefault(cid, "terminated")
+        finally:
+            self._terminating.discard(cid)
+        with self._lock:
+            self._known.pop(cid, None)
+
+    def _remove_blocking(self, cid: str) -> None:
+        import docker.errors
+
+        try:
+            self._docker().api.remove_container(cid, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            # auto-remove may be deleting it at the same moment: that is the outcome we want
+            if e.status_code != 409 or "in progress" not in str(e.explanation):
+                raise
+
+    async def list_ours(self) -> list[Sandbox]:
+        found = await self._call("listing containers", self._list_blocking)
+        with self._lock:
+            for sb in found:
+                self._known[sb.ref["container_id"]] = sb.member_id
+        return found
+
+    def _list_blocking(self) -> list[Sandbox]:
+        out = []
+        for c in self._docker().api.containers(all=True, filters=self._filters):
+            with self._lock:
+                in_creation = c["Id"] in self._creating
+            if c.get("State") != "running":
+                # never started (a create interrupted before start) or dead awaiting auto-remove: garbage
+                if not in_creation:
+                    self._remove_blocking(c["Id"])
+                continue
+            published = next((p.get("PublicPort") for p in c.get("Ports") or []
+                              if p.get("PrivatePort") == self.opts.port and p.get("PublicPort")), None)
+            out.append(self._sandbox(c["Id"], (c.get("Names") or [""])[0], c.get("Labels") or {}, published))
+        return out
+
+    async def close(self) -> None:
+        self._closing.set()
+        stream = self._stream
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:
+                pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._client is not None:
+            self._client.close()
+
+    # ------------------------------------------------------------------ probes
+
+    async def _probe(self, sb: Sandbox, cfg: ProbeConfig, timeout: float) -> ProbeResult:
+        if cfg.kind == "exec":
+            return await self._exec(sb, list(cfg.argv), timeout)
+        if not sb.url:
+            return ProbeResult(False, "no published port to probe")
+        if cfg.kind == "http":
+            return await probes.http_get(sb.url, cfg.path, timeout)
+        port = int(sb.url.rsplit(":", 1)[1])
+        if self.opts.network == "host":
+            return await probes.tcp_connect("127.0.0.1", port, timeout)
+        return await self._tcp_through_proxy(port, timeout)
+
+    async def _tcp_through_proxy(self, port: int, timeout: float) -> ProbeResult:
+        """docker-proxy accepts on the host port even when nothing listens inside, then hangs up at once;
+        so a connection only counts when it is still open a moment later (or the server spoke)."""
+        start = time.monotonic()
+        writer = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                data = await asyncio.wait_for(reader.read(1), min(0.05, timeout))
+            except TimeoutError:
+                data = b"open"
+            ok = bool(data)
+            return ProbeResult(ok, "TCP connect ok" if ok else "TCP: closed at once (nothing listening inside)",
+                               time.monotonic() - start)
+        except (TimeoutError, OSError) as e:
+            return ProbeResult(False, f"TCP connect: {e or 'timed out'}", time.monotonic() - start)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def _exec(self, sb: Sandbox, argv: list[str], timeout: float) -> ProbeResult:
+        start = time.monotonic()
+        # The in-container deadline reaps a hung probe; the thread waiting on it then returns too.
+        prefix = [a.replace("{ttl}", str(max(1, math.ceil(timeout)))) for a in self.opts.ttl_command]
+        try:
+            async with asyncio.timeout(timeout + 1.0):
+                rc, last = await self._call("running an exec probe", self._exec_blocking,
+                                            sb.ref.get("container_id", ""), prefix + argv)
+        except TimeoutError:
+            return ProbeResult(False, f"exec {argv[0]}: still running after {timeout:g}s", time.monotonic() - start)
+        except ProviderError as e:
+            return ProbeResult(False, f"exec {argv[0]}: {e.message}", time.monotonic() - start)
+        detail = f"exec {argv[0]}: exit {rc}" + (" (killed: out of memory or timeout)" if rc == 137 else "")
+        if rc != 0 and last:
+            detail += f": {last}"
+        return ProbeResult(rc == 0, detail, time.monotonic() - start)
+
+    def _exec_blocking(self, cid: str, argv: list[str]) -> tuple[int, str]:
+        """Exit code and the output's last line; exec_start returns when the process ends."""
+        api = self._docker().api
+        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
+        # not stream=True: the SDK then leaves the hijacked socket open
+        tail = (api.exec_start(exec_id) or b"")[-512:]
+        info = api.exec_inspect(exec_id)
+        deadline = time.monotonic() + 2.0
+        while info.get("Running") and time.monotonic() < deadline:  # the engine records the exit a bit later
+            time.sleep(0.01)
+            info = api.exec_inspect(exec_id)
+        rc = info.get("ExitCode")
+        lines = tail.decode(errors="replace").strip().splitlines()
+        return (-1 if rc is None else int(rc)), (lines[-1][:200] if lines else "")
+
+    async def _refresh_state(self, sb: Sandbox) -> None:
+        """Mark the sandbox dead when the engine says it is not running (never raises)."""
+        cid = sb.ref.get("container_id", "")
+        try:
+            state = await self._call("inspecting a container", self._state_blocking, cid)
+        except ProviderError:
+            return
+        if state is not None:
+            self._mark_dead(cid, sb.member_id, state)
+
+    def _state_blocking(self, cid: str) -> str | None:
+        """None while running; else how it ended."""
+        import docker.errors
+
+        try:
+            st = self._docker().api.inspect_container(cid)["State"]
+        except docker.errors.NotFound:
+            return "container removed"
+        if st.get("Running"):
+            return None
+        return f"exited with code {st.get('ExitCode')}" + (" (OOM-killed)" if st.get("OOMKilled") else "")
+
+    # ------------------------------------------------------------------ deaths
+
+    def _mark_dead(self, cid: str, member_id: str | None, how: str) -> None:
+        """On the loop thread: remember the death and tell the engine, unless we did the killing."""
+        if cid in self._dead:
+            return
+        self._dead[cid] = how
+        while len(self._dead) > 10_000:
+            self._dead.pop(next(iter(self._dead)))
+        with self._lock:
+            self._known.pop(cid, None)
+        if member_id and cid not in self._terminating:
+            self.ctx.on_exit(member_id)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
+
+    def _ensure_watcher(self) -> None:
+        if self._watcher is None and not self._closing.is_set():
+            self._loop = asyncio.get_running_loop()
+            self._watcher = threading.Thread(target=self._watch, name=f"poolui-docker-events-{self.pool.name}",
+                                             daemon=True)
+            self._watcher.start()
+
+    def _watch(self) -> None:
+        backoff = 0.2
+        while not self._closing.is_set():
+            try:
+                client = self._docker()
+                filters = {**self._filters, "type": "container", "event": ["die", "oom"]}
+                self._stream = client.events(decode=True, filters=filters)
+                if self._closing.is_set():
+                    break
+                self._reconcile_blocking(client)
+                self.watch_connected.set()
+                backoff = 0.2
+                oom: set[str] = set()
+                for ev in self._stream:
+                    cid, action = ev.get("id", ""), ev.get("Action") or ev.get("status")
+                    attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+                    if action == "oom":
+                        oom.add(cid)
+                    elif action == "die":
+                        how = f"exited with code {attrs.get('exitCode', '?')}" + (" (OOM-killed)" if cid in oom else "")
+                        oom.discard(cid)
+                        self._post(self._mark_dead, cid, attrs.get(L_MEMBER), how)
+            except Exception:
+                pass  # engine gone or restarting: reconnect below
+            finally:
+                self.watch_connected.clear()
+                stream, self._stream = self._stream, None
+                if stream is not None:
+                    try:
+                        stream.close()
+                    except Exception:
+                        pass
+            self._closing.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _reconcile_blocking(self, client: Any) -> None:
+        """After (re)connecting: containers believed alive but no longer running died while we were away."""
+        with self._lock:
+            before = dict(self._known)
+        running = {c["Id"] for c in client.api.containers(filters={**self._filters, "status": "running"})}
+        for cid, member_id in before.items():
+            if cid not in running:
+                self._post(self._mark_dead, cid, member_id, "gone while the engine was unreachable")
