@@ -1,0 +1,65 @@
+"""Fixtures for every test: no sandbox process may outlive the test that started it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+WATCHDOG_MARKER = b"poolui-watchdog"  # poolui.providers._watchdog.MARKER
+ENV_MARKER = b"POOLUI_SANDBOX="
+
+
+def _leftovers(root: bytes) -> dict[int, str]:
+    """Processes of this pytest run's sandboxes: watchdogs whose argv names a path under the run's temp
+    root, and plain-process sandboxes (HOME under that root) that got away from their watchdog."""
+    found: dict[int, str] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read()
+            if WATCHDOG_MARKER in cmd and root in cmd:
+                found[int(name)] = "watchdog"
+                continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if any(e.startswith(ENV_MARKER) for e in env) and any(e.startswith(b"HOME=" + root) for e in env):
+            found[int(name)] = cmd.replace(b"\0", b" ").decode(errors="replace").strip()
+    return found
+
+
+def _wait_gone(root: bytes, timeout: float) -> dict[int, str]:
+    deadline = time.monotonic() + timeout
+    while (left := _leftovers(root)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return left
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail a test that leaves sandbox processes running, and kill them so the next test starts clean."""
+    yield
+    root = str(tmp_path_factory.getbasetemp()).encode() + b"/"
+    left = _wait_gone(root, 1.0)  # a watchdog may be finishing its own cleanup
+    if not left:
+        return
+    for pid, what in left.items():
+        # A watchdog cleans up after itself on SIGTERM; a runaway sandbox process just dies.
+        try:
+            os.kill(pid, signal.SIGTERM if what == "watchdog" else signal.SIGKILL)
+        except OSError:
+            pass
+    for pid in _wait_gone(root, 3.0):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    pytest.fail("sandbox processes outlived the test (now killed): "
+                + "; ".join(f"pid {pid} {what}" for pid, what in left.items()))
