@@ -214,7 +214,7 @@ def event_lines(app: PoolApp) -> list[str]:
     from poolui.tui.widgets.event_log import EventLog
 
     log = app.dashboard.query_one("#events", EventLog)
-    return [strip.text for strip in log.lines]
+    return log.texts()
 
 
 async def test_maintenance_report(pool: tuple[PoolManager, Path]) -> None:

@@ -15,7 +15,6 @@ from collections import deque
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rich.text import Text
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -37,7 +36,7 @@ from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, KeyHelp
 from .screens.resize import ResizeScreen
 from .widgets.charts import Charts, History
-from .widgets.event_log import EventLog
+from .widgets.event_log import EventLog, action_line
 from .widgets.header import PoolHeader
 from .widgets.member_table import MemberTable
 from .widgets.pool_list import PoolList
@@ -335,10 +334,7 @@ class PoolApp(App[int]):
 
     def log_action(self, text: str, error: bool = False) -> None:
         """Operator actions go into the event pane too, so what was done sits next to what followed."""
-        line = Text(time.strftime("%H:%M:%S", time.localtime(self.now())), style="dim")
-        line.append(" » ", style="bold")
-        line.append(text, style="bold red" if error else "bold")
-        self.dashboard.query_one("#events", EventLog).write(line, scroll_end=True)
+        self.dashboard.query_one("#events", EventLog).add([action_line(self.now(), text, error)])
 
     # ------------------------------------------------------------------ view actions
 
