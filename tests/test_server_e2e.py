@@ -13,8 +13,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from server_fixtures import (PYTHON, Served, port_closed, pool_table, sandbox_processes, served, until,
-                             until_async)
+from server_fixtures import PYTHON, Served, pool_table, port_closed, sandbox_processes, served, until, until_async
 
 from poolui.errors import PoolNotFound, SandboxNotFound
 

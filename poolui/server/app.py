@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Query, Request, Security
+from fastapi import APIRouter, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
@@ -136,8 +136,9 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
     stats = StreamStats()
     bearer = HTTPBearer(auto_error=False, description="the token from the server's token file")
     app = FastAPI(title="poolui", version=_version(),
-                  description="Pools of warm sandboxes: claim one, get the URL of a server that is already up.",
-                  dependencies=[Security(bearer)], responses=ERROR_RESPONSES)
+                  description="Pools of warm sandboxes: claim one, get the URL of a server that is already up.")
+    # The token is checked by TokenAuth before routing; the dependency only documents it in the OpenAPI.
+    api = APIRouter(dependencies=[Security(bearer)], responses=ERROR_RESPONSES)
 
     @app.exception_handler(PoolError)
     async def _pool_error(request: Request, exc: PoolError) -> JSONResponse:
@@ -149,6 +150,9 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": a bad body, like any other
+            return JSONResponse({"error": "invalid_request", "detail": f"body: {exc.detail} (expected JSON)"},
+                                status_code=422)
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
@@ -159,20 +163,20 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
         return JSONResponse({"error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"},
                             status_code=500)
 
-    @app.get("/healthz", dependencies=[], tags=["service"])
+    @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Liveness, without a token; says nothing about the pools."""
         return {"ok": True, "stopping": opts.stopping.is_set()}
 
-    @app.get("/pools", tags=["pools"])
+    @api.get("/pools", tags=["pools"])
     async def list_pools(members: bool = False) -> dict[str, Any]:
         return {"pools": [s.to_dict() for s in await manager.list_pools(members=members)]}
 
-    @app.get("/pools/{pool}", tags=["pools"])
+    @api.get("/pools/{pool}", tags=["pools"])
     async def get_pool(pool: str, members: bool = True) -> dict[str, Any]:
         return (await manager.get(pool, members=members)).to_dict()
 
-    @app.post("/pools/{pool}/claim", response_model=ClaimOut, tags=["claims"])
+    @api.post("/pools/{pool}/claim", response_model=ClaimOut, tags=["claims"])
     async def claim(pool: str, request: Request, body: ClaimIn | None = None) -> Response:
         b = body or ClaimIn.model_validate({})
         manager.pool(pool)  # 404 before waiting on anything
@@ -186,44 +190,44 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
             return JSONResponse({"error": "client_gone", "detail": "client disconnected"}, status_code=408)
         return delivery.response(made)
 
-    @app.post("/pools/{pool}/sandboxes/{sandbox_id}/release", response_model=ReleaseOut, tags=["claims"])
+    @api.post("/pools/{pool}/sandboxes/{sandbox_id}/release", response_model=ReleaseOut, tags=["claims"])
     async def release(pool: str, sandbox_id: str) -> dict[str, Any]:
         return {"id": sandbox_id, "released": await manager.release(pool, sandbox_id)}
 
-    @app.post("/pools/{pool}/terminate", response_model=TerminateOut, tags=["operations"])
+    @api.post("/pools/{pool}/terminate", response_model=TerminateOut, tags=["operations"])
     async def terminate(pool: str, body: TerminateIn) -> dict[str, Any]:
         return {"terminated": await manager.terminate(pool, body.ids)}
 
-    @app.post("/pools/{pool}/resize", tags=["operations"])
+    @api.post("/pools/{pool}/resize", tags=["operations"])
     async def resize(pool: str, body: ResizeIn) -> dict[str, Any]:
         snap = await manager.resize(pool, target=body.target, min_ready=body.min_ready,
                                     max_ready=body.max_ready, persist=body.persist)
         return snap.to_dict()
 
-    @app.post("/pools/{pool}/drain", tags=["operations"])
+    @api.post("/pools/{pool}/drain", tags=["operations"])
     async def drain(pool: str, body: DrainIn | None = None) -> dict[str, Any]:
         b = body or DrainIn.model_validate({})
         return (await manager.drain(pool, wait=b.wait, timeout=b.timeout if b.wait else None)).to_dict()
 
-    @app.post("/pools/{pool}/pause", tags=["operations"])
+    @api.post("/pools/{pool}/pause", tags=["operations"])
     async def pause(pool: str) -> dict[str, Any]:
         return (await manager.pause(pool)).to_dict()
 
-    @app.post("/pools/{pool}/resume", tags=["operations"])
+    @api.post("/pools/{pool}/resume", tags=["operations"])
     async def resume(pool: str) -> dict[str, Any]:
         return (await manager.resume(pool)).to_dict()
 
-    @app.post("/pools/{pool}/maintain", tags=["operations"])
+    @api.post("/pools/{pool}/maintain", tags=["operations"])
     async def maintain(pool: str) -> dict[str, Any]:
         return (await manager.maintain(pool)).to_dict()
 
-    @app.get("/events/recent", tags=["events"])
+    @api.get("/events/recent", tags=["events"])
     async def recent_events(pool: str | None = None, limit: int = Query(200, ge=1, le=1000)) -> dict[str, Any]:
         if pool is not None:
             manager.pool(pool)
         return {"events": [e.to_dict() for e in manager.recent_events(pool, limit)]}
 
-    @app.get("/events", tags=["events"], response_class=Response,
+    @api.get("/events", tags=["events"], response_class=Response,
              responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}})
     async def events(request: Request, pool: str | None = None) -> Response:
         if pool is not None:
@@ -234,7 +238,7 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
                              heartbeat=opts.events_heartbeat, stopping=opts.stopping, stats=stats)
         return _AsgiResponse(stream)
 
-    @app.get("/metrics", tags=["service"], response_class=Response,
+    @api.get("/metrics", tags=["service"], response_class=Response,
              responses={200: {"content": {prom.CONTENT_TYPE: {}}, "description": "Prometheus text format"}})
     async def metrics() -> Response:
         text = prom.render(await manager.list_pools(members=False))
@@ -246,6 +250,7 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
         )
         return Response(text, media_type=prom.CONTENT_TYPE)
 
+    app.include_router(api)
     app.add_middleware(BoundedBody)
     app.add_middleware(TokenAuth, token=token)
     return app
