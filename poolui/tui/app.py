@@ -466,7 +466,7 @@ class PoolApp(App[int]):
         for active in self.dashboard.active_bindings.values():
             b = active.binding
             # Ours all have ids; the rest are Textual's scrolling and focus keys, summed up in the intro.
-            if b.id is None or b.action in seen:
+            if b.id in (None, "slower") or b.action in seen:  # "-" is listed with "+"
                 continue
             seen.add(b.action)
             action = b.action.removeprefix("app.").split("(")[0]

@@ -29,7 +29,7 @@ class PoolList(OptionList):
 
     def show(self, pools: list[PoolSnapshot], current: str) -> None:
         by_name = {p.name: p for p in pools}
-        names = sorted(set(self.names) | set(by_name), key=lambda n: (n not in self.names, n))
+        names = self.names + [n for n in by_name if n not in self.names]  # the file's order
         highlighted = current
         options = []
         for n in names:
