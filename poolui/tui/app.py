@@ -158,6 +158,8 @@ class PoolApp(App[int]):
 
     def tick_second(self) -> None:
         """TTL countdowns and the retry countdown move every second, between refreshes, without a fetch."""
+        if not self.dashboard.is_attached or not self.dashboard.children:
+            return  # shutting down: the widgets are already gone
         self.table().refresh()
         self.update_header()
 
@@ -327,7 +329,7 @@ class PoolApp(App[int]):
             self._events_timer = self.set_timer(delay, self.follow_events)
 
     def flush_log(self) -> None:
-        if not self._pending_log:
+        if not self._pending_log or not self.dashboard.children:
             return
         pending, self._pending_log = self._pending_log[-EVENTS_KEPT:], []
         self.dashboard.query_one("#events", EventLog).add(pending)

@@ -95,7 +95,8 @@ class EventLog(ScrollView):
         self.items.extend(items)
         self.virtual_size = Size(0, len(self.items))
         if follow:
-            self.scroll_end(animate=False, immediate=True)
+            # After the layout has taken the new height in; before it, the end is the old end.
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
         self.refresh()
 
     def replace(self, items: Iterable[Event | Text]) -> None:
