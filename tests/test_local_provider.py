@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -82,18 +83,23 @@ def state(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
+def namespace(state: Path) -> str:
+    """Unique per state directory, as the engine's: concurrent test runs must not see each other's sandboxes."""
+    return "t" + hashlib.sha256(str(state).encode()).hexdigest()[:10]
+
+
 @pytest.fixture
 async def make(state: Path) -> AsyncIterator[Make]:
     """Providers that are cleaned up however the test ends; `exits` collects on_exit calls."""
     made: list[local.LocalProvider] = []
 
-    async def make_(isolation: str = "auto", command: list[str] | None = None, ns: str = "ns1", name: str = "p",
+    async def make_(isolation: str = "auto", command: list[str] | None = None, ns: str = "", name: str = "p",
                     cgroups: bool = True, on_exit: Callable[[str], None] | None = None,
                     **extra: Any) -> local.LocalProvider:
         table = {"provider": "local", "command": command or HTTP, "local": {"isolation": isolation, "cgroups": cgroups},
                  "readiness": {"http": "/", "timeout": "10s", "interval": "5ms"}, **extra}
         cfg = parse_config({"pools": {name: table}}, "test").pools[name]
-        prov = local.make(cfg, ProviderContext(ns, state, on_exit or (lambda m: None)))
+        prov = local.make(cfg, ProviderContext(ns or namespace(state), state, on_exit or (lambda m: None)))
         await prov.check()
         made.append(prov)
         return prov
@@ -221,8 +227,8 @@ async def controller_that_dies(state: Path, isolation: str, ttl: float, command:
                                members: list[str]) -> list[Sandbox]:
     """Sandboxes made by another process, which is then killed with SIGKILL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CHILD, str(state), "ns1", isolation, str(ttl), json.dumps(command), ",".join(members),
-        stdout=asyncio.subprocess.PIPE)
+        sys.executable, "-c", CHILD, str(state), namespace(state), isolation, str(ttl), json.dumps(command),
+        ",".join(members), stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(30):
@@ -290,14 +296,17 @@ async def test_sandboxes_outlive_their_controller_and_are_adopted(make: Make, st
     await prov.terminate(a)
     assert gone(a, state)
     assert exits == []
+    again = await make(isolation, name="p", on_exit=exits.append)
+    [b] = await again.list_ours()  # no other call needed before on_exit works
     os.kill(b.ref["pid"], signal.SIGKILL)  # dies on its own: an adopted sandbox is not our child
-    await wait_for(lambda: exits == ["pu-b"], 5, what="on_exit for the adopted sandbox")
-    assert not prov.alive(b)
+    await wait_for(lambda: exits == ["pu-b", "pu-b"], 5, what="on_exit from both adopting providers")
+    assert not prov.alive(b) and not again.alive(b)
     await wait_for(lambda: gone(b, state) and not pids_of(["sleep", str(seconds)]), 5)
 
 
-async def test_list_ours_sees_only_its_namespace_and_pool(make: Make) -> None:
-    mine, other_ns, other_pool = await make(ns="ns1"), await make(ns="ns2"), await make(ns="ns1", name="q")
+async def test_list_ours_sees_only_its_namespace_and_pool(make: Make, state: Path) -> None:
+    ns = namespace(state)
+    mine, other_ns, other_pool = await make(ns=ns), await make(ns=ns + "-b"), await make(ns=ns, name="q")
     sbs = [await p.create(f"pu-{i}", 60) for i, p in enumerate((mine, other_ns, other_pool))]
     for p, sb in zip((mine, other_ns, other_pool), sbs, strict=True):
         assert [s.member_id for s in await p.list_ours()] == [sb.member_id]

@@ -227,6 +227,7 @@ class _Watch:
     def __init__(self, member_id: str, pid: int, pidfd: int, out_fd: int | None,
                  on_end: Callable[[_Watch], None]) -> None:
         self.member_id, self.pid, self.pidfd, self.out_fd = member_id, pid, pidfd, out_fd
+        self.own = out_fd is not None  # we spawned it, so we reap it
         self.on_end = on_end
         self.loop = asyncio.get_running_loop()
         self.head: bytes | None = None  # the first line: "started ..." or "failed ..."
@@ -272,8 +273,9 @@ class _Watch:
         self.loop.remove_reader(self.pidfd)
         os.close(self.pidfd)
         self.pidfd = -1
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, os.WNOHANG)  # ours only when we spawned it; reaping others fails harmlessly
+        if self.own:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self.pid, os.WNOHANG)
         while self.out_fd is not None and self._read():
             pass  # everything it wrote is in the pipe now
         self._close_out()
@@ -629,7 +631,10 @@ class LocalProvider:
         shutil.rmtree(self._member_dir(member_id), ignore_errors=True)
 
     async def list_ours(self) -> list[Sandbox]:
-        return await asyncio.to_thread(self._scan)
+        found = await asyncio.to_thread(self._scan)
+        for sb in found:
+            self._watch(sb)  # so on_exit comes promptly for adopted sandboxes too
+        return found
 
     def _scan(self) -> list[Sandbox]:
         found: list[Sandbox] = []
