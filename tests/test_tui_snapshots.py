@@ -286,3 +286,23 @@ async def test_pool_switcher_shows_a_degraded_pool() -> None:
                     5, "the gpu pool")
         await pilot.pause()
         compare("degraded_pool", screen_text(app))
+
+
+async def test_command_palette_runs_actions_and_leaves_out_disabled_ones() -> None:
+    clock = FrozenClock(wall=T0)
+    control = ScriptedControl(clock)
+    app = await open_app(control, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("ctrl+p", *"pause")
+        await until(pilot, lambda: "Pause (p)" in screen_text(app), 5, "the palette's hit")
+        await pilot.press("enter")
+        await until(pilot, lambda: ("pause", "web") in control.calls, 5, "the pause call")
+
+    ro = ScriptedControl(clock, read_only=True)
+    app = await open_app(ro, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("ctrl+p", *"claim")
+        await pilot.pause(0.3)
+        assert "Claim (c)" not in screen_text(app)
