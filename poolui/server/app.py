@@ -113,6 +113,9 @@ def error_response(e: PoolError) -> JSONResponse:
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
+        if err.get("type") == "json_invalid":
+            parts.append(f"body: not valid JSON ({(err.get('ctx') or {}).get('error', 'decode error')})")
+            continue
         loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid request"
