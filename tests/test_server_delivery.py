@@ -30,6 +30,15 @@ async def mgr(tmp_path: Path) -> AsyncIterator[PoolManager]:
         yield m
 
 
+async def turns_until(cond: Any, limit: int = 100_000) -> None:
+    """Let the loop run until cond() holds: a bounded number of turns, no wall-clock sleeping."""
+    for _ in range(limit):
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
 def receiver(gone: asyncio.Event) -> Any:
     async def receive() -> dict[str, Any]:
         await gone.wait()
@@ -52,8 +61,7 @@ async def test_gone_while_waiting_then_the_sandbox_arrives(mgr: PoolManager) -> 
     gone = asyncio.Event()
     d = delivery(mgr, gone, timeout=30)
     run = asyncio.ensure_future(d.run())
-    while mgr.snapshot("p").waiting == 0:
-        await asyncio.sleep(0)
+    await turns_until(lambda: not (mgr.snapshot("p").waiting == 0))
     gone.set()
     assert await run is None
     assert mgr.snapshot("p").waiting == 0
@@ -104,8 +112,7 @@ async def test_the_handler_is_cancelled_mid_claim(mgr: PoolManager) -> None:
     await mgr.pause("p")
     await mgr.claim("p")  # the only one: the next claim waits
     run = asyncio.ensure_future(delivery(mgr, asyncio.Event(), timeout=30).run())
-    while mgr.snapshot("p").waiting == 0:
-        await asyncio.sleep(0)
+    await turns_until(lambda: not (mgr.snapshot("p").waiting == 0))
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -153,8 +160,7 @@ async def test_events_client_whose_socket_stalls_is_dropped(mgr: PoolManager) ->
         sent.append(message)
 
     task = asyncio.ensure_future(stream({"type": "http"}, receiver(asyncio.Event()), send))
-    while stats.open == 0:
-        await asyncio.sleep(0)
+    await turns_until(lambda: not (stats.open == 0))
     t0 = time.perf_counter()
     for _ in range(200):  # the pool keeps claiming: emitting never waits for the stalled client
         c = await mgr.claim("p", timeout=5)
@@ -176,8 +182,7 @@ async def test_events_client_that_falls_behind_gets_a_dropped_event(mgr: PoolMan
             await slow.wait()
 
     task = asyncio.ensure_future(stream({"type": "http"}, receiver(asyncio.Event()), send))
-    while stats.open == 0 or len(sent) < 2:
-        await asyncio.sleep(0)
+    await turns_until(lambda: not (stats.open == 0 or len(sent) < 2))
     for _ in range(10):
         mgr.bus.emit(0.0, "p", "test")
     slow.set()
