@@ -61,7 +61,7 @@ async def test_gone_while_waiting_then_the_sandbox_arrives(mgr: PoolManager) -> 
     gone = asyncio.Event()
     d = delivery(mgr, gone, timeout=30)
     run = asyncio.ensure_future(d.run())
-    await turns_until(lambda: not (mgr.snapshot("p").waiting == 0))
+    await turns_until(lambda: mgr.snapshot("p").waiting == 1)
     gone.set()
     assert await run is None
     assert mgr.snapshot("p").waiting == 0
@@ -112,7 +112,7 @@ async def test_the_handler_is_cancelled_mid_claim(mgr: PoolManager) -> None:
     await mgr.pause("p")
     await mgr.claim("p")  # the only one: the next claim waits
     run = asyncio.ensure_future(delivery(mgr, asyncio.Event(), timeout=30).run())
-    await turns_until(lambda: not (mgr.snapshot("p").waiting == 0))
+    await turns_until(lambda: mgr.snapshot("p").waiting == 1)
     run.cancel()
     with pytest.raises(asyncio.CancelledError):
         await run
@@ -160,7 +160,7 @@ async def test_events_client_whose_socket_stalls_is_dropped(mgr: PoolManager) ->
         sent.append(message)
 
     task = asyncio.ensure_future(stream({"type": "http"}, receiver(asyncio.Event()), send))
-    await turns_until(lambda: not (stats.open == 0))
+    await turns_until(lambda: stats.open == 1)
     t0 = time.perf_counter()
     for _ in range(200):  # the pool keeps claiming: emitting never waits for the stalled client
         c = await mgr.claim("p", timeout=5)
@@ -182,7 +182,7 @@ async def test_events_client_that_falls_behind_gets_a_dropped_event(mgr: PoolMan
             await slow.wait()
 
     task = asyncio.ensure_future(stream({"type": "http"}, receiver(asyncio.Event()), send))
-    await turns_until(lambda: not (stats.open == 0 or len(sent) < 2))
+    await turns_until(lambda: stats.open == 1 and len(sent) >= 2)
     for _ in range(10):
         mgr.bus.emit(0.0, "p", "test")
     slow.set()
