@@ -1,0 +1,130 @@
+"""Argument dispatch (console, serve, --headless) and where the server and token are found."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from poolui import cli
+from poolui.connect import find_endpoint, url_from_listen
+from poolui.errors import ConfigError
+
+PYTHON = sys.executable
+
+
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k in list(os.environ):
+        if k.startswith("POOLUI_"):
+            monkeypatch.delenv(k)
+
+
+def pool_file(tmp_path: Path, server: str = "") -> Path:
+    p = tmp_path / "pools.toml"
+    p.write_text("[pools.a]\nprovider = 'instant'\n" + (f"[server]\n{server}\n" if server else ""))
+    return p
+
+
+def test_help_texts() -> None:
+    r = subprocess.run([PYTHON, "-m", "poolui.cli", "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "--headless" in r.stdout and "--read-only" in r.stdout
+    r = subprocess.run([PYTHON, "-m", "poolui.cli", "serve", "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "--listen" in r.stdout and "--on-shutdown" in r.stdout
+    r = subprocess.run([PYTHON, "-m", "poolui.cli", "--headless", "--help"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "no TUI at all" in r.stdout and "3 UNKNOWN" in r.stdout
+
+
+def test_headless_flag_anywhere_and_options_before_or_after_the_verb(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+
+    async def fake_run(args: Any) -> int:
+        seen.update(vars(args))
+        return 0
+
+    monkeypatch.setattr("poolui.headless.run_async", fake_run)
+    assert cli.main(["--json", "--headless", "--pool", "a", "resize", "3", "--persist"]) == 0
+    assert seen["verb"] == "resize" and seen["json"] is True and seen["pool"] == "a" and seen["target"] == 3
+    assert cli.main(["--headless", "check", "--server", "http://x:1", "--json"]) == 0
+    assert seen["server"] == "http://x:1" and seen["json"] is True
+
+
+def test_console_says_what_to_do_when_it_is_not_there(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    real = importlib.import_module
+
+    def missing(name: str, *a: Any) -> Any:
+        if name == "poolui.tui.app":
+            raise ImportError("No module named 'poolui.tui.app'")
+        return real(name, *a)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    assert cli.main(["--read-only"]) == 2
+    assert "poolui --headless demo" in capsys.readouterr().err
+
+
+def test_console_gets_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    got: dict[str, Any] = {}
+
+    class FakeApp:
+        @staticmethod
+        def run(args: Any) -> int:
+            got.update(vars(args))
+            return 0
+
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: FakeApp)
+    assert cli.main(["--config", "f.toml", "--server", "http://h:1", "--read-only"]) == 0
+    assert got["config"] == "f.toml" and got["server"] == "http://h:1" and got["read_only"] is True
+
+
+def test_serve_with_a_bad_pool_file_names_it(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pools.a]\nprovider = 'nowhere'\n")
+    r = subprocess.run([PYTHON, "-m", "poolui.cli", "serve", "--config", str(bad)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and str(bad) in r.stderr and "provider" in r.stderr
+
+
+def test_server_url_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env(monkeypatch)
+    monkeypatch.setenv("POOLUI_TOKEN", "t")
+    listen = pool_file(tmp_path, "listen = '0.0.0.0:9000'")
+    assert find_endpoint(config=listen).url == "http://127.0.0.1:9000"
+    with_url = pool_file(tmp_path, "listen = '0.0.0.0:9000'\nurl = 'https://pools.example/'")
+    assert find_endpoint(config=with_url).url == "https://pools.example"
+    monkeypatch.setenv("POOLUI_SERVER", "http://env:1")
+    e = find_endpoint(config=with_url)
+    assert (e.url, e.url_source) == ("http://env:1", "$POOLUI_SERVER")
+    assert find_endpoint(server="http://flag:2", config=with_url).url == "http://flag:2"
+    with pytest.raises(ConfigError, match="expected an http:// URL"):
+        find_endpoint(server="ftp://x")
+    assert url_from_listen("[::]:8765") == "http://[::1]:8765"
+    assert url_from_listen("10.0.0.5:80") == "http://10.0.0.5:80"
+
+
+def test_token_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clean_env(monkeypatch)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "token").write_text("from-state\n")
+    named = tmp_path / "named-token"
+    named.write_text("from-pool-file")
+    flag = tmp_path / "flag-token"
+    flag.write_text("from-flag")
+    cfg = pool_file(tmp_path, f"state_dir = '{state}'")
+    assert find_endpoint(config=cfg).token == "from-state"
+    cfg2 = pool_file(tmp_path, f"state_dir = '{state}'\ntoken_file = '{named}'")
+    assert find_endpoint(config=cfg2).token == "from-pool-file"
+    assert find_endpoint(config=cfg2, token_file=flag).token == "from-flag"
+    assert find_endpoint(server="http://x:1", state_dir=state).token == "from-state"
+    monkeypatch.setenv("POOLUI_TOKEN", "from-env")
+    e = find_endpoint(config=cfg2, token_file=flag)
+    assert (e.token, e.token_source) == ("from-env", "$POOLUI_TOKEN")
+    monkeypatch.delenv("POOLUI_TOKEN")
+    e = find_endpoint(server="http://x:1", state_dir=tmp_path / "empty")
+    assert e.token is None and e.token_source.endswith("(missing)")
