@@ -372,3 +372,13 @@ async def test_warm_up_timeout_says_which_pool_and_why(tmp_path: Path) -> None:
         provider(mgr).fail = True
         with pytest.raises(WarmUpTimeout, match=r"pool 'p' has 0/3 ready \(degraded: .*told to fail"):
             await mgr.warm_up(0.5)
+
+
+async def test_snapshot_views_follow_every_change(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=1), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        (before,) = mgr.snapshot("p").members
+        claim = await mgr.claim("p", claim_key="k")
+        after = {m.id: m for m in mgr.snapshot("p").members}[claim.id]
+        assert (before.state, after.state, after.claim_key) == ("ready", "claimed", "k")
+        assert after.ttl_left <= before.ttl_left

@@ -51,6 +51,7 @@ class Member:
     adopted: bool = False
     doomed: bool = False  # asked to go while its create was still running
     holders: int = 0  # how many claimers hold it: the double hand-out oracle, must stay <= 1
+    view: MemberView | None = None  # the last view made of it; dropped on every change (snapshots reuse it)
 
     @property
     def url(self) -> str:

@@ -115,6 +115,7 @@ class Pool:
 
     def _set(self, m: Member, state: MemberState, kind: str, detail: str = "") -> None:
         m.state = state
+        m.view = None
         self.store.set_state(m)
         self._emit(kind, m, detail)
 
@@ -536,7 +537,7 @@ class Pool:
         result = await self.provider.health(m.sandbox)
         m.last_probe_at = self.clock.time()
         was = m.health_ok
-        m.health_ok, m.health_detail = result.ok, result.detail
+        m.health_ok, m.health_detail, m.view = result.ok, result.detail, None
         if not result.ok:
             self._emit("probe_failed", m, result.detail)
             if m.state is S.READY:
@@ -690,13 +691,19 @@ class Pool:
     # ------------------------------------------------------------------ views
 
     def view(self, m: Member) -> MemberView:
+        """A member's view; unchanged members keep theirs between snapshots with only ttl_left renewed,
+        which keeps a snapshot of 10,000 members cheap enough for a once-a-second console tick."""
+        if m.view is not None:
+            m.view.ttl_left = max(0.0, self.ttl_left(m))
+            return m.view
         health = "unknown" if m.health_ok is None else "ok" if m.health_ok else "failing"
-        return MemberView(
+        m.view = MemberView(
             id=m.id, state=m.state.value, url=m.url, created_at=m.created_at, ready_at=m.ready_at,
             claimed_at=m.claimed_at, expires_at=m.expires_at, ttl_left=max(0.0, self.ttl_left(m)),
             health=health, health_detail=m.health_detail, last_probe_at=m.last_probe_at,
             claim_key=m.claim_key, reason=m.reason, adopted=m.adopted,
         )
+        return m.view
 
     def snapshot(self, members: bool = True) -> PoolSnapshot:
         cfg = self.cfg
