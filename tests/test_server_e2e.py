@@ -256,7 +256,12 @@ def test_sigterm_keeps_sandboxes_and_restart_adopts_them() -> None:
         sid, url = s.headless("claim", "--wait", "20").stdout.split()
         assert answers(url)
         first_url = s.url
-        assert s.stop(signal.SIGTERM) == 0
+        host, port = s.url.removeprefix("http://").rsplit(":", 1)
+        events = socket.create_connection((host, int(port)))
+        events.sendall(f"GET /events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {s.token}\r\n\r\n".encode())
+        until(lambda: event_clients(s) == 1, 10, "an events stream to be open")
+        assert s.stop(signal.SIGTERM) == 0  # an open stream ends with the server, it does not hold it up
+        events.close()
         assert port_closed(first_url)
         assert answers(url), "a claimed sandbox must survive the server's graceful stop"
         s.start("--on-shutdown", "terminate")
