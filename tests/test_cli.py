@@ -128,3 +128,22 @@ def test_token_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("POOLUI_TOKEN")
     e = find_endpoint(server="http://x:1", state_dir=tmp_path / "empty")
     assert e.token is None and e.token_source.endswith("(missing)")
+
+
+async def test_open_control_falls_back_to_embedded_only_when_no_server_was_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolui.connect import open_control
+    from poolui.core.manager import PoolManager
+    from poolui.errors import ServerUnreachable
+
+    clean_env(monkeypatch)
+    cfg = pool_file(tmp_path, f"listen = '127.0.0.1:9'\nstate_dir = '{tmp_path / 'state'}'")
+    async with open_control(config=cfg) as control:  # nothing listens on :9, nothing named: embedded
+        assert isinstance(control, PoolManager) and control.embedded
+        assert control.names == ["a"]
+    with pytest.raises(ServerUnreachable):
+        async with open_control(server="http://127.0.0.1:9", config=cfg):
+            pass
+    with pytest.raises(ServerUnreachable):
+        async with open_control(config=cfg, embedded=False):
+            pass

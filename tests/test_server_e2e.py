@@ -311,6 +311,15 @@ def test_second_signal_exits_at_once() -> None:
                     f.close()
 
 
+async def test_open_control_connects_to_a_running_server(web: Served) -> None:
+    from poolui.client import PoolClient
+    from poolui.connect import open_control
+
+    async with open_control(server=web.url, token_file=web.state_dir / "token") as control:
+        assert isinstance(control, PoolClient) and control.embedded is False
+        assert [s.name for s in await control.list_pools()] == ["web"]
+
+
 def test_serve_refuses_a_port_in_use(web: Served) -> None:
     host_port = web.url.removeprefix("http://")
     r = subprocess.run([PYTHON, "-m", "poolui.cli", "serve", "--config", str(web.config), "--listen", host_port,
