@@ -1,0 +1,36 @@
+"""The tags that make a Modal sandbox ours, and how poolui's values fit Modal's tag rules."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+from ..errors import ProviderError
+
+TAG_NS, TAG_POOL, TAG_MEMBER = "poolui.namespace", "poolui.pool", "poolui.member"
+TAG_EXPIRES, TAG_REVISION = "poolui.expires_at", "poolui.revision"
+_TAG_RE = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")  # Modal's rule for tag names and values
+_ENCODED = "b32."
+
+
+def tag_value(text: str) -> str:
+    """A Modal-legal tag value for a marker that is only ever matched (pool name, namespace)."""
+    return text if _TAG_RE.match(text) else "h." + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def encode_member(member_id: str) -> str:
+    """Member ids must come back exactly from the tag, so odd ones are base32-encoded rather than hashed."""
+    if _TAG_RE.match(member_id) and not member_id.startswith(_ENCODED):
+        return member_id
+    coded = _ENCODED + base64.b32encode(member_id.encode()).decode().rstrip("=").lower()
+    if not _TAG_RE.match(coded):
+        raise ProviderError(f"member id {member_id!r} is too long to be stored in a Modal tag")
+    return coded
+
+
+def decode_member(tag: str) -> str:
+    if not tag.startswith(_ENCODED):
+        return tag
+    body = tag[len(_ENCODED):].upper()
+    return base64.b32decode(body + "=" * (-len(body) % 8)).decode()
