@@ -542,3 +542,16 @@ async def test_cancelled_calls_return_at_once(fake: FakeModal, made: Made) -> No
             await task
     assert time.monotonic() - start < 0.5
     fake.come_back()
+
+
+async def test_refused_connection_fails_with_the_sdk_message(fake: FakeModal, made: Made) -> None:
+    """With a connection already open, the SDK itself gives up on a refusing API within a second."""
+    p = made(api_timeout="5s")
+    sb = await p.create("pu-1", 60)
+    fake.go_down("refuse")
+    err, took = await fails_in(p.terminate(sb), ProviderError)
+    assert "cannot reach the Modal API" in str(err) and "Connect call failed" in str(err) and took < 2.5, err
+    assert isinstance(err.__cause__, modal.exception.ConnectionError)
+    fake.come_back()
+    await p.terminate(sb)
+    assert fake.sandboxes()[0].returncode == 137

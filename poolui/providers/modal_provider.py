@@ -181,7 +181,8 @@ class ModalProvider:
                     self._mark_dead(sb.ref["sandbox_id"], how, notify=False)
                     raise SandboxDied(f"{what}: {how} before it was ready")
                 if ready in done:
-                    e = ready.exception()
+                    cut = ProviderError(f"{what}: the readiness wait was cut short")
+                    e = cut if ready.cancelled() else ready.exception()
                     if e is None:
                         return
                     ended = await self._poll(sb, self.opts.api_timeout, notify=False, quiet=True)
@@ -373,6 +374,8 @@ class ModalProvider:
 
 def _ended(h: Any, exited: asyncio.Future[Any]) -> str:
     """How the sandbox ended, from a finished wait(); "" when the wait itself failed (keep waiting)."""
+    if exited.cancelled():
+        return ""
     e = exited.exception()
     if e is None:
         return _exit_text(h.returncode)

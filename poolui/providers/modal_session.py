@@ -74,6 +74,9 @@ class ModalApi:
             url = session.server_url if session else self.server_url()
             why = await diagnose(url, spare)
             raise ProviderError(f"{what}: no answer from the Modal API at {url} within {budget:g}s ({why})")
+        if task.cancelled():
+            # Not the caller's cancellation: the SDK cancels calls whose client was closed meanwhile.
+            raise ProviderError(f"{what}: the call was cut short (its Modal client was closed)")
         try:
             return task.result()
         except Exception as e:
