@@ -383,3 +383,21 @@ async def test_snapshot_views_follow_every_change(tmp_path: Path) -> None:
         after = {m.id: m for m in mgr.snapshot("p").members}[claim.id]
         assert (before.state, after.state, after.claim_key) == ("ready", "claimed", "k")
         assert after.ttl_left <= before.ttl_left
+
+
+async def test_an_unreachable_provider_at_start_degrades_then_adopts_and_refills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from poolui.providers import instant
+
+    monkeypatch.setitem(instant.INSTANT_UNREACHABLE, "p", True)
+    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
+        snap = mgr.snapshot("p")
+        assert snap.state == "degraded" and "unreachable" in snap.reason
+        assert provider(mgr).created == 0  # nothing is made before leftovers are accounted for
+        with pytest.raises(ClaimTimeout, match="degraded: provider unreachable"):
+            await mgr.claim("p", timeout=0.1)
+        provider(mgr).unreachable = False
+        await mgr.warm_up(10)
+        assert mgr.snapshot("p").state == "healthy"
+        assert "recovered" in [e.kind for e in mgr.recent_events("p")]

@@ -77,10 +77,9 @@ class PoolManager:
                 ctx = ProviderContext(namespace=namespace, state_dir=self.state_dir,
                                       on_exit=self._exit_handler(name))
                 provider = make_provider(cfg, ctx)
-                await provider.check()
                 pool = Pool(cfg, provider, self.store, self.bus, self.clock)
                 self.pools[name] = pool
-                adopted, killed = await pool.adopt(self.store.members(name))
+                adopted, killed = await pool.open(self.store.members(name))
                 if adopted or killed:
                     self.bus.emit(self.clock.time(), name, "restarted", None, None,
                                   f"adopted {adopted}, killed {killed} left over")

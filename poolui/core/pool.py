@@ -23,6 +23,8 @@ from ..errors import (
     PoolDraining,
     PoolError,
     PoolExhausted,
+    ProviderError,
+    ProviderUnavailable,
     SandboxNotFound,
 )
 from ..providers.base import Provider
@@ -71,6 +73,7 @@ class Pool:
         self._loops: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._drained_said = False
+        self._unadopted: list[StoredMember] | None = None  # rows left to adopt while the provider is unreachable
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -456,7 +459,37 @@ class Pool:
 
     # ------------------------------------------------------------------ the reconcile loop
 
+    async def open(self, rows: list[StoredMember]) -> tuple[int, int]:
+        """Check the provider and adopt what a previous manager left. A provider that is merely unreachable
+        (not misconfigured) leaves the pool degraded, adopting and refilling once it answers again."""
+        try:
+            await self.provider.check()
+            return await self.adopt(rows)
+        except ProviderUnavailable:
+            raise
+        except ProviderError as e:
+            self._unadopted = rows
+            self.degraded_reason = f"provider unreachable: {e}"
+            self._emit("degraded", None, self.degraded_reason)
+            return 0, 0
+
+    async def _adopt_when_reachable(self) -> None:
+        delay = 0.5
+        while self._unadopted is not None:
+            await asyncio.sleep(delay)
+            delay = min(BACKOFF_MAX, delay * 2)
+            try:
+                await self.provider.check()
+                adopted, killed = await self.adopt(self._unadopted)
+            except ProviderError as e:
+                self.degraded_reason = f"provider unreachable: {e}"
+                continue
+            self._unadopted = None
+            self.degraded_reason = ""
+            self._emit("recovered", None, f"provider reachable again; adopted {adopted}, killed {killed}")
+
     async def _reconcile_loop(self) -> None:
+        await self._adopt_when_reachable()
         while True:
             self._kick.clear()
             wake = self.reconcile()
@@ -468,6 +501,8 @@ class Pool:
 
     def reconcile(self) -> float:
         """Bring the pool toward what it should be; returns how long it may sleep before looking again."""
+        if self._unadopted is not None:
+            return 1.0  # nothing is created before what may still be running has been accounted for
         now = self.clock.monotonic()
         sleep = 1.0
         for m in list(self.members.values()):

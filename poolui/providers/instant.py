@@ -16,6 +16,9 @@ from ..durations import parse_duration
 from ..errors import ConfigError, ProviderError, ReadinessTimeout
 from .base import ProbeResult, ProviderContext, Sandbox
 
+# Pool names whose provider starts out unreachable: lets a test fail a manager's very first check.
+INSTANT_UNREACHABLE: dict[str, bool] = {}
+
 
 @dataclass(frozen=True)
 class InstantOptions:
@@ -50,6 +53,7 @@ class InstantProvider:
         self.ready_delay = opts.ready_delay
         self.fail = opts.fail
         self.never_ready = False
+        self.unreachable = INSTANT_UNREACHABLE.get(pool.name, False)
         self.unhealthy: set[str] = set()
         self.live: dict[str, Sandbox] = {}
         self.created = 0
@@ -60,7 +64,8 @@ class InstantProvider:
         return "none (instant test provider)"
 
     async def check(self) -> None:
-        return None
+        if self.unreachable:
+            raise ProviderError("instant provider told to be unreachable")
 
     async def create(self, member_id: str, ttl: float) -> Sandbox:
         if self.create_delay:
@@ -92,6 +97,8 @@ class InstantProvider:
             self.terminated += 1
 
     async def list_ours(self) -> list[Sandbox]:
+        if self.unreachable:
+            raise ProviderError("instant provider told to be unreachable")
         return list(self.live.values())
 
     async def close(self) -> None:
