@@ -105,24 +105,20 @@ def check_line(s: PoolSnapshot, status: Nagios, problems: list[str]) -> str:
     return f"{text} | {perf}"
 
 
-async def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
+    """Synchronous on purpose: no asyncio or httpx to import, so it stays far inside its 200 ms."""
+    from .client_sync import fetch_pools
+    from .connect import find_endpoint
+
     try:
-        client = _client(args)
-    except ConfigError as e:
-        out(f"POOLUI UNKNOWN - {e}")
+        endpoint = find_endpoint(args.server, args.config, args.token_file, args.state_dir)
+        snaps = fetch_pools(endpoint.url, endpoint.token, args.pool, members=args.json, timeout=args.timeout)
+    except (ConfigError, ServerUnreachable, Unauthorized, PoolNotFound) as e:
+        if args.json:
+            emit_json({"status": "UNKNOWN", "exit_code": int(Nagios.UNKNOWN), "detail": str(e), "pools": []})
+        else:
+            out(f"POOLUI UNKNOWN - {e}")
         return Nagios.UNKNOWN
-    async with client:
-        try:
-            if args.pool:
-                snaps = [await client.get(args.pool, members=args.json)]
-            else:
-                snaps = await client.list_pools(members=args.json)
-        except (ServerUnreachable, Unauthorized, PoolNotFound) as e:
-            if args.json:
-                emit_json({"status": "UNKNOWN", "exit_code": int(Nagios.UNKNOWN), "detail": str(e), "pools": []})
-            else:
-                out(f"POOLUI UNKNOWN - {e}")
-            return Nagios.UNKNOWN
     rows = [(s, *assess(s)) for s in snaps]
     worst = max((r[1] for r in rows), default=Nagios.UNKNOWN)
     if args.json:
@@ -430,8 +426,6 @@ def _exit_for(e: PoolError) -> int:
 
 
 async def run_async(args: argparse.Namespace) -> int:
-    if args.verb == "check":
-        return await cmd_check(args)
     if args.verb == "demo":
         return await cmd_demo(args)
     async with _client(args) as client:
@@ -457,9 +451,19 @@ def _import_httpx_lean() -> None:
 
 
 def main(argv: list[str]) -> int:
-    _import_httpx_lean()
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verb == "check":
+        try:
+            return cmd_check(args)
+        except PoolError as e:
+            out(f"POOLUI UNKNOWN - {e.code}: {e}")
+            return Nagios.UNKNOWN
+        except KeyboardInterrupt:
+            return Nagios.UNKNOWN
+        except BrokenPipeError:
+            return Nagios.UNKNOWN
+    _import_httpx_lean()
     try:
         return asyncio.run(run_async(args))
     except KeyboardInterrupt:

@@ -200,8 +200,12 @@ def served(pools: dict[str, dict[str, Any]], *extra: str, start: bool = True,
     finally:
         try:
             s.kill()
-            sweep(s.state_dir)
-            until(lambda: not sandbox_processes(s.state_dir), 10, "sandbox processes to exit")
+
+            def swept() -> bool:
+                sweep(s.state_dir)
+                return not sandbox_processes(s.state_dir)
+
+            until(swept, 15, "sandbox processes to exit")
             if s.url:
                 assert port_closed(s.url), f"{s.url} still accepts connections"
         finally:

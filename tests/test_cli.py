@@ -47,7 +47,12 @@ def test_headless_flag_anywhere_and_options_before_or_after_the_verb(monkeypatch
         seen.update(vars(args))
         return 0
 
+    def fake_check(args: Any) -> int:
+        seen.update(vars(args))
+        return 0
+
     monkeypatch.setattr("poolui.headless.run_async", fake_run)
+    monkeypatch.setattr("poolui.headless.cmd_check", fake_check)
     assert cli.main(["--json", "--headless", "--pool", "a", "resize", "3", "--persist"]) == 0
     assert seen["verb"] == "resize" and seen["json"] is True and seen["pool"] == "a" and seen["target"] == 3
     assert cli.main(["--headless", "check", "--server", "http://x:1", "--json"]) == 0

@@ -110,6 +110,7 @@ class ClaimResponse(JSONResponse):
             if not watcher.done():
                 await super().__call__(scope, receive, send)
                 delivered = True
+                log.debug("claim %s of pool %s written to the client", self._claim.id, self._claim.pool)
         finally:
             watcher.cancel()
             if not delivered:
