@@ -31,13 +31,15 @@ class PoolClient:
     embedded = False
 
     def __init__(self, url: str, token: str | None, timeout: float = 10.0,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 100) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         headers = {"authorization": f"Bearer {token}"} if token else {}
         # Loading the CA bundle costs ~40 ms (a fifth of `check`'s budget); plain http has nothing to verify.
+        # httpx keeps 20 idle connections by default; many concurrent claimers then reconnect on every call.
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
-                                       trust_env=False, verify=self.url.startswith("https://"))
+                                       trust_env=False, verify=self.url.startswith("https://"), limits=limits)
         self._claim_timeouts: dict[str, float] = {}
 
     async def __aenter__(self) -> PoolClient:
