@@ -220,3 +220,20 @@ def test_reader_that_stops_reading_does_not_slow_claims() -> None:
         assert latencies[len(latencies) // 2] < 0.02, latencies[len(latencies) // 2]
         slow.close()
         until(lambda: metric("poolui_event_clients") == 0, 30, "the server to notice the reader left")
+
+
+async def test_cancelled_between_the_endpoint_and_the_answer(mgr: PoolManager) -> None:
+    gone = asyncio.Event()
+    d = delivery(mgr, gone)
+    claim = await d.run()
+    assert claim is not None and counts(mgr)["claimed"] == 1
+    # The response is never called (the request task was cancelled); the connection then ends.
+    gone.set()
+    await turns_until(lambda: counts(mgr)["claimed"] == 0)
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await d.response(claim)({"type": "http"}, receiver(gone), send)  # late and harmless: nothing sent, once
+    assert sent == [] and mgr.snapshot("p").metrics["claims"]["warm"] == 1

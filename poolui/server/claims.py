@@ -23,6 +23,7 @@ from ..errors import PoolError
 log = logging.getLogger("poolui.server")
 
 REPEATED = "repeated claim_key"  # the engine's reason for handing back a claim it already made
+_background: set[asyncio.Task[None]] = set()  # rollbacks started from callbacks, kept until they finish
 
 
 async def wait_disconnect(receive: Receive) -> None:
@@ -42,6 +43,8 @@ class ClaimDelivery:
         self._release = release
         self._receive = receive
         self.watcher: asyncio.Task[None] | None = None
+        self.settled = False  # the answer is being written, or the claim was given back
+        self._rolled_back = False
 
     async def run(self) -> Claim | None:
         """The claim, or None when the client left before it was made (any claim made then is released)."""
@@ -64,7 +67,17 @@ class ClaimDelivery:
         if self.watcher.done():  # both finished in the same turn: the client is gone all the same
             await self.rollback(claim)
             return None
+        # Should the request be cancelled before the answer is even attempted (a forced shutdown lands between
+        # the endpoint and the response), the connection's end still gives the claim back.
+        self.watcher.add_done_callback(lambda w: self._gone_before_answer(w, claim))
         return claim
+
+    def _gone_before_answer(self, watcher: asyncio.Task[None], claim: Claim) -> None:
+        if not self.settled and not watcher.cancelled():
+            self.settled = True
+            task = asyncio.ensure_future(self.rollback(claim))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     async def _abandon(self, task: asyncio.Task[Claim]) -> None:
         task.cancel()
@@ -78,6 +91,10 @@ class ClaimDelivery:
         await self.rollback(claim)
 
     async def rollback(self, claim: Claim) -> None:
+        self.settled = True
+        if self._rolled_back:
+            return
+        self._rolled_back = True
         if claim.reason == REPEATED:
             return  # an earlier request made this claim and answers for it
         log.info("client left before claim %s of pool %s was delivered: releasing it", claim.id, claim.pool)
@@ -108,6 +125,7 @@ class ClaimResponse(JSONResponse):
             # check to the (small, unbuffered) write below there is no await, so nothing can slip between.
             await asyncio.sleep(0)
             if not watcher.done():
+                self._delivery.settled = True  # from here on, this method answers for the claim
                 await super().__call__(scope, receive, send)
                 delivered = True
                 log.debug("claim %s of pool %s written to the client", self._claim.id, self._claim.pool)
