@@ -125,15 +125,16 @@ class Pool:
     def ttl_left(self, m: Member) -> float:
         return m.expires_mono - self.clock.monotonic()
 
-    def _eligible(self, m: Member) -> str:
-        """'' when m may be handed out now, else why not."""
+    def _eligible(self, m: Member, ask_provider: bool = True) -> str:
+        """'' when m may be handed out now, else why not. The reconcile pass skips asking the provider
+        (a /proc read per member locally): deaths reach it through on_exit, and every claim still asks."""
         if m.revision != self.cfg.revision:
             return "made from an old config revision"
         if self.ttl_left(m) < self.cfg.min_remaining_ttl:
             return "less than min_remaining_ttl left"
         if m.health_ok is False:
             return f"failed its last health check ({m.health_detail})"
-        if m.sandbox is not None and not self.provider.alive(m.sandbox):
+        if ask_provider and m.sandbox is not None and not self.provider.alive(m.sandbox):
             return "its sandbox has exited"
         return ""
 
@@ -394,6 +395,11 @@ class Pool:
                 self._failed(m, f"create failed: {e}")
                 return
             m.sandbox = sb
+            if sb.expires_at and sb.expires_at < m.expires_at:
+                # The provider's own hard end is what counts (Modal's timeout is whole seconds, rounded
+                # down): never promise a claimer, or count toward min_remaining_ttl, time it will not get.
+                early = m.expires_at - sb.expires_at
+                m.expires_at, m.expires_mono = sb.expires_at, m.expires_mono - early
             if m.doomed:
                 self._spawn(self._kill(m), f"kill-{m.id}")
                 return
@@ -507,7 +513,7 @@ class Pool:
         sleep = 1.0
         for m in list(self.members.values()):
             if m.state is S.READY:
-                why = self._eligible(m)
+                why = self._eligible(m, ask_provider=False)
                 if why:
                     self._retire(m, why)
                 else:
