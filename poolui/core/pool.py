@@ -40,6 +40,9 @@ S = MemberState
 IN_FLIGHT = (S.CREATING, S.STARTING)
 LIVE = (S.CREATING, S.STARTING, S.READY, S.CLAIMED)  # what counts against max_total
 BACKOFF_BASE = 0.2
+# Reasons a provider gives for being unavailable that may pass by themselves (as opposed to bad credentials
+# or a missing program): the pool starts degraded and retries instead of refusing to start.
+TRANSIENT = ("unreachable", "engine_unreachable")
 BACKOFF_MAX = 30.0
 
 
@@ -471,8 +474,13 @@ class Pool:
         try:
             await self.provider.check()
             return await self.adopt(rows)
-        except ProviderUnavailable:
-            raise
+        except ProviderUnavailable as e:
+            if e.reason not in TRANSIENT:
+                raise
+            self._unadopted = rows
+            self.degraded_reason = f"provider unreachable: {e}"
+            self._emit("degraded", None, self.degraded_reason)
+            return 0, 0
         except ProviderError as e:
             self._unadopted = rows
             self.degraded_reason = f"provider unreachable: {e}"

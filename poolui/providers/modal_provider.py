@@ -76,7 +76,7 @@ class ModalProvider:
         except ProviderUnavailable:
             raise
         except ProviderError as e:
-            raise ProviderUnavailable(str(e)) from e
+            raise ProviderUnavailable(str(e), reason="unreachable") from e
 
     def _probe(self) -> Any:
         modal = sdk()
