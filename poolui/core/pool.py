@@ -443,6 +443,7 @@ class Pool:
             if was:
                 self._emit("recovered", None, "a sandbox became ready again")
         m.health_ok, m.health_detail, m.last_probe_at = True, "readiness probe passed", m.ready_at
+        self.store.put(m)  # some providers only know the URL once the sandbox is ready (a Modal tunnel)
         self._set(m, S.READY, "ready", f"{(now - m.created_mono) * 1000:.0f}ms after create")
         if self.mode == "draining":
             self._retire(m, "pool draining")
