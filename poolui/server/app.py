@@ -149,7 +149,12 @@ def create_app(manager: PoolManager, token: str, options: ServerOptions | None =
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"error": "invalid_request", "detail": _validation_detail(exc)}, status_code=422)
+        detail = _validation_detail(exc)
+        ctype = request.headers.get("content-type", "")
+        if request.method == "POST" and "json" not in ctype and int(request.headers.get("content-length") or 0):
+            # FastAPI reads a body of another type as form data, which then fails as "not a dictionary"
+            detail = f"the body must be JSON sent with 'Content-Type: application/json' (got {ctype or 'none'})"
+        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
