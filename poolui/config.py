@@ -6,12 +6,13 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import tempfile
 import tomllib
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import tomli_w
 
@@ -115,8 +116,12 @@ class Config:
 # ---------------------------------------------------------------- reading
 
 
-class _Table:
-    """One TOML table being read: every key read is ticked off; the rest are unknown keys."""
+class TableReader:
+    """One TOML table being read: every key read is ticked off; the rest are unknown keys.
+
+    Errors name where the table is, the key, the value and what is allowed; providers read their own
+    [pools.NAME.PROVIDER] tables with it too.
+    """
 
     def __init__(self, data: dict[str, Any], where: str) -> None:
         self.data = data
@@ -139,6 +144,14 @@ class _Table:
             raise self.error(key, v, f"a whole number >= {minimum}")
         return v
 
+    def opt_int(self, key: str, lo: int, hi: int | None = None) -> int | None:
+        """A whole number from lo (to hi), or None when the key is absent."""
+        v = self.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi)):
+            allowed = f"a whole number from {lo} to {hi}" if hi is not None else f"a whole number >= {lo}"
+            raise self.error(key, v, allowed)
+        return v
+
     def float_(self, key: str, default: float, lo: float, hi: float) -> float:
         v = self.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
@@ -155,10 +168,27 @@ class _Table:
             raise self.error(key, v, f"{DURATION_ALLOWED}, at least {format_duration(minimum)}")
         return seconds
 
-    def str_(self, key: str, default: str, choices: tuple[str, ...] | None = None) -> str:
+    @overload
+    def size(self, key: str, default: int) -> int: ...
+    @overload
+    def size(self, key: str, default: None = None) -> int | None: ...
+    def size(self, key: str, default: int | None = None) -> int | None:
+        """Bytes (see parse_size), or None when the key is absent and there is no default."""
         v = self.get(key, default)
-        if not isinstance(v, str) or (choices and v not in choices):
-            allowed = "one of " + ", ".join(f'"{c}"' for c in choices) if choices else "a string"
+        if v is None:
+            return None
+        try:
+            return parse_size(v)
+        except ValueError as e:
+            raise self.error(key, v, str(e)) from None
+
+    def str_(self, key: str, default: str, choices: tuple[str, ...] | None = None, *, nonempty: bool = False) -> str:
+        v = self.get(key, default)
+        if not isinstance(v, str) or (choices and v not in choices) or (nonempty and not v):
+            if choices:
+                allowed = "one of " + ", ".join(f'"{c}"' for c in choices)
+            else:
+                allowed = "a non-empty string" if nonempty else "a string"
             raise self.error(key, v, allowed)
         return v
 
@@ -168,27 +198,45 @@ class _Table:
             raise self.error(key, v, "true or false")
         return v
 
-    def argv(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def argv(
+        self, key: str, default: tuple[str, ...] = (), example: str = '["python3", "-m", "http.server"]'
+    ) -> tuple[str, ...]:
         v = self.get(key, list(default))
         if isinstance(v, str):
             v = v.split()
         if not isinstance(v, list) or not v or not all(isinstance(a, str) and a for a in v):
-            raise self.error(key, v, 'a non-empty list of strings (an argv), e.g. ["python3", "-m", "http.server"]')
+            raise self.error(key, v, f"a non-empty list of strings (an argv), e.g. {example}")
         return tuple(v)
 
-    def sub(self, key: str) -> _Table | None:
+    def str_list(self, key: str, default: tuple[str, ...], allowed: str) -> tuple[str, ...]:
+        """A list of non-empty strings."""
+        v = self.get(key, list(default))
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise self.error(key, v, allowed)
+        return tuple(v)
+
+    def str_map(self, key: str, key_re: re.Pattern[str] | None, allowed: str) -> dict[str, str]:
+        """A table of strings whose keys match key_re (from their start); empty when absent."""
+        v = self.get(key, {})
+        ok = isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
+        if not ok or (key_re and not all(key_re.match(k) for k in v)):
+            raise self.error(key, v, allowed)
+        return dict(v)
+
+    def sub(self, key: str) -> TableReader | None:
         v = self.get(key)
         if v is None:
             return None
         if not isinstance(v, dict):
             raise self.error(key, v, "a table")
-        return _Table(v, f"{self.where}.{key}")
+        return TableReader(v, f"{self.where}.{key}")
 
-    def finish(self, allowed: tuple[str, ...]) -> None:
+    def finish(self, allowed: tuple[str, ...], *, sort: bool = True) -> None:
+        """Refuse unknown keys; the message lists the known ones, sorted or (sort=False) allowed's order first."""
         unknown = sorted(set(self.data) - self.seen - set(allowed))
         if unknown:
-            known = ", ".join(sorted(self.seen | set(allowed)))
-            raise ConfigError(f"{self.where}: unknown key '{unknown[0]}'; allowed keys: {known}")
+            known = sorted(self.seen | set(allowed)) if sort else [*allowed, *sorted(self.seen - set(allowed))]
+            raise ConfigError(f"{self.where}: unknown key '{unknown[0]}'; allowed keys: {', '.join(known)}")
 
 
 def parse_size(value: object) -> int:
@@ -209,7 +257,7 @@ def parse_size(value: object) -> int:
     raise ValueError('a size such as "256MiB", "1GiB" or a number of bytes')
 
 
-def _probe(t: _Table | None, default: ProbeConfig | None, readiness: bool) -> ProbeConfig | None:
+def _probe(t: TableReader | None, default: ProbeConfig | None, readiness: bool) -> ProbeConfig | None:
     if t is None:
         return default
     assert default is not None
@@ -245,7 +293,7 @@ POOL_KEYS = (
 ) + tuple(PROVIDERS)
 
 
-def _pool(name: str, t: _Table) -> PoolConfig:
+def _pool(name: str, t: TableReader) -> PoolConfig:
     d = PoolConfig(name=name)
     provider = t.str_("provider", "local", tuple(PROVIDERS))
     raw_opts = t.sub(provider)
@@ -258,16 +306,8 @@ def _pool(name: str, t: _Table) -> PoolConfig:
     limits_t = t.sub("limits")
     limits = Limits()
     if limits_t:
-        mem = limits_t.get("memory")
-        pids = limits_t.get("pids")
-        try:
-            mem_b = parse_size(mem) if mem is not None else None
-        except ValueError as e:
-            raise limits_t.error("memory", mem, str(e)) from None
-        if pids is not None and (isinstance(pids, bool) or not isinstance(pids, int) or pids < 1):
-            raise limits_t.error("pids", pids, "a whole number >= 1")
+        limits = Limits(memory=limits_t.size("memory"), pids=limits_t.opt_int("pids", 1))
         limits_t.finish(())
-        limits = Limits(memory=mem_b, pids=pids)
     cfg = PoolConfig(
         name=name,
         provider=provider,
@@ -314,7 +354,7 @@ def check_sizes(cfg: PoolConfig, where: str) -> None:
         )
 
 
-def _server(t: _Table | None) -> ServerConfig:
+def _server(t: TableReader | None) -> ServerConfig:
     if t is None:
         return ServerConfig()
     d = ServerConfig()
@@ -343,7 +383,7 @@ def _server(t: _Table | None) -> ServerConfig:
 
 
 def parse_config(data: dict[str, Any], where: str, path: Path | None = None) -> Config:
-    top = _Table(data, where)
+    top = TableReader(data, where)
     pools_t = top.sub("pools")
     if pools_t is None or not pools_t.data:
         raise ConfigError(f"{where}: no pools: add at least one [pools.NAME] table")

@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import probes
-from ..config import PoolConfig, ProbeConfig, parse_size
-from ..durations import ALLOWED as DURATION_ALLOWED
-from ..durations import parse_duration
+from ..config import PoolConfig, ProbeConfig, TableReader
 from ..errors import ConfigError, ProviderError, ProviderUnavailable, SandboxDied
 from .base import ProbeResult, ProviderContext, Sandbox
 
@@ -52,6 +50,7 @@ KEYS = (
     "workdir", "tmpfs_size", "user", "labels", "cap_drop", "cap_add", "no_new_privileges", "ttl_command",
     "stop_timeout", "host", "api_timeout",
 )
+CAPS_ALLOWED = 'a list of strings, e.g. ["ALL"]'
 
 
 @dataclass(frozen=True)
@@ -79,98 +78,22 @@ class DockerOptions:
     api_timeout: float = 30.0
 
 
-class _Table:
-    """The raw table being read; keys read are ticked off so the rest can be reported as unknown."""
-
-    def __init__(self, data: dict[str, Any], where: str) -> None:
-        self.data, self.where, self.seen = data, where, set[str]()
-
-    def error(self, key: str, value: object, allowed: str) -> ConfigError:
-        return ConfigError(f"{self.where}: key '{key}' = {value!r} is not allowed: expected {allowed}")
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.seen.add(key)
-        return self.data.get(key, default)
-
-    def string(self, key: str, default: str) -> str:
-        v = self.get(key, default)
-        if not isinstance(v, str) or not v:
-            raise self.error(key, v, "a non-empty string")
-        return v
-
-    def flag(self, key: str, default: bool) -> bool:
-        v = self.get(key, default)
-        if not isinstance(v, bool):
-            raise self.error(key, v, "true or false")
-        return v
-
-    def duration(self, key: str, default: float, minimum: float = 0.0) -> float:
-        v = self.get(key, default)
-        try:
-            seconds = parse_duration(v)
-        except ValueError:
-            raise self.error(key, v, DURATION_ALLOWED) from None
-        if seconds < minimum:
-            raise self.error(key, v, f"{DURATION_ALLOWED}, at least {minimum:g}s")
-        return seconds
-
-    def argv(self, key: str, example: str) -> tuple[str, ...]:
-        v = self.get(key)
-        if isinstance(v, str):
-            v = v.split()
-        if not isinstance(v, list) or not v or not all(isinstance(a, str) and a for a in v):
-            raise self.error(key, v, f"a non-empty list of strings (an argv), e.g. {example}")
-        return tuple(v)
-
-    def opt_int(self, key: str, lo: int, hi: int) -> int | None:
-        v = self.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
-            raise self.error(key, v, f"a whole number from {lo} to {hi}")
-        return v
-
-    def str_map(self, key: str, key_re: re.Pattern[str] | None, what: str) -> dict[str, str]:
-        v = self.get(key, {})
-        ok = isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items())
-        if not ok or (key_re and not all(key_re.match(k) for k in v)):
-            raise self.error(key, v, what)
-        return dict(v)
-
-    def str_list(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        v = self.get(key, list(default))
-        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-            raise self.error(key, v, 'a list of strings, e.g. ["ALL"]')
-        return tuple(v)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - set(KEYS))
-        if unknown:
-            raise ConfigError(f"{self.where}: unknown key '{unknown[0]}'; allowed keys: {', '.join(KEYS)}")
-
-
 def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
     """The [pools.NAME.docker] table; ConfigError names `where`, the key, the value and what is allowed."""
-    t = _Table(raw, where)
+    t = TableReader(raw, where)
     d = DockerOptions(image="")
     image = t.get("image")
     if not isinstance(image, str) or not image.strip():
         raise t.error("image", image, 'an image name, e.g. "poolui/busybox:local" (built by scripts/docker-engine.sh)')
-    command = t.argv("command", '["httpd", "-f", "-p", "{port}", "-h", "/www"]') if t.has("command") else ()
-    network = t.string("network", d.network)
+    command = t.argv("command", example='["httpd", "-f", "-p", "{port}", "-h", "/www"]') if t.has("command") else ()
+    network = t.str_("network", d.network, nonempty=True)
     if not _NAME_RE.match(network):
         raise t.error("network", network, '"bridge", "host", "none" or the name of a Docker network')
     port = t.opt_int("port", 1, 65535) if t.has("port") else d.port
     host_port = t.opt_int("host_port", 1, 65535)
-    sizes: dict[str, int | None] = {}
-    for key in ("memory", "tmpfs_size"):
-        v = t.get(key)
-        try:
-            sizes[key] = parse_size(v) if v is not None else None
-        except ValueError as e:
-            raise t.error(key, v, str(e)) from None
-    if sizes["memory"] is not None and sizes["memory"] < 6 * 1024**2:
+    memory = t.size("memory")
+    tmpfs_size = t.size("tmpfs_size")
+    if memory is not None and memory < 6 * 1024**2:
         raise t.error("memory", raw["memory"], "at least 6MiB (the engine's minimum)")
     cpus = t.get("cpus")
     if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024):
@@ -180,10 +103,10 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
     if reserved:
         raise t.error("labels", labels, f"labels not starting with 'poolui.' (reserved; got '{reserved[0]}')")
     example = '["timeout", "-s", "KILL", "{ttl}"]'
-    ttl_command = t.argv("ttl_command", example) if t.has("ttl_command") else d.ttl_command
+    ttl_command = t.argv("ttl_command", example=example) if t.has("ttl_command") else d.ttl_command
     if "{ttl}" not in ttl_command:
         raise t.error("ttl_command", list(ttl_command), f'an argv prefix containing "{{ttl}}", e.g. {example}')
-    workdir = t.string("workdir", d.workdir)
+    workdir = t.str_("workdir", d.workdir, nonempty=True)
     if not workdir.startswith("/"):
         raise t.error("workdir", workdir, "an absolute path inside the container")
     user = t.get("user")
@@ -199,23 +122,23 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
         host_port=host_port,
         network=network,
         env=t.str_map("env", _ENV_RE, 'a table of NAME = "value" strings, e.g. { LANG = "C.UTF-8" }'),
-        memory=sizes["memory"],
+        memory=memory,
         cpus=float(cpus) if cpus is not None else None,
         pids=t.opt_int("pids", 1, 1 << 22),
-        read_only=t.flag("read_only", d.read_only),
+        read_only=t.bool_("read_only", d.read_only),
         workdir=workdir,
-        tmpfs_size=sizes["tmpfs_size"] or d.tmpfs_size,
+        tmpfs_size=tmpfs_size or d.tmpfs_size,
         user=user,
         labels=labels,
-        cap_drop=t.str_list("cap_drop", d.cap_drop),
-        cap_add=t.str_list("cap_add", d.cap_add),
-        no_new_privileges=t.flag("no_new_privileges", d.no_new_privileges),
+        cap_drop=t.str_list("cap_drop", d.cap_drop, CAPS_ALLOWED),
+        cap_add=t.str_list("cap_add", d.cap_add, CAPS_ALLOWED),
+        no_new_privileges=t.bool_("no_new_privileges", d.no_new_privileges),
         ttl_command=ttl_command,
         stop_timeout=t.duration("stop_timeout", d.stop_timeout),
         host=host,
         api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.5),
     )
-    t.finish()
+    t.finish(KEYS, sort=False)
     return opts
 
 

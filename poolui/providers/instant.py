@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import PoolConfig
-from ..durations import parse_duration
-from ..errors import ConfigError, ProviderError, ReadinessTimeout
+from ..config import PoolConfig, TableReader
+from ..errors import ProviderError, ReadinessTimeout
 from .base import ProbeResult, ProviderContext, Sandbox
 
 # Pool names whose provider starts out unreachable: lets a test fail a manager's very first check.
@@ -28,18 +27,14 @@ class InstantOptions:
 
 
 def parse_options(raw: dict[str, Any], where: str) -> InstantOptions:
-    allowed = ("create_delay", "ready_delay", "fail")
-    for key in raw:
-        if key not in allowed:
-            raise ConfigError(f"{where}: unknown key '{key}'; allowed keys: {', '.join(allowed)}")
-    try:
-        return InstantOptions(
-            create_delay=parse_duration(raw.get("create_delay", 0)),
-            ready_delay=parse_duration(raw.get("ready_delay", 0)),
-            fail=bool(raw.get("fail", False)),
-        )
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    t = TableReader(raw, where)
+    opts = InstantOptions(
+        create_delay=t.duration("create_delay", 0.0),
+        ready_delay=t.duration("ready_delay", 0.0),
+        fail=bool(t.get("fail", False)),
+    )
+    t.finish(("create_delay", "ready_delay", "fail"), sort=False)
+    return opts
 
 
 class InstantProvider:

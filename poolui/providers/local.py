@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import PoolConfig, parse_size
+from ..config import PoolConfig, TableReader
 from ..errors import ConfigError, ProviderError, ProviderUnavailable, SandboxDied
 from ..probes import http_get, poll_until_ready, run_exec, tcp_connect
 from . import _watchdog as wd
@@ -65,6 +65,7 @@ WATCHDOG_CODE = (f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}]; 
 PYTHON = next((p for p in ("/usr/bin/python3", "/bin/python3") if os.access(p, os.X_OK)), sys.executable)
 _PYTHON_NAME = re.compile(r"python(3(\.\d+)?)?")
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # matched from the start
 
 
 # ---------------------------------------------------------------- options
@@ -85,33 +86,18 @@ OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size")
 
 
 def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
-    def bad(key: str, value: object, allowed: str) -> ConfigError:
-        return ConfigError(f"{where}: key '{key}' = {value!r} is not allowed: expected {allowed}")
-
     for key, value in raw.items():
         if key not in OPTION_KEYS:
             raise ConfigError(f"{where}: unknown key '{key}' = {value!r}; allowed keys: {', '.join(OPTION_KEYS)}")
+    t = TableReader(raw, where)
     d = LocalOptions()
-    isolation = raw.get("isolation", d.isolation)
-    if not isinstance(isolation, str) or isolation not in ISOLATIONS:
-        raise bad("isolation", isolation, "one of " + ", ".join(f'"{i}"' for i in ISOLATIONS))
-    cgroups = raw.get("cgroups", d.cgroups)
-    if not isinstance(cgroups, bool):
-        raise bad("cgroups", cgroups, "true or false")
-    env = raw.get("env", {})
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k) and isinstance(v, str)
-        for k, v in env.items()
-    ):
-        raise bad("env", env, 'a table of NAME = "value" strings, e.g. {LANG = "C.UTF-8"}')
-    ro_paths = raw.get("ro_paths", [])
+    isolation = t.str_("isolation", d.isolation, ISOLATIONS)
+    cgroups = t.bool_("cgroups", d.cgroups)
+    env = t.str_map("env", _ENV_NAME, 'a table of NAME = "value" strings, e.g. {LANG = "C.UTF-8"}')
+    ro_paths = t.get("ro_paths", [])
     if not isinstance(ro_paths, list) or not all(isinstance(p, str) and os.path.isabs(p) for p in ro_paths):
-        raise bad("ro_paths", ro_paths, 'a list of absolute paths, e.g. ["/opt/app"]')
-    tmp_size = raw.get("tmp_size", d.tmp_size)
-    try:
-        tmp_size = parse_size(tmp_size)
-    except ValueError as e:
-        raise bad("tmp_size", tmp_size, str(e)) from None
+        raise t.error("ro_paths", ro_paths, 'a list of absolute paths, e.g. ["/opt/app"]')
+    tmp_size = t.size("tmp_size", d.tmp_size)
     return LocalOptions(isolation, cgroups, tuple(sorted(env.items())),
                         tuple(os.path.normpath(p) for p in ro_paths), tmp_size)
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import PoolConfig, _Table, parse_size
+from ..config import PoolConfig, TableReader, parse_size
 from ..durations import format_duration
 from ..errors import ConfigError
 from .base import Provider, ProviderContext
@@ -57,7 +57,7 @@ class ModalOptions:
 
 
 def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
-    t = _Table(raw, where)
+    t = TableReader(raw, where)
     d = ModalOptions()
     app = t.str_("app", d.app)
     if not _NAME_RE.match(app):
@@ -102,7 +102,7 @@ def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
     return opts
 
 
-def _image(t: _Table) -> ImageSpec:
+def _image(t: TableReader) -> ImageSpec:
     if not t.has("image"):
         return ImageSpec()
     value = t.get("image")
@@ -113,7 +113,7 @@ def _image(t: _Table) -> ImageSpec:
             "image", value, 'a registry image such as "python:3.12-slim", or a table such as '
             '{ debian_slim = "3.12", apt = ["curl"], pip = ["fastapi"] }'
         )
-    it = _Table(value, f"{t.where}.image")
+    it = TableReader(value, f"{t.where}.image")
     registry = it.str_("registry", "") if it.has("registry") else ""
     slim = it.get("debian_slim", "")
     if it.has("registry") == it.has("debian_slim"):
@@ -138,14 +138,14 @@ def _image(t: _Table) -> ImageSpec:
     return spec
 
 
-def _packages(t: _Table, key: str) -> tuple[str, ...]:
+def _packages(t: TableReader, key: str) -> tuple[str, ...]:
     v = t.get(key, [])
     if not isinstance(v, list) or not all(isinstance(p, str) and p.strip() for p in v):
         raise t.error(key, v, f'a list of {key} package names, e.g. ["curl"]')
     return tuple(p.strip() for p in v)
 
 
-def _env(t: _Table) -> dict[str, str]:
+def _env(t: TableReader) -> dict[str, str]:
     v = t.get("env", {})
     if not isinstance(v, dict):
         raise t.error("env", v, 'a table of NAME = "value" strings')
@@ -155,7 +155,7 @@ def _env(t: _Table) -> dict[str, str]:
     return dict(v)
 
 
-def _names(t: _Table, key: str, allowed: str) -> tuple[str, ...]:
+def _names(t: TableReader, key: str, allowed: str) -> tuple[str, ...]:
     v = t.get(key, [])
     if isinstance(v, str):
         v = [v]
