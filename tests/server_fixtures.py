@@ -6,7 +6,6 @@ so tests wait on that line, never on a sleep. Every wait here polls a condition 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 import shutil
@@ -41,21 +40,6 @@ def until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(delay)  # polling interval of a deadline-bounded wait, not synchronisation
-        delay = min(delay * 2, 0.1)
-
-
-async def until_async(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
 
 

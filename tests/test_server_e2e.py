@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
-from server_fixtures import PYTHON, Served, pool_table, port_closed, sandbox_processes, served, until, until_async
+from helpers import wait_for
+from server_fixtures import PYTHON, Served, pool_table, port_closed, sandbox_processes, served, until
 
 from poolui.errors import PoolNotFound, SandboxNotFound
 
@@ -182,7 +183,7 @@ async def test_events_stream(web: Served) -> None:
     async with web.client() as c:
         stream = c.events("web")
         first = asyncio.ensure_future(stream.__anext__())
-        await until_async(lambda: event_clients(web) == 1, 10, "the events client to be subscribed")
+        await wait_for(lambda: event_clients(web) == 1, 10, what="the events client to be subscribed")
         claim = await c.claim("web", timeout=20)
         seen = [await asyncio.wait_for(first, 10)]
         while not any(e.kind == "claimed" and e.member_id == claim.id for e in seen):
@@ -193,7 +194,7 @@ async def test_events_stream(web: Served) -> None:
         await stream.aclose()
         recent = await c.recent_events("web", limit=50)
         assert any(e.kind == "released" and e.member_id == claim.id for e in recent)
-        await until_async(lambda: event_clients(web) == 0, 10, "the events client to be gone")
+        await wait_for(lambda: event_clients(web) == 0, 10, what="the events client to be gone")
 
 
 async def test_client_disconnecting_mid_claim_loses_no_sandbox() -> None:
