@@ -1,17 +1,7 @@
-"""Sandboxes as Docker containers, through the Docker SDK for Python (the `docker` extra).
+"""DockerProvider: the provider protocol over the Docker SDK (imported on first use, not at import time).
 
 The SDK blocks, so every engine call runs on this provider's own small thread pool (a stuck call cannot
-starve the event loop's default executor). The SDK is imported lazily: pool files with a docker pool must
-parse on machines without it.
-
-What makes a container ours: labels poolui.namespace / poolui.pool / poolui.member (plus expiry and config
-revision, so a later manager can adopt it without asking anyone). The hard TTL lives inside the container:
-its argv is prefixed with `timeout -s KILL <ttl>` under docker-init (a SIGKILL sent to pid 1 from inside
-its own pid namespace is ignored, so the init is what makes the in-container deadline work), and
-auto-remove deletes it once dead. Nothing here depends on the controller staying up.
-
-Deaths are learned from the engine's event stream (a watcher thread, reconnecting with backoff); after a
-reconnect the live containers are listed again, so deaths during an engine outage are not missed.
+starve the event loop's default executor).
 """
 
 from __future__ import annotations
@@ -25,137 +15,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from .. import probes
-from ..config import PoolConfig, ProbeConfig, TableReader
-from ..errors import ConfigError, ProviderError, ProviderUnavailable, SandboxDied
-from .base import ProbeResult, ProviderContext, Sandbox
+from ... import probes
+from ...config import PoolConfig, ProbeConfig
+from ...errors import ProviderError, ProviderUnavailable, SandboxDied
+from ..base import ProbeResult, ProviderContext, Sandbox
+from .events import EventWatcher
+from .labels import L_EXPIRES, L_HOST_PORT, L_MEMBER, L_NS, L_POOL, L_REVISION
+from .options import DockerOptions
 
 T = TypeVar("T")
 
-L_NS, L_POOL, L_MEMBER = "poolui.namespace", "poolui.pool", "poolui.member"
-L_EXPIRES, L_REVISION, L_HOST_PORT = "poolui.expires_at", "poolui.revision", "poolui.host_port"
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 START_HINT = "start one with `sudo scripts/docker-engine.sh` (installs and starts dockerd) or `sudo dockerd &`"
 IMAGE_HINT = (
     "build it with `sudo scripts/docker-engine.sh` (for poolui/busybox:local), `docker build -t {image} .`, "
     "or `docker pull {image}` where a registry is reachable"
 )
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-KEYS = (
-    "image", "command", "port", "host_port", "network", "env", "memory", "cpus", "pids", "read_only",
-    "workdir", "tmpfs_size", "user", "labels", "cap_drop", "cap_add", "no_new_privileges", "ttl_command",
-    "stop_timeout", "host", "api_timeout",
-)
-CAPS_ALLOWED = 'a list of strings, e.g. ["ALL"]'
-
-
-@dataclass(frozen=True)
-class DockerOptions:
-    image: str
-    command: tuple[str, ...] = ()  # empty: the pool's command, else the image's own ENTRYPOINT/CMD
-    port: int | None = 8080  # the port the server listens on inside the container
-    host_port: int | None = None  # None: the engine picks a free one on 127.0.0.1
-    network: str = "bridge"  # bridge | host | none | a user-defined network
-    env: dict[str, str] = field(default_factory=dict)
-    memory: int | None = None
-    cpus: float | None = None
-    pids: int | None = None
-    read_only: bool = False
-    workdir: str = "/work"
-    tmpfs_size: int = 64 * 1024**2
-    user: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    cap_drop: tuple[str, ...] = ("ALL",)
-    cap_add: tuple[str, ...] = ()
-    no_new_privileges: bool = True
-    ttl_command: tuple[str, ...] = ("timeout", "-s", "KILL", "{ttl}")
-    stop_timeout: float = 1.0
-    host: str | None = None  # None: DOCKER_HOST, else the default socket
-    api_timeout: float = 30.0
-
-
-def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
-    """The [pools.NAME.docker] table; ConfigError names `where`, the key, the value and what is allowed."""
-    t = TableReader(raw, where)
-    d = DockerOptions(image="")
-    image = t.get("image")
-    if not isinstance(image, str) or not image.strip():
-        raise t.error("image", image, 'an image name, e.g. "poolui/busybox:local" (built by scripts/docker-engine.sh)')
-    command = t.argv("command", example='["httpd", "-f", "-p", "{port}", "-h", "/www"]') if t.has("command") else ()
-    network = t.str_("network", d.network, nonempty=True)
-    if not _NAME_RE.match(network):
-        raise t.error("network", network, '"bridge", "host", "none" or the name of a Docker network')
-    port = t.opt_int("port", 1, 65535) if t.has("port") else d.port
-    host_port = t.opt_int("host_port", 1, 65535)
-    memory = t.size("memory")
-    tmpfs_size = t.size("tmpfs_size")
-    if memory is not None and memory < 6 * 1024**2:
-        raise t.error("memory", raw["memory"], "at least 6MiB (the engine's minimum)")
-    cpus = t.get("cpus")
-    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024):
-        raise t.error("cpus", cpus, "a number of CPUs from 0.01 to 1024, e.g. 0.5")
-    labels = t.str_map("labels", None, 'a table of strings, e.g. { team = "infra" }')
-    reserved = sorted(k for k in labels if k.startswith("poolui."))
-    if reserved:
-        raise t.error("labels", labels, f"labels not starting with 'poolui.' (reserved; got '{reserved[0]}')")
-    example = '["timeout", "-s", "KILL", "{ttl}"]'
-    ttl_command = t.argv("ttl_command", example=example) if t.has("ttl_command") else d.ttl_command
-    if "{ttl}" not in ttl_command:
-        raise t.error("ttl_command", list(ttl_command), f'an argv prefix containing "{{ttl}}", e.g. {example}')
-    workdir = t.str_("workdir", d.workdir, nonempty=True)
-    if not workdir.startswith("/"):
-        raise t.error("workdir", workdir, "an absolute path inside the container")
-    user = t.get("user")
-    if user is not None and (not isinstance(user, str) or not user):
-        raise t.error("user", user, 'a user name or "UID[:GID]", e.g. "65534:65534"')
-    host = t.get("host")
-    if host is not None and (not isinstance(host, str) or "://" not in host):
-        raise t.error("host", host, 'an engine address such as "unix:///var/run/docker.sock" or "tcp://127.0.0.1:2375"')
-    opts = DockerOptions(
-        image=image.strip(),
-        command=command,
-        port=port,
-        host_port=host_port,
-        network=network,
-        env=t.str_map("env", _ENV_RE, 'a table of NAME = "value" strings, e.g. { LANG = "C.UTF-8" }'),
-        memory=memory,
-        cpus=float(cpus) if cpus is not None else None,
-        pids=t.opt_int("pids", 1, 1 << 22),
-        read_only=t.bool_("read_only", d.read_only),
-        workdir=workdir,
-        tmpfs_size=tmpfs_size or d.tmpfs_size,
-        user=user,
-        labels=labels,
-        cap_drop=t.str_list("cap_drop", d.cap_drop, CAPS_ALLOWED),
-        cap_add=t.str_list("cap_add", d.cap_add, CAPS_ALLOWED),
-        no_new_privileges=t.bool_("no_new_privileges", d.no_new_privileges),
-        ttl_command=ttl_command,
-        stop_timeout=t.duration("stop_timeout", d.stop_timeout),
-        host=host,
-        api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.5),
-    )
-    t.finish(KEYS, sort=False)
-    return opts
-
-
-def make(pool: PoolConfig, ctx: ProviderContext) -> DockerProvider:
-    opts = pool.options if isinstance(pool.options, DockerOptions) else parse_options(
-        pool.raw_options, f"pool '{pool.name}'.docker")
-    where = f"pool '{pool.name}'"
-    probes_used = [p for p in (pool.readiness, pool.health) if p is not None]
-    if opts.network == "none" and any(p.kind != "exec" for p in probes_used):
-        raise ConfigError(f"{where}: docker.network = \"none\" has no port to probe: use exec readiness/health probes")
-    if opts.port is None and opts.network != "none":
-        raise ConfigError(f"{where}: docker.port is needed to publish the server (or set network = \"none\")")
-    if opts.host_port is not None and pool.max_total > 1:
-        raise ConfigError(
-            f"{where}: docker.host_port = {opts.host_port} is not allowed with max_total = {pool.max_total}: "
-            "a fixed host port fits one container; leave host_port out and the engine picks free ones")
-    return DockerProvider(pool, ctx, opts)
 
 
 def _slug(s: str) -> str:
@@ -197,11 +74,8 @@ class DockerProvider:
         self._creating: set[str] = set()
         self._dead: dict[str, str] = {}  # container id -> how it died (loop thread only)
         self._terminating: set[str] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._watcher: threading.Thread | None = None
-        self._stream: Any = None
-        self._closing = threading.Event()
-        self.watch_connected = threading.Event()  # set while the event stream is open (tests wait on it)
+        self._events = EventWatcher(pool.name, self._docker, self._filters, self._believed_alive, self._mark_dead)
+        self.watch_connected = self._events.connected  # set while the event stream is open
 
     @property
     def isolation(self) -> str:
@@ -253,7 +127,7 @@ class DockerProvider:
         return ProviderError(f"pool '{self.pool.name}': {doing} failed: {type(e).__name__}: {e}")
 
     async def _call(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
-        self._ensure_watcher()
+        self._events.start()
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
@@ -275,7 +149,7 @@ class DockerProvider:
 
     async def create(self, member_id: str, ttl: float) -> Sandbox:
         loop = asyncio.get_running_loop()
-        self._ensure_watcher()
+        self._events.start()
         fut = loop.run_in_executor(self._executor, self._create_blocking, member_id, ttl)
         try:
             sb = await asyncio.shield(fut)
@@ -506,13 +380,7 @@ class DockerProvider:
         return out
 
     async def close(self) -> None:
-        self._closing.set()
-        stream = self._stream
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:
-                pass
+        self._events.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()
@@ -620,62 +488,7 @@ class DockerProvider:
         if member_id and cid not in self._terminating:
             self.ctx.on_exit(member_id)
 
-    def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            pass  # the loop closed meanwhile
-
-    def _ensure_watcher(self) -> None:
-        if self._watcher is None and not self._closing.is_set():
-            self._loop = asyncio.get_running_loop()
-            self._watcher = threading.Thread(target=self._watch, name=f"poolui-docker-events-{self.pool.name}",
-                                             daemon=True)
-            self._watcher.start()
-
-    def _watch(self) -> None:
-        backoff = 0.2
-        while not self._closing.is_set():
-            try:
-                client = self._docker()
-                filters = {**self._filters, "type": "container", "event": ["die", "oom"]}
-                self._stream = client.events(decode=True, filters=filters)
-                if self._closing.is_set():
-                    break
-                self._reconcile_blocking(client)
-                self.watch_connected.set()
-                backoff = 0.2
-                oom: set[str] = set()
-                for ev in self._stream:
-                    cid, action = ev.get("id", ""), ev.get("Action") or ev.get("status")
-                    attrs = (ev.get("Actor") or {}).get("Attributes") or {}
-                    if action == "oom":
-                        oom.add(cid)
-                    elif action == "die":
-                        how = f"exited with code {attrs.get('exitCode', '?')}" + (" (OOM-killed)" if cid in oom else "")
-                        oom.discard(cid)
-                        self._post(self._mark_dead, cid, attrs.get(L_MEMBER), how)
-            except Exception:
-                pass  # engine gone or restarting: reconnect below
-            finally:
-                self.watch_connected.clear()
-                stream, self._stream = self._stream, None
-                if stream is not None:
-                    try:
-                        stream.close()
-                    except Exception:
-                        pass
-            self._closing.wait(backoff)
-            backoff = min(backoff * 2, 2.0)
-
-    def _reconcile_blocking(self, client: Any) -> None:
-        """After (re)connecting: containers believed alive but no longer running died while we were away."""
+    def _believed_alive(self) -> dict[str, str]:
+        """For the watcher thread: container id -> member id of the containers believed alive."""
         with self._lock:
-            before = dict(self._known)
-        running = {c["Id"] for c in client.api.containers(filters={**self._filters, "status": "running"})}
-        for cid, member_id in before.items():
-            if cid not in running:
-                self._post(self._mark_dead, cid, member_id, "gone while the engine was unreachable")
+            return dict(self._known)

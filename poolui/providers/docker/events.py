@@ -1,0 +1,107 @@
+"""The engine's event stream of one pool's containers, watched from a thread of its own.
+
+Deaths ("die", with "oom" before it when the kernel killed the container) are handed to the event loop.
+The stream reconnects with backoff; after each (re)connect the containers believed alive are checked
+against the running ones, so deaths during an engine outage are not missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .labels import L_MEMBER
+
+# (container id, member id or None, how it died); called on the event loop's thread
+OnDeath = Callable[[str, str | None, str], None]
+
+
+def _close_quietly(stream: Any) -> None:
+    if stream is not None:
+        try:
+            stream.close()
+        except Exception:
+            pass
+
+
+class EventWatcher:
+    def __init__(
+        self,
+        name: str,
+        client: Callable[[], Any],
+        filters: dict[str, list[str]],
+        believed_alive: Callable[[], dict[str, str]],
+        on_death: OnDeath,
+    ) -> None:
+        """client: the SDK client (made anew after an engine outage); believed_alive: container id -> member id."""
+        self.name = name
+        self._client = client
+        self._filters = filters
+        self._believed_alive = believed_alive
+        self._on_death = on_death
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stream: Any = None
+        self._closing = threading.Event()
+        self.connected = threading.Event()  # set while the event stream is open
+
+    def start(self) -> None:
+        """On the event loop: start the thread, once (not after close)."""
+        if self._thread is None and not self._closing.is_set():
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._watch, name=f"poolui-docker-events-{self.name}", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+        _close_quietly(self._stream)
+
+    def _post(self, cid: str, member_id: str | None, how: str) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._on_death, cid, member_id, how)
+        except RuntimeError:
+            pass  # the loop closed meanwhile
+
+    def _watch(self) -> None:
+        backoff = 0.2
+        while not self._closing.is_set():
+            try:
+                client = self._client()
+                filters = {**self._filters, "type": "container", "event": ["die", "oom"]}
+                self._stream = client.events(decode=True, filters=filters)
+                if self._closing.is_set():
+                    break
+                self._reconcile(client)
+                self.connected.set()
+                backoff = 0.2
+                oom: set[str] = set()
+                for ev in self._stream:
+                    cid, action = ev.get("id", ""), ev.get("Action") or ev.get("status")
+                    attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+                    if action == "oom":
+                        oom.add(cid)
+                    elif action == "die":
+                        how = f"exited with code {attrs.get('exitCode', '?')}" + (" (OOM-killed)" if cid in oom else "")
+                        oom.discard(cid)
+                        self._post(cid, attrs.get(L_MEMBER), how)
+            except Exception:
+                pass  # engine gone or restarting: reconnect below
+            finally:
+                self.connected.clear()
+                stream, self._stream = self._stream, None
+                _close_quietly(stream)
+            self._closing.wait(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    def _reconcile(self, client: Any) -> None:
+        """After (re)connecting: containers believed alive but no longer running died while we were away."""
+        before = self._believed_alive()
+        running = {c["Id"] for c in client.api.containers(filters={**self._filters, "status": "running"})}
+        for cid, member_id in before.items():
+            if cid not in running:
+                self._post(cid, member_id, "gone while the engine was unreachable")
