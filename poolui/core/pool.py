@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +77,8 @@ class Pool:
         self._stopping = False
         self._drained_said = False
         self._unadopted: list[StoredMember] | None = None  # rows left to adopt while the provider is unreachable
+        self._n: Counter[MemberState] = Counter()  # members per state, kept by _set/_gone: no scans per claim
+        self._next_scan = 0.0  # monotonic: the earliest TTL deadline of a ready or claimed member
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,8 +122,14 @@ class Pool:
                       m.state.value if m else None, detail)
 
     def _set(self, m: Member, state: MemberState, kind: str, detail: str = "") -> None:
+        self._n[m.state] -= 1
+        self._n[state] += 1
         m.state = state
         m.view = None
+        if state is S.READY:
+            self._next_scan = min(self._next_scan, m.expires_mono - self.cfg.min_remaining_ttl)
+        elif state is S.CLAIMED:
+            self._next_scan = min(self._next_scan, m.expires_mono)
         self.store.set_state(m)
         self._emit(kind, m, detail)
 
@@ -142,10 +150,13 @@ class Pool:
         return ""
 
     def counts(self) -> dict[str, int]:
-        out = {s.value: 0 for s in S if s is not S.GONE}
-        for m in self.members.values():
-            out[m.state.value] += 1
-        return out
+        return {s.value: self._n[s] for s in S if s is not S.GONE}
+
+    def _in_flight(self) -> int:
+        return self._n[S.CREATING] + self._n[S.STARTING]
+
+    def _live(self) -> int:
+        return self._in_flight() + self._n[S.READY] + self._n[S.CLAIMED]
 
     def state(self) -> PoolState:
         if self.mode == "draining":
@@ -161,8 +172,7 @@ class Pool:
             return f"degraded: {self.degraded_reason}"
         if self.mode == "paused":
             return "pool empty and paused (no refill)"
-        live = sum(1 for m in self.members.values() if m.state in LIVE)
-        if live >= self.cfg.max_total:
+        if self._live() >= self.cfg.max_total:
             return f"max_total ({self.cfg.max_total}) sandboxes already exist"
         return "pool empty"
 
@@ -351,6 +361,7 @@ class Pool:
     def _gone(self, m: Member) -> None:
         if m.state is S.GONE:
             return
+        self._n[m.state] -= 1
         m.state = S.GONE
         self.members.pop(m.id, None)
         self.ready.pop(m.id, None)
@@ -384,6 +395,7 @@ class Pool:
             created_at=now_w, created_mono=now_m, expires_at=now_w + ttl, expires_mono=now_m + ttl,
         )
         self.members[m.id] = m
+        self._n[S.CREATING] += 1
         self.store.put(m)  # record before create: a crash from here on leaves a row to reconcile
         self.metrics.creates += 1
         self._emit("created", m)
@@ -519,19 +531,9 @@ class Pool:
         if self._unadopted is not None:
             return 1.0  # nothing is created before what may still be running has been accounted for
         now = self.clock.monotonic()
-        sleep = 1.0
-        for m in list(self.members.values()):
-            if m.state is S.READY:
-                why = self._eligible(m, ask_provider=False)
-                if why:
-                    self._retire(m, why)
-                else:
-                    sleep = min(sleep, self.ttl_left(m) - self.cfg.min_remaining_ttl)
-            elif m.state is S.CLAIMED and self.ttl_left(m) <= 0:
-                self._release_hold(m)
-                self._retire(m, "hard TTL reached while claimed")
-            elif m.state is S.CLAIMED:
-                sleep = min(sleep, self.ttl_left(m))
+        if now >= self._next_scan:
+            self._scan_deadlines(now)
+        sleep = min(1.0, self._next_scan - now)
         if self.mode == "draining":
             self._drain_step()
             return sleep
@@ -540,8 +542,7 @@ class Pool:
             return max(sleep, 0.001)
         if now < self.backoff_until:
             return max(0.001, min(sleep, self.backoff_until - now))
-        in_flight = sum(1 for m in self.members.values() if m.state in IN_FLIGHT and not m.doomed)
-        live = sum(1 for m in self.members.values() if m.state in LIVE)
+        in_flight, live = self._in_flight(), self._live()
         want = self.cfg.target_ready
         if self.cfg.on_empty == "create":  # each waiter gets a create of its own (a cold claim)
             want += sum(1 for w in self.waiters if not w.fut.done())
@@ -551,11 +552,28 @@ class Pool:
             self._new_member()
         return max(sleep, 0.001)
 
+    def _scan_deadlines(self, now: float) -> None:
+        """Retire members past their deadlines and note when the next one falls due. Claims and releases
+        do not need this walk over every member: only the passing of time (or a new member) brings a
+        deadline closer, and _set lowers _next_scan for every member that becomes ready or claimed."""
+        nxt = now + 1.0
+        for m in list(self.members.values()):
+            if m.state is S.READY:
+                why = self._eligible(m, ask_provider=False)
+                if why:
+                    self._retire(m, why)
+                else:
+                    nxt = min(nxt, m.expires_mono - self.cfg.min_remaining_ttl)
+            elif m.state is S.CLAIMED and m.expires_mono <= now:
+                self._release_hold(m)
+                self._retire(m, "hard TTL reached while claimed")
+            elif m.state is S.CLAIMED:
+                nxt = min(nxt, m.expires_mono)
+        self._next_scan = max(nxt, now + 0.001)
+
     def _trim(self) -> None:
         """Surplus beyond target: not-ready first (newest first), then the newest idle. Never claimed ones."""
-        surplus = len(self.ready) + sum(
-            1 for m in self.members.values() if m.state in IN_FLIGHT and not m.doomed
-        ) - max(self.cfg.target_ready, 0)
+        surplus = len(self.ready) + self._in_flight() - max(self.cfg.target_ready, 0)
         if self.cfg.on_empty == "create":
             surplus -= sum(1 for w in self.waiters if not w.fut.done())
         if surplus <= 0:
@@ -721,6 +739,7 @@ class Pool:
                 sandbox=sb, claim_key=row.claim_key, adopted=True,
             )
             self.members[m.id] = m
+            self._n[m.state] += 1
             if m.state is S.READY:
                 self.ready[m.id] = m
             else:
@@ -736,6 +755,7 @@ class Pool:
                 self.bus.emit(now_w, self.name, "lost", row.id, "gone", "not alive after a restart")
         ordered = sorted(self.ready.values(), key=lambda m: m.ready_at or 0)
         self.ready = OrderedDict((m.id, m) for m in ordered)
+        self._next_scan = 0.0  # adopted members' deadlines are not known to the scan yet
         return adopted, killed
 
     # ------------------------------------------------------------------ views
