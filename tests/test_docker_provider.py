@@ -164,10 +164,12 @@ def ns(engine: Any) -> Iterator[str]:
 class Exits:
     def __init__(self) -> None:
         self.members: list[str] = []
+        self.how: dict[str, str] = {}
         self.changed = asyncio.Event()
 
-    def __call__(self, member_id: str) -> None:
+    def __call__(self, member_id: str, how: str = "") -> None:
         self.members.append(member_id)
+        self.how[member_id] = how
         self.changed.set()
 
     async def wait_for(self, member_id: str, timeout: float = 15.0) -> None:

@@ -47,6 +47,13 @@ def listener_pid(url: str) -> int:
     raise AssertionError(f"nothing listens on {url}")
 
 
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def serving(url: str) -> bool:
     try:
         return get(url) == 200
@@ -84,6 +91,8 @@ async def test_a_sandbox_killed_from_outside_is_never_handed_out_and_is_replaced
         await wait_for(lambda: victim.id not in pool.ready, 5)
         claims = [await mgr.claim("web", timeout=20) for _ in range(2)]
         assert victim.id not in {c.id for c in claims}
+        [why] = [e.detail for e in mgr.recent_events("web") if e.kind == "terminating" and e.member_id == victim.id]
+        assert why.startswith("exited on its own: "), why  # with how it ended, for on-call
 
 
 async def test_a_sandbox_that_never_gets_ready_is_killed_after_its_timeout(tmp_path: Path) -> None:
@@ -119,7 +128,7 @@ async def test_ttl_expiry_kills_the_tree(tmp_path: Path) -> None:
         await mgr.warm_up(30)
         claim = await mgr.claim("web")
         pid = listener_pid(claim.url)
-        await wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", 10)
+        await wait_for(lambda: gone(pid), 10)
         await wait_for(lambda: claim.id not in mgr.pools["web"].members, 10)
         assert not serving(claim.url)
 

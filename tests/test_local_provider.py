@@ -99,7 +99,8 @@ async def make(state: Path) -> AsyncIterator[Make]:
         table = {"provider": "local", "command": command or HTTP, "local": {"isolation": isolation, "cgroups": cgroups},
                  "readiness": {"http": "/", "timeout": "10s", "interval": "5ms"}, **extra}
         cfg = parse_config({"pools": {name: table}}, "test").pools[name]
-        prov = local.make(cfg, ProviderContext(ns or namespace(state), state, on_exit or (lambda m: None)))
+        tell = on_exit or (lambda m: None)
+        prov = local.make(cfg, ProviderContext(ns or namespace(state), state, lambda m, how="": tell(m)))
         await prov.check()
         made.append(prov)
         return prov

@@ -109,7 +109,7 @@ class Made:
                  **modal_keys: Any) -> ModalProvider:
         cfg = parse_config({"pools": {name: pool_table(pool, **modal_keys)}}, "test.toml").pools[name]
         exits = self.exits.setdefault(namespace + "/" + name, [])
-        p = make(cfg, ProviderContext(namespace, self.tmp, on_exit=exits.append))
+        p = make(cfg, ProviderContext(namespace, self.tmp, on_exit=lambda m, how="": exits.append(m)))
         assert isinstance(p, ModalProvider)
         self.providers.append(p)
         return p

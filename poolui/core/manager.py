@@ -97,11 +97,11 @@ class PoolManager:
         self.pools.clear()
         self._unlock()
 
-    def _exit_handler(self, name: str) -> Callable[[str], None]:
-        def on_exit(member_id: str) -> None:
+    def _exit_handler(self, name: str) -> Callable[[str, str], None]:
+        def on_exit(member_id: str, how: str = "") -> None:
             pool = self.pools.get(name)
             if pool is not None:
-                pool.on_exit(member_id)
+                pool.on_exit(member_id, how)
 
         return on_exit
 

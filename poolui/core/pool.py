@@ -373,8 +373,8 @@ class Pool:
         self._emit("terminated", m, m.reason)
         self.kick()
 
-    def on_exit(self, member_id: str) -> None:
-        """The provider saw a sandbox die by itself."""
+    def on_exit(self, member_id: str, how: str = "") -> None:
+        """The provider saw a sandbox die by itself; `how` (exit code, OOM, TTL) goes into the event."""
         m = self.members.get(member_id)
         # Starting members are left to their readiness wait, which counts the failure toward degraded.
         if m is None or m.state not in (S.READY, S.CLAIMED):
@@ -383,7 +383,7 @@ class Pool:
         if m.state is S.CLAIMED:
             self._release_hold(m)
             reason = "exited while claimed"
-        self._retire(m, reason)
+        self._retire(m, f"{reason}: {how}" if how else reason)
 
     # ------------------------------------------------------------------ creating
 

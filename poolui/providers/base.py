@@ -39,12 +39,13 @@ class ProviderContext:
     """What the engine tells a provider when it makes one.
 
     namespace: unique per state directory, so two managers on one machine never touch each other's sandboxes.
-    on_exit: call with a member id when a sandbox is seen to die on its own (optional, speeds up replacement).
+    on_exit: call with a member id, and how it ended when known ("exited with code 137 (OOM-killed)"),
+    when a sandbox is seen to die on its own (optional, speeds up replacement; on-call sees the how).
     """
 
     namespace: str
     state_dir: Path
-    on_exit: Callable[[str], None] = lambda member_id: None
+    on_exit: Callable[[str, str], None] = field(default=lambda member_id, how: None)
 
 
 class Provider(Protocol):

@@ -101,7 +101,7 @@ class InstantProvider:
 
     def kill_from_outside(self, member_id: str) -> None:
         self.live.pop(member_id, None)
-        self.ctx.on_exit(member_id)
+        self.ctx.on_exit(member_id, "killed from outside")
 
 
 def make(pool: PoolConfig, ctx: ProviderContext) -> InstantProvider:

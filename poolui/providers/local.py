@@ -508,7 +508,7 @@ class LocalProvider:
             self._ended.popitem(last=False)
         if w.started and not w.terminating:
             try:
-                self.ctx.on_exit(w.member_id)
+                self.ctx.on_exit(w.member_id, self._ended[w.member_id])
             except Exception:
                 log.exception("%s: on_exit(%s) failed", self._where(), w.member_id)
 

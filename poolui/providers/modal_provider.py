@@ -253,7 +253,7 @@ class ModalProvider:
         member = self._tracked.pop(sid, None)
         self.api.forget(sid)
         if notify and member is not None:
-            self.ctx.on_exit(member)
+            self.ctx.on_exit(member, how)
 
     def _ensure_watcher(self) -> None:
         if not self.api.closed and (self._watcher is None or self._watcher.done()):

@@ -486,7 +486,7 @@ class DockerProvider:
         with self._lock:
             self._known.pop(cid, None)
         if member_id and cid not in self._terminating:
-            self.ctx.on_exit(member_id)
+            self.ctx.on_exit(member_id, how)
 
     def _believed_alive(self) -> dict[str, str]:
         """For the watcher thread: container id -> member id of the containers believed alive."""
