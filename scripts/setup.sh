@@ -26,6 +26,16 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; th
   exit 1
 fi
 if [ ! -x .venv/bin/python ]; then
+  if ! "$PY" -c 'import ensurepip' 2>/dev/null; then
+    # Debian's own Python keeps venv's pip bootstrap in a separate package
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: installing python3-venv (apt-get)" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    else
+      echo "setup: $PY cannot make a virtual environment; install python3-venv" >&2
+      exit 1
+    fi
+  fi
   "$PY" -m venv .venv
 fi
 stamp=.venv/.poolui-installed
