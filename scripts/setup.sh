@@ -30,7 +30,7 @@ if [ ! -x .venv/bin/python ]; then
     # Debian's own Python keeps venv's pip bootstrap in a separate package
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "setup: installing python3-venv (apt-get)" >&2
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     else
       echo "setup: $PY cannot make a virtual environment; install python3-venv" >&2
       exit 1
