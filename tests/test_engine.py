@@ -401,3 +401,16 @@ async def test_an_unreachable_provider_at_start_degrades_then_adopts_and_refills
         await mgr.warm_up(10)
         assert mgr.snapshot("p").state == "healthy"
         assert "recovered" in [e.kind for e in mgr.recent_events("p")]
+
+
+async def test_maintenance_kills_strays_it_does_not_know(tmp_path: Path) -> None:
+    from poolui.providers.base import Sandbox
+
+    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        prov = provider(mgr)
+        prov.live["pu-stray"] = Sandbox("pu-stray", "instant://p/pu-stray")
+        report = await mgr.maintain("p")
+        assert report.removed_strays == ["pu-stray"]
+        await wait_for(lambda: "pu-stray" not in prov.live, 5)
+        assert len(prov.live) == 2 and set(prov.live) == set(mgr.pools["p"].members)

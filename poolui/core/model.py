@@ -165,6 +165,7 @@ class MaintenanceReport:
     removed_expiring: list[str] = field(default_factory=list)
     removed_unhealthy: list[str] = field(default_factory=list)
     removed_stale: list[str] = field(default_factory=list)
+    removed_strays: list[str] = field(default_factory=list)  # running, ours by marker, unknown to the pool
     probed: int = 0
     created: int = 0
 

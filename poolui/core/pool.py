@@ -27,7 +27,7 @@ from ..errors import (
     ProviderUnavailable,
     SandboxNotFound,
 )
-from ..providers.base import Provider
+from ..providers.base import Provider, Sandbox
 from .clock import Clock
 from .events import EventBus
 from .metrics import PoolMetrics
@@ -664,14 +664,38 @@ class Pool:
             elif m.sandbox is not None and not self.provider.alive(m.sandbox):
                 report.removed_unhealthy.append(m.id)
                 self._retire(m, "its sandbox has exited")
+        report.removed_strays = await self._sweep_strays()
         before = self.metrics.creates
         self.reconcile()
         report.created = self.metrics.creates - before
+        strays = f", {len(report.removed_strays)} strays" if report.removed_strays else ""
         self._emit("maintenance", None,
                    f"probed {report.probed}, removed {len(report.removed_unhealthy)} unhealthy, "
-                   f"{len(report.removed_expiring)} expiring, {len(report.removed_stale)} stale; "
+                   f"{len(report.removed_expiring)} expiring, {len(report.removed_stale)} stale{strays}; "
                    f"created {report.created}")
         return report
+
+    async def _sweep_strays(self) -> list[str]:
+        """Kill running sandboxes of this pool that the pool does not know (a sandbox whose owner died in
+        an odd moment). Safe against creates in flight: a member is recorded before its create starts."""
+        if self._unadopted is not None:
+            return []
+        try:
+            live = await self.provider.list_ours()
+        except ProviderError as e:
+            log.warning("pool %s: could not list sandboxes for the stray sweep: %s", self.name, e)
+            return []
+        strays = [sb for sb in live if sb.member_id not in self.members and sb.member_id not in self._bringups]
+        for sb in strays:
+            self._emit("terminating", None, f"stray {sb.member_id}: running but unknown to the pool")
+            self._spawn(self._kill_stray(sb), f"kill-stray-{sb.member_id}")
+        return [sb.member_id for sb in strays]
+
+    async def _kill_stray(self, sb: Sandbox) -> None:
+        try:
+            await self.provider.terminate(sb)
+        except Exception as e:
+            log.warning("pool %s: could not kill stray %s: %s", self.name, sb.member_id, e)
 
     # ------------------------------------------------------------------ operator verbs
 

@@ -220,7 +220,7 @@ def spawn(cmd: list[str], cgroups: list[str], workdir: str, out_w: int, env: dic
     """
     libc = None
     if pdeath:
-        import ctypes  # only plain mode needs prctl; bubblewrap has --die-with-parent
+        import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
     err_r, err_w = os.pipe()  # close-on-exec: EOF means the exec worked
@@ -340,7 +340,9 @@ def main(args: list[str]) -> int:
         env[ENV_MARKER] = marker
         rlimit_as = 0 if mem_limited else memory
         try:
-            pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, one("mode") == "plain")
+            # bubblewrap's --die-with-parent is set only once bwrap runs: a watchdog killed in the
+            # moment between fork and that would orphan it, so the child ties itself before exec too.
+            pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, pdeath=True)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         os.close(out_w)

@@ -625,6 +625,8 @@ class LocalProvider:
     def _scan(self) -> list[Sandbox]:
         found: list[Sandbox] = []
         live: set[str] = set()
+        marked: dict[int, str] = {}  # pid -> member, for every process of this pool's sandboxes
+        prefix = f"{self._ns}/{self.pool.name}/"
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
@@ -633,6 +635,9 @@ class LocalProvider:
                     raw = f.read()
             except OSError:
                 continue
+            member = _marked_member(int(name), raw, prefix)
+            if member:
+                marked[int(name)] = member
             if wd.MARKER.encode() not in raw:
                 continue
             args = [a.decode(errors="surrogateescape") for a in raw.split(b"\0")]
@@ -648,6 +653,13 @@ class LocalProvider:
             if sb is not None:
                 found.append(sb)
         self._sweep_orphans(live)
+        for pid, member in marked.items():
+            if member not in live and member not in self._watches and member not in self._starting:
+                # Its watchdog died before bubblewrap's own --die-with-parent took hold (or cgroups are off):
+                # nothing enforces its TTL any more. Killing the outer bwrap takes the inside with it.
+                log.warning("%s: killing process %d of sandbox %s, whose watchdog is gone", self._where(), pid, member)
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         return found
 
     def _adoptable(self, pid: int, one: dict[str, str], cgroups: list[str]) -> Sandbox | None:
@@ -689,6 +701,23 @@ class LocalProvider:
             for sub in (f"{self._ns}/{self.pool.name}", self._ns, ""):  # only when empty
                 with contextlib.suppress(OSError):
                     os.rmdir(f"{base}/poolui/{sub}".rstrip("/"))
+
+
+def _marked_member(pid: int, cmdline: bytes, prefix: str) -> str:
+    """The member id a process belongs to by the sandbox marker: on bwrap's command line
+    (--setenv POOLUI_SANDBOX ns/pool/member) or in a plain sandbox's environment."""
+    key = f"{wd.ENV_MARKER}\0{prefix}".encode()
+    at = cmdline.find(key)
+    if at >= 0:
+        return cmdline[at + len(key):].split(b"\0", 1)[0].decode(errors="replace")
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = b"\0" + f.read()
+    except OSError:
+        return ""
+    key = f"\0{wd.ENV_MARKER}={prefix}".encode()
+    at = env.find(key)
+    return env[at + len(key):].split(b"\0", 1)[0].decode(errors="replace") if at >= 0 else ""
 
 
 def _first_child(pid: int) -> int:
