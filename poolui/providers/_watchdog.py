@@ -340,8 +340,9 @@ def main(args: list[str]) -> int:
         env[ENV_MARKER] = marker
         rlimit_as = 0 if mem_limited else memory
         try:
-            # bubblewrap's --die-with-parent is set only once bwrap runs: a watchdog killed in the
-            # moment between fork and that would orphan it, so the child ties itself before exec too.
+            # bubblewrap's --die-with-parent takes hold only part-way through its start (its own
+            # credential change clears an earlier parent-death signal), so a watchdog SIGKILLed in that
+            # moment can still orphan it; the provider's list_ours() sweep catches those by their marker.
             pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, pdeath=True)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
