@@ -254,8 +254,9 @@ async def cmd_maintain(client: PoolClient, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(r.to_dict())
     else:
+        strays = f", {len(r.removed_strays)} strays" if r.removed_strays else ""
         out(f"{r.pool}: probed {r.probed}, removed {len(r.removed_unhealthy)} unhealthy, "
-            f"{len(r.removed_expiring)} expiring, {len(r.removed_stale)} stale; created {r.created}")
+            f"{len(r.removed_expiring)} expiring, {len(r.removed_stale)} stale{strays}; created {r.created}")
     return Exit.OK
 
 

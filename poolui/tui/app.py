@@ -582,13 +582,16 @@ class PoolApp(App[int]):
         except Exception as e:
             self._fail("maintenance", e)
             return
-        removed = len(report.removed_unhealthy) + len(report.removed_expiring) + len(report.removed_stale)
+        removed = (len(report.removed_unhealthy) + len(report.removed_expiring) + len(report.removed_stale)
+                   + len(report.removed_strays))
         self.post_message(ActionFinished(f"maintenance of {pool}: probed {report.probed}, removed {removed}, "
                                          f"created {report.created}"))
         lines = [f"probed {report.probed} ready sandbox{'es' if report.probed != 1 else ''}",
                  f"removed unhealthy: {view.names(report.removed_unhealthy) or 'none'}",
                  f"removed expiring (under min_remaining_ttl): {view.names(report.removed_expiring) or 'none'}",
                  f"removed stale (old config revision): {view.names(report.removed_stale) or 'none'}",
+                 *([f"removed strays (running, unknown to the pool): {view.names(report.removed_strays)}"]
+                   if report.removed_strays else []),
                  f"created {report.created} to refill"]
         await self.push_screen_wait(NoticeScreen(f"maintenance of {pool}", "\n".join(lines)))
 
