@@ -9,6 +9,12 @@ from typing import Any
 from ..providers.base import Sandbox
 
 
+def _known_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
+    """A dataclass's fields from a JSON object: keys it does not have are dropped, missing ones are None
+    (a newer server may send more, an older one less)."""
+    return {f.name: d.get(f.name) for f in fields(cls)}
+
+
 class MemberState(StrEnum):
     CREATING = "creating"
     STARTING = "starting"  # created, readiness being probed
@@ -77,8 +83,7 @@ class MemberView:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MemberView:
-        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
-        return cls(**values)
+        return cls(**_known_fields(cls, d))
 
 
 @dataclass
@@ -134,7 +139,7 @@ class PoolSnapshot:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PoolSnapshot:
-        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        values = _known_fields(cls, d)
         values["members"] = [MemberView.from_dict(m) for m in d.get("members", [])]
         values["read_only"] = bool(d.get("read_only", False))
         return cls(**values)
@@ -155,8 +160,7 @@ class Event:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Event:
-        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
-        return cls(**values)
+        return cls(**_known_fields(cls, d))
 
 
 @dataclass
