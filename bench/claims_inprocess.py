@@ -16,8 +16,8 @@ import tempfile
 import time
 from typing import Any
 
-from poolui.config import parse_config
 from poolui.core.manager import PoolManager
+from poolui.pool_file import parse_config
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -52,7 +52,7 @@ async def warm_claims(n: int) -> None:
                 claims.append(t1 - t0)
                 releases.append(t2 - t1)
                 cold += not c.warm
-                if len(mgr.pools["b"].ready) < 8:
+                if len(mgr.pools["b"].handout) < 8:
                     await mgr.warm_up(30)  # let the refill catch up so every timed claim is a warm one
             wall = time.perf_counter() - t_all
             print(line("warm claim (instant provider)", claims))
@@ -77,8 +77,8 @@ async def local_cold_vs_warm(n: int) -> None:
                 warm.append(time.perf_counter() - t0)
                 await mgr.release("l", c.id)
             await mgr.warm_up(60)
-            ready = mgr.snapshot("l").metrics["create_to_ready"]
-            print(f"local provider isolation: {mgr.snapshot('l').isolation}")
+            ready = (await mgr.snapshot("l")).metrics["create_to_ready"]
+            print(f"local provider isolation: {(await mgr.snapshot('l')).isolation}")
             print(line("warm claim (local sandboxes)", warm))
             p50, p99 = ready["p50"] * 1e3, ready["p99"] * 1e3
             print(f"{'cold start: spawn to HTTP ready':<34} n={ready['count']:<6} p50={p50:9.1f} ms  p99={p99:9.1f} ms")

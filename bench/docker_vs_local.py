@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 
-from poolui.config import parse_config
 from poolui.core.manager import PoolManager
-from poolui.providers import make_provider
+from poolui.pool_file import parse_config
 from poolui.providers.base import ProviderContext
+from poolui.providers.registry import make_provider
 
 POOLS: dict[str, dict[str, Any]] = {
     "local": {

@@ -130,7 +130,7 @@ def row(label: str, concurrency: int, lat: list[float], elapsed: float) -> str:
 
 async def warm(client: PoolClient, ready: int) -> None:
     for _ in range(600):
-        if (await client.get("bench", members=False)).counts["ready"] >= ready:
+        if (await client.snapshot("bench", members=False)).counts["ready"] >= ready:
             return
         await asyncio.sleep(0.05)
     raise SystemExit(f"the pool did not reach {ready} ready")
@@ -144,7 +144,7 @@ async def claims(url: str, token: str, total: int) -> list[str]:
         for concurrency in (1, 8, 64):
             rows.append(row("PoolClient", concurrency, *await cycles(client, concurrency, total)))
             rows.append(row("raw HTTP", concurrency, *await raw_cycles(url, token, concurrency, total)))
-        server_p99 = (await client.get("bench", members=False)).metrics["claim_latency"]["p99"]
+        server_p99 = (await client.snapshot("bench", members=False)).metrics["claim_latency"]["p99"]
         rows.append(f"the engine's own claim p99 inside the server: {server_p99 * 1e6:.0f} us")
         await client.resize("bench", target=100, max_ready=256)
         await warm(client, 100)

@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from poolui.config import parse_config  # noqa: E402
 from poolui.core.manager import PoolManager  # noqa: E402
+from poolui.pool_file import parse_config  # noqa: E402
 from poolui.tui.app import PoolApp  # noqa: E402
 from poolui.tui.messages import SnapshotFetched  # noqa: E402
 
@@ -66,7 +66,7 @@ async def measure(n: int, ticks: int) -> dict[str, float]:
                 await pilot.press("end")  # the cursor somewhere in the middle of churn, not on row 0
                 idle = statistics.median([await cpu_of_repaint(pilot) for _ in range(5)])
                 for _ in range(ticks):
-                    victims = [m.id for m in list(pool.ready.values())[: max(1, n // 100)]]
+                    victims = [m.id for m in list(pool.handout.members())[: max(1, n // 100)]]
                     await mgr.terminate("bench", victims)
                     await mgr.warm_up(60)
                     await pilot.pause()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .config import Config, PoolConfig, load_config
+from .config import Config, PoolConfig
 from .errors import (
     ClaimTimeout,
     ConfigError,
@@ -16,6 +16,7 @@ from .errors import (
     SandboxNotFound,
     WarmUpTimeout,
 )
+from .pool_file import load_config
 
 if TYPE_CHECKING:
     from .core.manager import PoolManager

@@ -13,7 +13,7 @@ import sys
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poolui serve", description="Run every pool of the file as an HTTP service.")
     p.add_argument("--config", metavar="FILE", default=None,
-                   help="pool file (default: $POOLUI_CONFIG, else the bundled config/local.toml)")
+                   help="pool file (default: $POOLUI_CONFIG, else the bundled local pool file)")
     p.add_argument("--listen", metavar="HOST:PORT", default=None,
                    help="address to listen on (default: [server].listen, else 127.0.0.1:8765); port 0 picks one")
     p.add_argument("--token-file", metavar="FILE", default=None,
@@ -77,26 +77,26 @@ def _console_parser() -> argparse.ArgumentParser:
 
 def console_main(argv: list[str]) -> int:
     args = _console_parser().parse_args(argv)
-    import importlib
+    from .tui.app import run
+
+    return run(args)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
 
     try:
-        tui_app = importlib.import_module("poolui.tui.app")
-    except ImportError as e:
-        print(f"poolui: the console is not available in this build ({e}); meanwhile use\n"
-              "  poolui --headless demo     (warm a pool here, claim a sandbox, show what it answers)\n"
-              "  poolui serve               (the HTTP service)\n"
-              "  poolui --headless --help   (check, list, claim, resize, drain, ...)", file=sys.stderr)
-        return 2
-    run = getattr(tui_app, "run", None)
-    if run is None:
-        print("poolui: the console (poolui.tui.app.run) is not finished yet; use poolui --headless demo",
-              file=sys.stderr)
-        return 2
-    return int(run(args) or 0)
+        return installed("poolui")
+    except PackageNotFoundError:
+        return "0 (not installed)"
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv in (["--version"], ["-V"]):
+        print(f"poolui {version()}")
+        return 0
     if argv and argv[0] == "serve":
         return serve_main(argv[1:])
     if "--headless" in argv:

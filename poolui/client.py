@@ -1,4 +1,4 @@
-"""The remote control: an httpx client with the same async methods as PoolManager, raising the same errors.
+"""PoolClient: the control contract (poolui.control) over HTTP, raising the same errors as PoolManager.
 
 Every call has a timeout. A claim waits on the server for up to its own `timeout` (or the pool's
 claim_timeout), so its HTTP deadline is that wait plus the client's ordinary timeout.
@@ -7,9 +7,10 @@ claim_timeout), so its HTTP deadline is that wait plus the client's ordinary tim
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -21,14 +22,67 @@ DEFAULT_CLAIM_WAIT = 120.0  # when neither the call nor a snapshot told us the p
 EVENTS_READ_TIMEOUT = 60.0  # the server sends a keep-alive every 15 s; four missed ones mean it is gone
 
 
-def _quote(part: str) -> str:
-    from urllib.parse import quote
-
+def _q(part: str) -> str:
     return quote(part, safe="")
 
 
+class RemoteEvents:
+    """The server's /events stream as an EventFeed. When the server drops this client for falling behind,
+    it reconnects with Last-Event-ID and goes on from the server's recent-events buffer; raises
+    ServerUnreachable when the server is gone."""
+
+    def __init__(self, client: PoolClient, pool: str | None) -> None:
+        self._client = client
+        self._pool = pool
+        self._gen = self._follow()
+        self.dropped = 0  # the server resends what this client missed, so nothing is lost for good
+
+    def __aiter__(self) -> RemoteEvents:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        await self._gen.aclose()
+
+    async def _follow(self) -> AsyncGenerator[Event, None]:
+        c = self._client
+        last: int | None = None
+        params = {"pool": self._pool} if self._pool is not None else None
+        while True:
+            headers = {"last-event-id": str(last)} if last is not None else {}
+            try:
+                async with c.http.stream("GET", "/events", params=params, headers=headers,
+                                         timeout=httpx.Timeout(c.timeout, read=EVENTS_READ_TIMEOUT)) as r:
+                    if r.status_code >= 400:
+                        await r.aread()
+                        raise error_from(r.status_code, r.content)
+                    async for event in _parse_sse(r.aiter_lines()):
+                        last = event.seq
+                        yield event
+            except (httpx.TransportError, httpx.TimeoutException) as e:
+                raise c.unreachable(e) from None
+            if last is None:
+                raise ServerUnreachable(f"the events stream of {c.url} ended before any event")
+
+
+async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
+    kind, data = "", ""
+    async for line in lines:
+        if line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data += line[5:].strip()
+        elif line == "" and data:
+            if kind != "dropped":
+                yield Event.from_dict(json.loads(data))
+            kind, data = "", ""
+
+
 class PoolClient:
-    embedded = False
+    """The pools of a `poolui serve`, as the control contract: the same methods, arguments and errors as
+    PoolManager. `async with PoolClient(url, token) as c:` closes its connections at the end."""
 
     def __init__(self, url: str, token: str | None, timeout: float = 10.0,
                  transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 100) -> None:
@@ -38,9 +92,14 @@ class PoolClient:
         # Loading the CA bundle costs ~40 ms (a fifth of `check`'s budget); plain http has nothing to verify.
         # httpx keeps 20 idle connections by default; many concurrent claimers then reconnect on every call.
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
-                                       trust_env=False, verify=self.url.startswith("https://"), limits=limits)
+        self.http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
+                                      trust_env=False, verify=self.url.startswith("https://"), limits=limits)
         self._claim_timeouts: dict[str, float] = {}
+
+    @property
+    def embedded(self) -> bool:
+        """Always False: these pools run in the server's process."""
+        return False
 
     async def __aenter__(self) -> PoolClient:
         return self
@@ -50,37 +109,25 @@ class PoolClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
-
-    # The manager's lifecycle verbs, so code can treat both the same; the server owns the real lifecycle.
-    async def start(self) -> None:
-        await self.ping()
-
-    async def stop(self, keep: bool = False) -> None:
-        await self.aclose()
+        """Close the client's connections; the server and its pools go on."""
+        await self.http.aclose()
 
     # ------------------------------------------------------------------ transport
 
-    def _unreachable(self, e: Exception) -> ServerUnreachable:
+    def unreachable(self, e: Exception) -> ServerUnreachable:
         if isinstance(e, httpx.TimeoutException):
             return ServerUnreachable(f"poolui server at {self.url} did not answer in time ({type(e).__name__})")
         return ServerUnreachable(f"no poolui server at {self.url}: {e or type(e).__name__}")
 
-    @staticmethod
-    def _error(r: httpx.Response) -> PoolError:
-        return error_from(r.status_code, r.content)
-
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
         try:
-            r = await self._http.request(method, path, json=body, params=params,
-                                         timeout=self.timeout if timeout is None else timeout)
-        except httpx.TimeoutException as e:
-            raise self._unreachable(e) from None
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from None
+            r = await self.http.request(method, path, json=body, params=params,
+                                        timeout=self.timeout if timeout is None else timeout)
+        except httpx.TransportError as e:  # timeouts included
+            raise self.unreachable(e) from None
         if r.status_code >= 400:
-            raise self._error(r)
+            raise error_from(r.status_code, r.content)
         try:
             return r.json()
         except ValueError:
@@ -96,43 +143,45 @@ class PoolClient:
 
     async def ping(self) -> None:
         """Raises ServerUnreachable or Unauthorized unless the server answers and accepts the token."""
-        await self._call("GET", "/pools")
+        await self._call("GET", "/info")
+
+    async def names(self) -> list[str]:
+        """The pools' names, in the pool file's order."""
+        return list((await self._call("GET", "/info"))["pools"])
+
+    async def config_path(self) -> str | None:
+        """The server's pool file (where resize persist writes), or None."""
+        path = (await self._call("GET", "/info")).get("config_path")
+        return str(path) if path else None
 
     async def list_pools(self, members: bool = False) -> list[PoolSnapshot]:
+        """Every pool's snapshot, in the pool file's order."""
         data = await self._call("GET", "/pools", params={"members": str(members).lower()})
         return [self._seen(PoolSnapshot.from_dict(d)) for d in data["pools"]]
 
-    async def get(self, pool: str, members: bool = True) -> PoolSnapshot:
-        data = await self._call("GET", f"/pools/{_quote(pool)}", params={"members": str(members).lower()})
+    async def snapshot(self, pool: str, members: bool = True) -> PoolSnapshot:
+        """One pool now; PoolNotFound for an unknown name."""
+        data = await self._call("GET", f"/pools/{_q(pool)}", params={"members": str(members).lower()})
         return self._seen(PoolSnapshot.from_dict(data))
 
-    async def snapshot(self, pool: str, members: bool = True) -> PoolSnapshot:
-        """Awaitable here (PoolManager.snapshot is synchronous; its get() is the awaitable twin)."""
-        return await self.get(pool, members)
-
-    async def names(self) -> list[str]:
-        return [s.name for s in await self.list_pools()]
-
     async def recent_events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
+        """The last `limit` (1 to 1000) events the server keeps, oldest first."""
         params: dict[str, Any] = {"limit": max(1, min(limit, 1000))}
         if pool is not None:
             params["pool"] = pool
         data = await self._call("GET", "/events/recent", params=params)
         return [Event.from_dict(d) for d in data["events"]]
 
-    async def metrics_text(self) -> str:
-        try:
-            r = await self._http.get("/metrics")
-        except httpx.TransportError as e:
-            raise self._unreachable(e) from None
-        if r.status_code >= 400:
-            raise self._error(r)
-        return r.text
+    def events(self, pool: str | None = None, size: int = 1000) -> RemoteEvents:
+        """State changes from the first iteration on (the server bounds its buffer per client)."""
+        return RemoteEvents(self, pool)
 
     # ------------------------------------------------------------------ claims
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
                     claim_key: str | None = None) -> Claim:
+        """As PoolManager.claim. A call that times out on the HTTP side raises ClaimTimeout; retrying with
+        the same claim_key then returns the claim if one was made."""
         body: dict[str, Any] = {"check_health": check_health}
         if timeout is not None:
             body["timeout"] = timeout
@@ -140,7 +189,7 @@ class PoolClient:
             body["claim_key"] = claim_key
         wait = timeout if timeout is not None else self._claim_timeouts.get(pool, DEFAULT_CLAIM_WAIT)
         try:
-            data = await self._call("POST", f"/pools/{_quote(pool)}/claim", body, timeout=wait + self.timeout)
+            data = await self._call("POST", f"/pools/{_q(pool)}/claim", body, timeout=wait + self.timeout)
         except ServerUnreachable as e:
             if "did not answer in time" in str(e):
                 raise ClaimTimeout(f"pool '{pool}': no answer from {self.url} within {wait + self.timeout:g}s; "
@@ -149,71 +198,45 @@ class PoolClient:
         return Claim.from_dict(data)
 
     async def release(self, pool: str, sandbox_id: str) -> bool:
-        data = await self._call("POST", f"/pools/{_quote(pool)}/sandboxes/{_quote(sandbox_id)}/release")
+        """As PoolManager.release."""
+        data = await self._call("POST", f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/release")
         return bool(data["released"])
 
     # ------------------------------------------------------------------ operations
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:
-        data = await self._call("POST", f"/pools/{_quote(pool)}/terminate", {"ids": list(ids)})
+        """As PoolManager.terminate."""
+        data = await self._call("POST", f"/pools/{_q(pool)}/terminate", {"ids": list(ids)})
         return list(data["terminated"])
 
     async def resize(self, pool: str, target: int | None = None, min_ready: int | None = None,
                      max_ready: int | None = None, persist: bool = False) -> PoolSnapshot:
+        """As PoolManager.resize (persist writes the server's pool file)."""
         body: dict[str, Any] = {"persist": persist}
         for key, value in (("target", target), ("min_ready", min_ready), ("max_ready", max_ready)):
             if value is not None:
                 body[key] = value
-        return PoolSnapshot.from_dict(await self._call("POST", f"/pools/{_quote(pool)}/resize", body))
+        return PoolSnapshot.from_dict(await self._call("POST", f"/pools/{_q(pool)}/resize", body))
 
     async def drain(self, pool: str, wait: bool = False, timeout: float | None = None) -> PoolSnapshot:
+        """As PoolManager.drain; with wait, the HTTP deadline is `timeout` (default an hour) plus the
+        client's own."""
         body: dict[str, Any] = {"wait": wait}
         if timeout is not None:
             body["timeout"] = timeout
         http_timeout = (timeout if timeout is not None else 3600.0) + self.timeout if wait else None
-        data = await self._call("POST", f"/pools/{_quote(pool)}/drain", body, timeout=http_timeout)
+        data = await self._call("POST", f"/pools/{_q(pool)}/drain", body, timeout=http_timeout)
         return PoolSnapshot.from_dict(data)
 
     async def pause(self, pool: str) -> PoolSnapshot:
-        return PoolSnapshot.from_dict(await self._call("POST", f"/pools/{_quote(pool)}/pause"))
+        """As PoolManager.pause."""
+        return PoolSnapshot.from_dict(await self._call("POST", f"/pools/{_q(pool)}/pause"))
 
     async def resume(self, pool: str) -> PoolSnapshot:
-        return PoolSnapshot.from_dict(await self._call("POST", f"/pools/{_quote(pool)}/resume"))
+        """As PoolManager.resume."""
+        return PoolSnapshot.from_dict(await self._call("POST", f"/pools/{_q(pool)}/resume"))
 
     async def maintain(self, pool: str) -> MaintenanceReport:
-        return MaintenanceReport.from_dict(await self._call("POST", f"/pools/{_quote(pool)}/maintain",
+        """As PoolManager.maintain (at least a minute: probing every ready sandbox takes a while)."""
+        return MaintenanceReport.from_dict(await self._call("POST", f"/pools/{_q(pool)}/maintain",
                                                             timeout=max(self.timeout, 60.0)))
-
-    # ------------------------------------------------------------------ events
-
-    async def events(self, pool: str | None = None, size: int = 1000) -> AsyncIterator[Event]:
-        """Every state change from now on. When the server drops this client for falling behind, it
-        reconnects with Last-Event-ID and goes on from the server's recent-events buffer; raises
-        ServerUnreachable when the server is gone."""
-        last: int | None = None
-        params = {"pool": pool} if pool is not None else None
-        while True:
-            headers = {"last-event-id": str(last)} if last is not None else {}
-            timeout = httpx.Timeout(self.timeout, read=EVENTS_READ_TIMEOUT)
-            try:
-                async with self._http.stream("GET", "/events", params=params, headers=headers,
-                                             timeout=timeout) as r:
-                    if r.status_code >= 400:
-                        await r.aread()
-                        raise self._error(r)
-                    kind, data = "", ""
-                    async for line in r.aiter_lines():
-                        if line.startswith("event:"):
-                            kind = line[6:].strip()
-                        elif line.startswith("data:"):
-                            data += line[5:].strip()
-                        elif line == "" and data:
-                            if kind != "dropped":
-                                event = Event.from_dict(json.loads(data))
-                                last = event.seq
-                                yield event
-                            kind, data = "", ""
-            except (httpx.TransportError, httpx.TimeoutException) as e:
-                raise self._unreachable(e) from None
-            if last is None:
-                raise ServerUnreachable(f"the events stream of {self.url} ended before any event")

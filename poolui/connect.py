@@ -1,8 +1,12 @@
-"""Where the server is and which token to send, for the console and the headless CLI.
+"""The one way to a control object: where the server is, which token to send, or the pools embedded.
 
 Server URL: --server, else $POOLUI_SERVER, else the pool file's [server] table (url, else listen).
 Token: $POOLUI_TOKEN, else --token-file, else [server].token_file, else the state directory's token file.
 The pool file is read only when the first two give no answer, so `--server URL` never needs one.
+
+open_control() decides between remote and embedded for the console: a server named explicitly is used even
+while it is down (the console opens disconnected and keeps retrying); otherwise the pool file's server if it
+answers, else the pools run in this process when every one of them runs on this machine.
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ConfigError, ServerUnreachable, Unauthorized
+from . import paths
+from .addresses import split_host_port, url_of
+from .errors import ConfigError, ServerUnreachable
 
 if TYPE_CHECKING:
     from .client import PoolClient
     from .config import Config
+    from .control import Control
     from .core.manager import PoolManager
 
+    def _both_meet_the_contract(m: PoolManager, c: PoolClient) -> tuple[Control, Control]:
+        return m, c  # mypy checks this assignment: a verb missing on either side fails the type check
+
 SERVER_ENV = "POOLUI_SERVER"
-TOKEN_ENV = "POOLUI_TOKEN"
-CONFIG_ENV = "POOLUI_CONFIG"
 
 
 @dataclass
@@ -34,41 +42,19 @@ class Endpoint:
     token_source: str  # never the token itself
 
 
-def config_path(config: str | os.PathLike[str] | None) -> Path:
-    """--config, else $POOLUI_CONFIG, else the bundled local pool file."""
-    from .config import DEFAULT_CONFIG
-
-    if config:
-        return Path(config)
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    return DEFAULT_CONFIG
-
-
 def load(config: str | os.PathLike[str] | None) -> Config:
-    from .config import load_config
+    """The pool file named (--config), else $POOLUI_CONFIG's, else the bundled local one."""
+    from .pool_file import config_path, load_config
 
     return load_config(config_path(config))
 
 
 def url_from_listen(listen: str) -> str:
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def state_dir_of(cfg: Config | None, state_dir: str | os.PathLike[str] | None = None) -> Path:
-    from .core.store import default_state_dir
-
-    if state_dir:
-        return Path(state_dir).expanduser()
-    if cfg is not None and cfg.state_dir is not None:
-        return cfg.state_dir
-    return default_state_dir()
+    try:
+        host, port = split_host_port(listen)
+    except ValueError as e:
+        raise ConfigError(f"listen address {listen!r} is not allowed: expected {e}") from None
+    return url_of(host, port)
 
 
 def find_endpoint(server: str | None = None, config: str | os.PathLike[str] | None = None,
@@ -97,83 +83,99 @@ def find_endpoint(server: str | None = None, config: str | os.PathLike[str] | No
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"server address {url!r} ({url_source}) is not allowed: expected an http:// URL")
-
-    if os.environ.get(TOKEN_ENV):
-        return Endpoint(url, url_source, os.environ[TOKEN_ENV].strip(), f"${TOKEN_ENV}")
+    if os.environ.get(paths.TOKEN_ENV):
+        return Endpoint(url, url_source, os.environ[paths.TOKEN_ENV].strip(), f"${paths.TOKEN_ENV}")
     if token_file:
         path, source = Path(token_file).expanduser(), "--token-file"
     else:
         # The pool file names a token file or a state directory; with neither, the default state dir.
         # When --server came without --config, the pool file is still read if one was named or set.
+        from .pool_file import CONFIG_ENV
+
         try:
-            c2: Config | None = cfg_() if (config or os.environ.get(CONFIG_ENV) or cfg is not None) else None
+            c2 = cfg_() if (config or os.environ.get(CONFIG_ENV) or cfg is not None) else None
         except ConfigError:
             c2 = None
-        if c2 is not None and c2.server.token_file:
-            path, source = Path(c2.server.token_file).expanduser(), f"{c2.path} [server].token_file"
-        else:
-            path = state_dir_of(c2, state_dir) / "token"
-            source = f"{path}"
-    token = read_token(path)
+        configured = c2.server.token_file if c2 is not None else None
+        path = paths.token_file(None, configured, paths.state_dir(state_dir, c2.state_dir if c2 else None))
+        source = f"{c2.path} [server].token_file" if configured and c2 is not None else str(path)
+    token = paths.read_token(path)
     return Endpoint(url, url_source, token, source if token is not None else f"{source} (missing)")
-
-
-def read_token(path: Path) -> str | None:
-    """The token in `path`, or None when there is no such file (the server then answers 401)."""
-    try:
-        text = path.read_text().strip()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the token file: {e.strerror or e}") from None
-    return text or None
-
-
-def make_client(endpoint: Endpoint, timeout: float = 10.0) -> PoolClient:
-    from .client import PoolClient
-
-    return PoolClient(endpoint.url, endpoint.token, timeout=timeout)
 
 
 def connect(server: str | None = None, config: str | os.PathLike[str] | None = None,
             token_file: str | os.PathLike[str] | None = None, state_dir: str | os.PathLike[str] | None = None,
             timeout: float = 10.0) -> PoolClient:
     """A client for the server that the arguments, environment and pool file point at (not yet contacted)."""
-    return make_client(find_endpoint(server, config, token_file, state_dir), timeout)
+    from .client import PoolClient
+
+    endpoint = find_endpoint(server, config, token_file, state_dir)
+    return PoolClient(endpoint.url, endpoint.token, timeout=timeout)
+
+
+@dataclass
+class Opened:
+    """What open_control() gave: the control object and, for people, where it leads."""
+
+    control: Control
+    source: str  # the server's URL, or the pool file run embedded
+    endpoint: Endpoint | None  # how the server was looked for (None when embedded was asked for)
+    keep: bool = False  # embedded: leave the sandboxes running at the end, for the next start to adopt
 
 
 @asynccontextmanager
 async def open_control(server: str | None = None, config: str | os.PathLike[str] | None = None,
                        token_file: str | os.PathLike[str] | None = None,
                        state_dir: str | os.PathLike[str] | None = None,
-                       embedded: bool | None = None) -> AsyncIterator[PoolClient | PoolManager]:
-    """The control object for the console: the server if one answers, else the pools embedded in-process.
+                       embedded: bool | None = None, timeout: float = 10.0) -> AsyncIterator[Opened]:
+    """The control object: remote (explicit server, else a reachable one) or embedded, closed at the end.
 
-    embedded=True forces in-process, False forces remote (raising ServerUnreachable when it is down);
-    None (default) tries the server and falls back to embedded only when no server was named explicitly
-    (no --server, no $POOLUI_SERVER) and none answers at the pool file's address.
+    embedded=True runs the pools here; False always connects (even to a server that is down); None decides
+    as the module docstring says. Raises Unauthorized when a server refuses the token, ServerUnreachable
+    when none answers and the pools cannot run here, ConfigError for a bad pool file.
     """
-    explicit = bool(server or os.environ.get(SERVER_ENV))
+    from .client import PoolClient
+
+    endpoint = None
     if embedded is not True:
         endpoint = find_endpoint(server, config, token_file, state_dir)
-        client = make_client(endpoint)
+        client = PoolClient(endpoint.url, endpoint.token, timeout=timeout)
+        explicit = bool(server or os.environ.get(SERVER_ENV)) or embedded is False
         try:
-            await client.ping()
-        except Unauthorized:
-            await client.aclose()
-            raise
+            if not explicit:
+                await client.ping()  # Unauthorized goes to the caller: a server is there and refuses us
         except ServerUnreachable:
             await client.aclose()
-            if explicit or embedded is False:
-                raise
+        except BaseException:
+            await client.aclose()
+            raise
         else:
             try:
-                yield client
+                yield Opened(client, endpoint.url, endpoint)
             finally:
                 await client.aclose()
             return
+    async with _embedded(config, state_dir, endpoint) as opened:
+        yield opened
+
+
+@asynccontextmanager
+async def _embedded(config: str | os.PathLike[str] | None, state_dir: str | os.PathLike[str] | None,
+                    endpoint: Endpoint | None) -> AsyncIterator[Opened]:
     from .core.manager import PoolManager
+    from .providers.registry import runs_here
 
     cfg = load(config)
-    async with PoolManager(cfg, state_dir=state_dir_of(cfg, state_dir)) as manager:
-        yield manager
+    elsewhere = sorted({p.provider for p in cfg.pools.values() if not runs_here(p.provider)})
+    if elsewhere:
+        where = f" at {endpoint.url} ({endpoint.url_source})" if endpoint else ""
+        raise ServerUnreachable(
+            f"no poolui server answers{where}, and the pools of {cfg.path} use {', '.join(elsewhere)}, which "
+            f"do not run embedded; start one with `poolui serve --config {cfg.path}` or name it with --server URL")
+    manager = PoolManager(cfg, state_dir=state_dir)
+    await manager.start()
+    opened = Opened(manager, str(cfg.path), endpoint)
+    try:
+        yield opened
+    finally:
+        await manager.stop(keep=opened.keep)

@@ -62,10 +62,18 @@ class WarmUpTimeout(PoolError):
 
 
 class ProviderError(PoolError):
-    """The place sandboxes run in refused or failed (spawn error, engine down, API error)."""
+    """The place sandboxes run in refused or failed (spawn error, engine down, API error).
+
+    `transient`: the cause may pass by itself (an engine or API that does not answer), as opposed to
+    bad credentials or a missing program; a pool whose provider is transiently down waits and retries.
+    """
 
     code = "provider_error"
     http_status = 502
+
+    def __init__(self, message: str, *, reason: str | None = None, transient: bool = False) -> None:
+        super().__init__(message, reason=reason)
+        self.transient = transient
 
 
 class ReadinessTimeout(ProviderError):

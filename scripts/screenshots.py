@@ -31,8 +31,8 @@ import tomli_w
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from poolui.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from poolui.core.manager import PoolManager  # noqa: E402
+from poolui.pool_file import DEFAULT_CONFIG, load_config  # noqa: E402
 from poolui.tui.app import PoolApp  # noqa: E402
 from poolui.tui.screens.confirm import ConfirmScreen  # noqa: E402
 from poolui.tui.screens.help import HelpScreen  # noqa: E402

@@ -9,4 +9,5 @@ if [ -x scripts/docker-engine.sh ]; then
 fi
 .venv/bin/ruff check poolui tests bench scripts
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest -q "$@"

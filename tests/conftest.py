@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-WATCHDOG_MARKER = b"poolui-watchdog"  # poolui.providers._watchdog.MARKER
+WATCHDOG_MARKER = b"poolui-watchdog"  # poolui.providers.local._watchdog.MARKER
 ENV_MARKER = b"POOLUI_SANDBOX="
 
 

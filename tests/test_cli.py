@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -59,32 +58,23 @@ def test_headless_flag_anywhere_and_options_before_or_after_the_verb(monkeypatch
     assert seen["server"] == "http://x:1" and seen["json"] is True
 
 
-def test_console_says_what_to_do_when_it_is_not_there(monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    real = importlib.import_module
-
-    def missing(name: str, *a: Any) -> Any:
-        if name == "poolui.tui.app":
-            raise ImportError("No module named 'poolui.tui.app'")
-        return real(name, *a)
-
-    monkeypatch.setattr(importlib, "import_module", missing)
-    assert cli.main(["--read-only"]) == 2
-    assert "poolui --headless demo" in capsys.readouterr().err
-
-
 def test_console_gets_its_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     got: dict[str, Any] = {}
 
-    class FakeApp:
-        @staticmethod
-        def run(args: Any) -> int:
-            got.update(vars(args))
-            return 0
+    def run(args: Any) -> int:
+        got.update(vars(args))
+        return 0
 
-    monkeypatch.setattr(importlib, "import_module", lambda name, *a: FakeApp)
+    monkeypatch.setattr("poolui.tui.app.run", run)
     assert cli.main(["--config", "f.toml", "--server", "http://h:1", "--read-only"]) == 0
     assert got["config"] == "f.toml" and got["server"] == "http://h:1" and got["read_only"] is True
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"poolui {version('poolui')}\n"
 
 
 def test_serve_with_a_bad_pool_file_names_it(tmp_path: Path) -> None:
@@ -143,12 +133,13 @@ async def test_open_control_falls_back_to_embedded_only_when_no_server_was_named
 
     clean_env(monkeypatch)
     cfg = pool_file(tmp_path, f"listen = '127.0.0.1:9'\nstate_dir = '{tmp_path / 'state'}'")
-    async with open_control(config=cfg) as control:  # nothing listens on :9, nothing named: embedded
-        assert isinstance(control, PoolManager) and control.embedded
-        assert control.names == ["a"]
-    with pytest.raises(ServerUnreachable):
-        async with open_control(server="http://127.0.0.1:9", config=cfg):
-            pass
-    with pytest.raises(ServerUnreachable):
-        async with open_control(config=cfg, embedded=False):
-            pass
+    async with open_control(config=cfg) as opened:  # nothing listens on :9, nothing named: embedded
+        assert isinstance(opened.control, PoolManager) and opened.control.embedded
+        assert await opened.control.names() == ["a"]
+    # A server named explicitly (or remote asked for) is never replaced by embedded pools, even while it
+    # is down: the console shows it disconnected and retries.
+    for kwargs in ({"server": "http://127.0.0.1:9"}, {"embedded": False}):
+        async with open_control(config=cfg, **kwargs) as opened:
+            assert not opened.control.embedded
+            with pytest.raises(ServerUnreachable):
+                await opened.control.names()

@@ -14,7 +14,6 @@ import tomli_w
 from server_fixtures import pool_table
 
 from poolui.client import PoolClient
-from poolui.config import load_config
 from poolui.core.manager import PoolManager
 from poolui.errors import (
     ClaimTimeout,
@@ -26,6 +25,7 @@ from poolui.errors import (
     ServerUnreachable,
     Unauthorized,
 )
+from poolui.pool_file import load_config
 from poolui.server.app import create_app
 
 TOKEN = "test-token"
@@ -54,25 +54,25 @@ def client_for(mgr: PoolManager, token: str = TOKEN) -> PoolClient:
 async def test_same_methods_as_the_manager(mgr: PoolManager) -> None:
     async with client_for(mgr) as c:
         assert c.embedded is False and mgr.embedded is True
-        assert [s.name for s in await c.list_pools()] == ["p", "f"] == mgr.names
-        assert await c.names() == mgr.names
+        assert [s.name for s in await c.list_pools()] == ["p", "f"] == (await mgr.names())
+        assert await c.names() == (await mgr.names())
         snap = await c.snapshot("p")
-        assert snap.counts == mgr.snapshot("p").counts and len(snap.members) == 2
-        assert (await c.get("p", members=False)).members == []
+        assert snap.counts == (await mgr.snapshot("p")).counts and len(snap.members) == 2
+        assert (await c.snapshot("p", members=False)).members == []
         claim = await c.claim("p", timeout=1)
-        assert claim.warm and claim.url.startswith("instant://p/") and claim.latency >= 0
-        assert (await c.get("p")).counts["claimed"] == 1
+        assert claim.warm and claim.url.startswith("instant://p/") and claim.reason == "" and claim.claim_key is None
+        assert (await c.snapshot("p")).counts["claimed"] == 1
         assert await c.release("p", claim.id) is True
         assert await c.release("p", claim.id) is False
         assert [e.kind for e in await c.recent_events("p", limit=500)].count("released") == 1
         report = await c.maintain("p")
-        assert report.pool == "p" and report.probed >= 0
+        assert report.pool == "p" and report.probed >= 1  # the pool was warm
         assert (await c.pause("p")).state == "paused"
         assert (await c.resume("p")).state in ("healthy", "warming")
         resized = await c.resize("p", target=3, max_ready=4)
-        assert (resized.target_ready, resized.max_ready) == (3, 4) == (mgr.snapshot("p").target_ready,
-                                                                        mgr.snapshot("p").max_ready)
-        ready = [m for m in (await c.get("p")).members if m.state == "ready"]
+        assert (resized.target_ready, resized.max_ready) == (3, 4) == ((await mgr.snapshot("p")).target_ready,
+                                                                        (await mgr.snapshot("p")).max_ready)
+        ready = [m for m in (await c.snapshot("p")).members if m.state == "ready"]
         assert await c.terminate("p", [ready[0].id]) == [ready[0].id]
         drained = await c.drain("p", wait=True, timeout=5)
         assert drained.state == "drained"
@@ -83,13 +83,13 @@ async def test_claim_key_is_idempotent(mgr: PoolManager) -> None:
         a = await c.claim("p", claim_key="k1")
         b = await c.claim("p", claim_key="k1")
         assert a.id == b.id and b.reason == "repeated claim_key"
-        assert mgr.snapshot("p").counts["claimed"] == 1
+        assert (await mgr.snapshot("p")).counts["claimed"] == 1
 
 
 async def test_errors_come_back_as_the_same_types(mgr: PoolManager) -> None:
     async with client_for(mgr) as c:
         with pytest.raises(PoolNotFound, match="no pool named 'nope'"):
-            await c.get("nope")
+            await c.snapshot("nope")
         with pytest.raises(SandboxNotFound):
             await c.release("p", "pu-nothing")
         with pytest.raises(SandboxNotFound):
@@ -102,7 +102,7 @@ async def test_errors_come_back_as_the_same_types(mgr: PoolManager) -> None:
             await c.claim("f")
         assert exhausted.value.reason == "pool empty"
         await c.pause("p")
-        while (await c.get("p")).counts["ready"]:
+        while (await c.snapshot("p")).counts["ready"]:
             await c.claim("p")
         with pytest.raises(ClaimTimeout):
             await c.claim("p", timeout=0.05)
@@ -134,7 +134,7 @@ async def test_bad_bodies_are_422_with_a_clear_detail(mgr: PoolManager) -> None:
         assert r.status_code == 404 and r.json() == {"error": "not_found", "detail": "Not Found"}
         r = await http.delete("/pools/p")
         assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
-    assert mgr.snapshot("p").counts["claimed"] == 0  # none of it claimed anything
+    assert (await mgr.snapshot("p")).counts["claimed"] == 0  # none of it claimed anything
 
 
 async def test_resize_persist_writes_the_pool_file(mgr: PoolManager) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from poolui.config import DEFAULT_CONFIG, load_config, save_pool_sizes
 from poolui.durations import format_duration, parse_duration
 from poolui.errors import ConfigError
+from poolui.pool_file import DEFAULT_CONFIG, load_config, save_pool_sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,10 +22,11 @@ import test_docker_provider as provider_tests
 from helpers import wait_for
 from test_docker_provider import HTTPD, IMAGE, _client_or_none, _run_script, http_body
 
-from poolui.config import Config, parse_config
+from poolui.config import Config
 from poolui.core.manager import PoolManager
 from poolui.core.model import Event
 from poolui.core.store import namespace_of
+from poolui.pool_file import parse_config
 
 # The provider tests' fixtures: the engine (started by scripts/docker-engine.sh when none answers; the tests
 # skip where none can run) and its dockerd pid when this suite may stop and restart it.
@@ -104,16 +105,17 @@ async def managers(engine: Any, request: pytest.FixtureRequest) -> Any:
 
 
 def ready_ids(mgr: PoolManager) -> set[str]:
-    return set(mgr.pools[POOL].ready)
+    return set(mgr.pools[POOL].handout)
 
 
 def events(mgr: PoolManager, kind: str, member: str | None = None) -> list[Event]:
-    return [e for e in mgr.recent_events(POOL, 1000) if e.kind == kind and (member is None or e.member_id == member)]
+    return [e for e in mgr.bus.recent
+            if e.pool == POOL and e.kind == kind and (member is None or e.member_id == member)]
 
 
 def settled(mgr: PoolManager) -> bool:
     pool = mgr.pools[POOL]
-    return len(pool.ready) == pool.cfg.target_ready and all(
+    return len(pool.handout) == pool.cfg.target_ready and all(
         m.state.value in ("ready", "claimed") for m in pool.members.values()
     )
 
@@ -145,7 +147,7 @@ def drop_state_file(state_dir: Path) -> None:
 async def test_warm_up_claim_url_answers_and_release_removes(engine: Any, managers: Managers, tmp_path: Path) -> None:
     mgr = await managers.start(tmp_path)
     await warm(mgr)
-    snap = mgr.snapshot(POOL)
+    snap = await mgr.snapshot(POOL)
     assert (snap.state, snap.provider, snap.isolation, snap.counts["ready"]) == ("healthy", "docker", "container", 2)
     found = by_member(engine, tmp_path)
     assert set(found) == ready_ids(mgr)
@@ -183,7 +185,7 @@ async def test_container_killed_from_outside_is_replaced(engine: Any, managers: 
     assert [e.detail for e in events(mgr, "terminating", victim)] == ["exited on its own: exited with code 137"]
     assert [e.detail for e in events(mgr, "terminating", claim.id)] == [
         "exited while claimed: exited with code 137"]
-    assert mgr.snapshot(POOL).state == "healthy" and mgr.pools[POOL].failures == 0
+    assert (await mgr.snapshot(POOL)).state == "healthy" and mgr.pools[POOL].failures == 0
     conserved(mgr, engine)
     assert await mgr.release(POOL, claim.id) is False  # already gone: a friendly no-op
 
@@ -211,7 +213,7 @@ async def test_ttl_is_enforced_inside_the_container_without_the_controller(
     await warm(first)
     claim = await first.claim(POOL, timeout=5)
     await warm(first)
-    left = {m.id for m in first.snapshot(POOL).members}
+    left = {m.id for m in (await first.snapshot(POOL)).members}
     await first.stop(keep=True)
     assert set(by_member(engine, tmp_path)) == left and claim.id in left
 
@@ -233,19 +235,20 @@ async def test_restart_adopts_claimed_and_ready_containers_by_label(
     await warm(first)
     claim = await first.claim(POOL, timeout=5, claim_key="job-1")
     await warm(first)
-    left = {m.id for m in first.snapshot(POOL).members}
+    left = {m.id for m in (await first.snapshot(POOL)).members}
     ids = {m: c["Id"] for m, c in by_member(engine, tmp_path).items()}
     await first.stop(keep=True)
     assert set(by_member(engine, tmp_path)) == left
 
     second = await managers.start(tmp_path)
-    snap = second.snapshot(POOL)
+    snap = await second.snapshot(POOL)
     assert {m.id: (m.state, m.adopted, m.claim_key) for m in snap.members} == {
         **{m: ("ready", True, None) for m in left - {claim.id}},
         claim.id: ("claimed", True, "job-1"),
     }
     assert snap.state == "healthy"
-    assert [e.detail for e in second.recent_events(POOL) if e.kind == "restarted"] == ["adopted 3, killed 0 left over"]
+    restarted = [e.detail for e in await second.recent_events(POOL) if e.kind == "restarted"]
+    assert restarted == ["adopted 3, killed 0 left over"]
     again = await second.claim(POOL, timeout=5, claim_key="job-1")
     assert (again.id, again.url) == (claim.id, claim.url)
     assert await http_body(claim.url) == OK_BODY
@@ -270,7 +273,7 @@ async def test_strays_are_removed_and_other_namespaces_untouched(
     await asyncio.gather(warm(first), warm(other))
     await first.claim(POOL, timeout=5)
     await warm(first)
-    ours = {m.id for m in first.snapshot(POOL).members}
+    ours = {m.id for m in (await first.snapshot(POOL)).members}
     theirs = set(by_member(engine, elsewhere))
     await first.stop(keep=True)
     assert set(by_member(engine, here)) == ours and len(ours) == 3
@@ -285,13 +288,14 @@ async def test_strays_are_removed_and_other_namespaces_untouched(
     assert set(by_member(engine, here)) == ours | {"pu-stray"}
 
     second = await managers.start(here)
-    assert [e.detail for e in second.recent_events(POOL) if e.kind == "restarted"] == ["adopted 0, killed 4 left over"]
+    restarted = [e.detail for e in await second.recent_events(POOL) if e.kind == "restarted"]
+    assert restarted == ["adopted 0, killed 4 left over"]
     assert {e.member_id for e in events(second, "terminated")} >= ours | {"pu-stray"}
     await warm(second)
     assert not (ours | {"pu-stray"}) & set(by_member(engine, here))
     conserved(second, engine)
     assert set(by_member(engine, elsewhere)) == theirs == ready_ids(other)
-    assert other.snapshot(POOL).state == "healthy" and not events(other, "terminating")
+    assert (await other.snapshot(POOL)).state == "healthy" and not events(other, "terminating")
 
 
 # ---------------------------------------------------------------- limits
@@ -329,7 +333,7 @@ async def test_limits_are_applied_and_an_oom_killed_container_is_replaced(
 
     assert await asyncio.to_thread(oom_events), "the kernel's OOM killer, not something else, ended it"
     await warm(mgr)
-    assert mgr.snapshot(POOL).state == "healthy"
+    assert (await mgr.snapshot(POOL)).state == "healthy"
     conserved(mgr, engine)
 
 
@@ -346,14 +350,14 @@ async def test_engine_stopped_mid_run_degrades_then_recovers(
     os.kill(stoppable_engine, signal.SIGTERM)
     try:
         await asyncio.to_thread(psutil.Process(stoppable_engine).wait, 60)
-        snap = await wait_for(lambda: (s := mgr.snapshot(POOL)).state == "degraded" and s, 20, what="degraded")
+        snap = await wait_for(lambda: (s := mgr.pool(POOL).snapshot()).state == "degraded" and s, 20, what="degraded")
         assert "creates failed in a row; last: create failed: pool 'web': no Docker engine answers at" in snap.reason
         assert "docker-engine.sh" in snap.reason, snap.reason
     finally:
         if _client_or_none() is None:
             r = await asyncio.to_thread(_run_script, "start")
             assert r.returncode == 0, f"could not restart dockerd:\n{r.stdout}{r.stderr}"
-    await wait_for(lambda: mgr.snapshot(POOL).state == "healthy", 30, what="healthy after the engine came back")
+    await wait_for(lambda: mgr.pool(POOL).snapshot().state == "healthy", 30, what="healthy after the engine came back")
     assert events(mgr, "recovered") and mgr.pools[POOL].failures == 0
     claim = await mgr.claim(POOL, timeout=5)
     assert await http_body(claim.url) == OK_BODY

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from poolui.config import load_config, parse_config
 from poolui.errors import ConfigError, ProviderError, ProviderUnavailable, SandboxDied
+from poolui.pool_file import load_config, parse_config
 from poolui.providers.base import ProviderContext
 from poolui.providers.docker import DockerOptions, DockerProvider, make, parse_options
 
@@ -72,7 +72,7 @@ def test_bad_options_name_where_key_value_and_allowed(raw: dict[str, Any], key: 
 
 
 def test_unknown_key_lists_allowed_keys() -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'imgae'; allowed keys: image, command"):
+    with pytest.raises(ConfigError, match=r"unknown key 'imgae' = .*; allowed keys: image, command"):
         parse_options({"image": IMAGE, "imgae": "x"}, "w")
 
 

@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import wait_for
 
-from poolui.config import parse_config
+from poolui import virtual_time
+from poolui.clock import LoopClock
 from poolui.core.manager import PoolManager
 from poolui.core.model import MemberState
 from poolui.errors import ClaimTimeout, PoolDraining, PoolError, PoolExhausted, SandboxNotFound, WarmUpTimeout
+from poolui.pool_file import parse_config
 from poolui.providers.instant import InstantProvider
 
 
@@ -27,6 +30,14 @@ def config(**pool: Any) -> Any:
                             "max_total": 20, "health": {"http": "/", "interval": "1h", "timeout": "1s"}}
     base.update(pool)
     return parse_config({"pools": {"p": base}}, "test")
+
+
+@asynccontextmanager
+async def virtual_manager(cfg: Any, state_dir: Path) -> AsyncIterator[tuple[PoolManager, LoopClock]]:
+    """A manager on the virtual-time loop's clock: waits take no real time, and times are exact."""
+    clock = LoopClock(asyncio.get_running_loop())
+    async with PoolManager(cfg, state_dir=state_dir, clock=clock) as mgr:
+        yield mgr, clock
 
 
 def provider(mgr: PoolManager) -> InstantProvider:
@@ -40,7 +51,7 @@ def conserved(mgr: PoolManager) -> None:
     pool = mgr.pools["p"]
     counts = pool.counts()
     assert sum(counts.values()) == len(pool.members)
-    assert len(pool.ready) == counts["ready"]
+    assert len(pool.handout) == counts["ready"]
     assert all(m.holders == (1 if m.state is MemberState.CLAIMED else 0) for m in pool.members.values())
     assert set(provider(mgr).live) <= set(pool.members)
 
@@ -48,14 +59,14 @@ def conserved(mgr: PoolManager) -> None:
 async def test_warm_claim_release_and_refill(tmp_path: Path) -> None:
     async with PoolManager(config(), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        assert mgr.snapshot("p").state == "healthy"
+        assert (await mgr.snapshot("p")).state == "healthy"
         claim = await mgr.claim("p")
         assert claim.warm and claim.url.startswith("instant://")
-        assert mgr.snapshot("p").counts["claimed"] == 1
+        assert (await mgr.snapshot("p")).counts["claimed"] == 1
         assert await mgr.release("p", claim.id) is True
         await mgr.warm_up(5)
         await wait_for(lambda: claim.id not in provider(mgr).live, 5)
-        snap = mgr.snapshot("p")
+        snap = await mgr.snapshot("p")
         assert snap.metrics["claims"]["warm"] == 1 and snap.metrics["hit_rate"] == 1.0
         assert snap.counts["ready"] == 3 and snap.counts["claimed"] == 0
         conserved(mgr)
@@ -65,7 +76,7 @@ async def test_warm_claim_release_and_refill(tmp_path: Path) -> None:
 async def test_oldest_ready_is_handed_out_first(tmp_path: Path) -> None:
     async with PoolManager(config(), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        order = list(mgr.pools["p"].ready)
+        order = list(mgr.pools["p"].handout)
         got = [(await mgr.claim("p")).id for _ in range(3)]
         assert got == order
 
@@ -111,7 +122,7 @@ async def test_no_double_hand_out_under_cancellations_and_timeouts(tmp_path: Pat
         assert sum(handed.values()) > 100
         await mgr.warm_up(10)
         pool = mgr.pools["p"]
-        await wait_for(lambda: pool.counts()["terminating"] == 0 and not pool.waiters, 5)
+        await wait_for(lambda: pool.counts()["terminating"] == 0 and not pool.handout.waiting(), 5)
         conserved(mgr)
         assert pool.counts()["claimed"] == 0
     assert provider(mgr).live == {}
@@ -120,11 +131,11 @@ async def test_no_double_hand_out_under_cancellations_and_timeouts(tmp_path: Pat
 async def test_on_empty_fail_says_why(tmp_path: Path) -> None:
     async with PoolManager(config(target_ready=1, on_empty="fail"), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        mgr.pools["p"].pause()
+        await mgr.pause("p")
         await mgr.claim("p")
         with pytest.raises(PoolExhausted, match="no ready sandbox: pool empty and paused"):
             await mgr.claim("p")
-        snap = mgr.snapshot("p")
+        snap = await mgr.snapshot("p")
         assert snap.metrics["claims"]["failed"] == 1
         assert any(r["reason"].startswith("pool empty") for r in snap.metrics["claims_by_reason"])
 
@@ -136,7 +147,7 @@ async def test_on_empty_create_gives_a_cold_claim(tmp_path: Path) -> None:
         first = await mgr.claim("p")
         second = await mgr.claim("p", timeout=5)
         assert first.warm and not second.warm and second.reason == "pool empty"
-        assert mgr.snapshot("p").metrics["claims"] == {"warm": 1, "cold": 1, "failed": 0, "timed_out": 0}
+        assert (await mgr.snapshot("p")).metrics["claims"] == {"warm": 1, "cold": 1, "failed": 0, "timed_out": 0}
 
 
 async def test_waiters_are_served_first_come_first_served(tmp_path: Path) -> None:
@@ -154,38 +165,44 @@ async def test_waiters_are_served_first_come_first_served(tmp_path: Path) -> Non
         tasks = []
         for n in range(4):
             tasks.append(asyncio.create_task(wait(n)))
-            await wait_for(lambda n=n: len(mgr.pools["p"].waiters) == n + 1, 2)
+            await wait_for(lambda: mgr.pools["p"].handout.waiting() == len(tasks), 2)
         await mgr.release("p", held.id)
         await asyncio.gather(*tasks)
         assert served == [0, 1, 2, 3]
 
 
-async def test_claim_timeout_is_bounded_when_nothing_gets_ready(tmp_path: Path) -> None:
+def test_claim_timeout_is_bounded_when_nothing_gets_ready(tmp_path: Path) -> None:
     cfg = config(target_ready=1, readiness={"http": "/", "timeout": "10s"})
-    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
-        provider(mgr).never_ready = True
-        start = time.monotonic()
-        with pytest.raises(ClaimTimeout, match="no sandbox became ready in time"):
-            await mgr.claim("p", timeout=0.3)
-        assert time.monotonic() - start < 1.3
-        assert mgr.snapshot("p").metrics["claims"]["timed_out"] == 1
+
+    async def main() -> None:
+        async with virtual_manager(cfg, tmp_path) as (mgr, clock):
+            provider(mgr).never_ready = True
+            start = clock.monotonic()
+            with pytest.raises(ClaimTimeout, match="no sandbox became ready in time"):
+                await mgr.claim("p", timeout=0.3)
+            assert clock.monotonic() - start == pytest.approx(0.3)  # the deadline, on the engine's clock
+            assert (await mgr.snapshot("p")).metrics["claims"]["timed_out"] == 1
+
+    virtual_time.run(main())
 
 
-async def test_failing_creates_degrade_back_off_and_recover(tmp_path: Path) -> None:
-    async with PoolManager(config(target_ready=2, create_retries=2), state_dir=tmp_path) as mgr:
-        prov = provider(mgr)
-        prov.fail = True
-        await wait_for(lambda: mgr.snapshot("p").metrics["create_failures"] >= 4, 10)
-        snap = mgr.snapshot("p")
-        assert snap.state == "degraded" and "instant provider told to fail" in snap.reason
-        created = [e.ts for e in mgr.recent_events("p") if e.kind == "created"]
-        gaps = [b - a for a, b in zip(created, created[1:], strict=False)][1:3]  # after the first burst
-        # One create at a time after failures, each after a doubled pause (0.4 s, then 0.8 s).
-        assert gaps[0] >= 0.19 and gaps[1] >= 1.9 * gaps[0], gaps
-        prov.fail = False
-        await wait_for(lambda: mgr.snapshot("p").state == "healthy", 40)
-        kinds = [e.kind for e in mgr.recent_events("p")]
-        assert "degraded" in kinds and "recovered" in kinds
+def test_failing_creates_degrade_back_off_and_recover(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with virtual_manager(config(target_ready=2, create_retries=2, instant={"fail": True}), tmp_path) \
+                as (mgr, clock):
+            await wait_for(lambda: mgr.pool("p").snapshot().metrics["create_failures"] >= 5, 10)
+            snap = await mgr.snapshot("p")
+            assert snap.state == "degraded" and "instant provider told to fail" in snap.reason
+            created = [e.ts for e in await mgr.recent_events("p") if e.kind == "created"]
+            gaps = [b - a for a, b in zip(created, created[1:], strict=False)]
+            # Two at once, both fail; then one create at a time, each after a doubled pause.
+            assert gaps[:4] == pytest.approx([0.0, 0.4, 0.8, 1.6], abs=0.005), gaps
+            provider(mgr).fail = False
+            await wait_for(lambda: mgr.pool("p").snapshot().state == "healthy", 10)
+            kinds = [e.kind for e in await mgr.recent_events("p")]
+            assert "degraded" in kinds and "recovered" in kinds
+
+    virtual_time.run(main())
 
 
 async def test_resize_up_and_down_never_touches_claimed(tmp_path: Path) -> None:
@@ -195,10 +212,10 @@ async def test_resize_up_and_down_never_touches_claimed(tmp_path: Path) -> None:
         await mgr.resize("p", target=5)
         await mgr.warm_up(5)
         pool = mgr.pools["p"]
-        assert len(pool.ready) == 5
-        newest = sorted(pool.ready.values(), key=lambda m: m.ready_at or 0)[-4:]
+        assert len(pool.handout) == 5
+        newest = sorted(pool.handout.members(), key=lambda m: m.ready_at or 0)[-4:]
         await mgr.resize("p", target=1)
-        await wait_for(lambda: len(pool.ready) == 1 and pool.counts()["terminating"] == 0, 5)
+        await wait_for(lambda: len(pool.handout) == 1 and pool.counts()["terminating"] == 0, 5)
         assert all(m.id not in pool.members for m in newest)  # the newest idle ones went
         assert pool.members[held.id].state is MemberState.CLAIMED
         with pytest.raises(PoolError, match="min_ready <= target_ready <= max_ready"):
@@ -211,12 +228,12 @@ async def test_resize_down_retires_not_ready_members_first(tmp_path: Path) -> No
     async with PoolManager(cfg, state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
         pool = mgr.pools["p"]
-        ready_before = set(pool.ready)
+        ready_before = set(pool.handout)
         await mgr.resize("p", target=5)
         await wait_for(lambda: pool.counts()["starting"] == 3, 2)
         await mgr.resize("p", target=2)
         await wait_for(lambda: pool.counts()["starting"] == 0 and pool.counts()["terminating"] == 0, 5)
-        assert set(pool.ready) == ready_before
+        assert set(pool.handout) == ready_before
 
 
 async def test_drain_then_resume(tmp_path: Path) -> None:
@@ -228,12 +245,12 @@ async def test_drain_then_resume(tmp_path: Path) -> None:
             await mgr.claim("p")
         pool = mgr.pools["p"]
         await wait_for(lambda: set(pool.members) == {held.id}, 5)
-        assert mgr.snapshot("p").state == "draining"
+        assert (await mgr.snapshot("p")).state == "draining"
         await mgr.release("p", held.id)
-        await wait_for(lambda: mgr.snapshot("p").state == "drained", 5)
+        await wait_for(lambda: mgr.pool("p").snapshot().state == "drained", 5)
         await mgr.resume("p")
         await mgr.warm_up(5)
-        assert mgr.snapshot("p").state == "healthy"
+        assert (await mgr.snapshot("p")).state == "healthy"
 
 
 async def test_pause_stops_refill_but_serves_claims(tmp_path: Path) -> None:
@@ -241,44 +258,62 @@ async def test_pause_stops_refill_but_serves_claims(tmp_path: Path) -> None:
         await mgr.warm_up(5)
         await mgr.pause("p")
         await mgr.claim("p")
-        creates = mgr.snapshot("p").metrics["creates"]
+        creates = (await mgr.snapshot("p")).metrics["creates"]
         mgr.pools["p"].reconcile()
-        assert mgr.snapshot("p").metrics["creates"] == creates
-        assert mgr.snapshot("p").state == "paused"
+        assert (await mgr.snapshot("p")).metrics["creates"] == creates
+        assert (await mgr.snapshot("p")).state == "paused"
         await mgr.resume("p")
         await mgr.warm_up(5)
 
 
-async def test_members_near_their_ttl_are_recycled_and_never_handed_out(tmp_path: Path) -> None:
+def test_members_near_their_ttl_are_recycled_and_never_handed_out(tmp_path: Path) -> None:
     cfg = config(target_ready=2, ttl="600ms", min_remaining_ttl="300ms", ttl_jitter=0.0)
-    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
-        await mgr.warm_up(5)
-        first = set(mgr.pools["p"].ready)
-        await wait_for(lambda: not (first & set(mgr.pools["p"].members)), 3)
-        events = [e for e in mgr.recent_events("p") if e.member_id in first and e.kind == "terminating"]
-        assert {e.detail for e in events} == {"less than min_remaining_ttl left"}
-        claim = await mgr.claim("p", timeout=2)
-        assert claim.expires_at - time.time() >= 0.25
+
+    async def main() -> None:
+        async with virtual_manager(cfg, tmp_path) as (mgr, clock):
+            await mgr.warm_up(5)
+            first = set(mgr.pools["p"].handout)
+            born = clock.monotonic()
+            await wait_for(lambda: not (first & set(mgr.pools["p"].members)), 3)
+            # Retired when 300 ms were left, not before, not at the TTL itself.
+            assert clock.monotonic() - born == pytest.approx(0.3, abs=0.02)
+            events = [e for e in await mgr.recent_events("p") if e.member_id in first and e.kind == "terminating"]
+            assert {e.detail for e in events} == {"less than min_remaining_ttl left"}
+            for _ in range(20):  # claims over several generations of members: none with less than 300 ms
+                claim = await mgr.claim("p", timeout=2)
+                assert claim.expires_at - clock.time() >= 0.3 - 1e-6
+                await mgr.release("p", claim.id)
+                await clock.sleep(0.07)
+
+    virtual_time.run(main())
 
 
-async def test_claimed_member_is_killed_at_its_hard_ttl(tmp_path: Path) -> None:
+def test_claimed_member_is_killed_at_its_hard_ttl(tmp_path: Path) -> None:
     cfg = config(target_ready=1, ttl="400ms", min_remaining_ttl="100ms", ttl_jitter=0.0)
-    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
-        await mgr.warm_up(5)
-        claim = await mgr.claim("p")
-        await wait_for(lambda: claim.id not in mgr.pools["p"].members, 3)
-        assert await mgr.release("p", claim.id) is False
+
+    async def main() -> None:
+        async with virtual_manager(cfg, tmp_path) as (mgr, clock):
+            await mgr.warm_up(5)
+            claim = await mgr.claim("p")
+            await wait_for(lambda: claim.id not in mgr.pools["p"].members, 3)
+            assert clock.time() >= claim.expires_at  # not before its TTL
+            [why] = [e.detail for e in await mgr.recent_events("p")
+                     if e.kind == "terminating" and e.member_id == claim.id]
+            assert "hard TTL" in why or "reached its TTL" in why
+            assert await mgr.release("p", claim.id) is False
+
+    virtual_time.run(main())
 
 
 async def test_unhealthy_and_dead_members_are_never_handed_out(tmp_path: Path) -> None:
     async with PoolManager(config(target_ready=3), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
         prov = provider(mgr)
-        ids = list(mgr.pools["p"].ready)
+        ids = list(mgr.pools["p"].handout)
         prov.unhealthy.add(ids[0])
         prov.live.pop(ids[1])  # killed from outside without anyone noticing yet
         report = await mgr.maintain("p")
-        assert report.removed_unhealthy == [ids[0], ids[1]] or set(report.removed_unhealthy) == {ids[0], ids[1]}
+        assert report.removed_unhealthy == [ids[0], ids[1]]  # in hand-out order
         claim = await mgr.claim("p")
         assert claim.id == ids[2]
         await mgr.warm_up(5)
@@ -287,19 +322,19 @@ async def test_unhealthy_and_dead_members_are_never_handed_out(tmp_path: Path) -
 async def test_a_member_that_dies_is_replaced(tmp_path: Path) -> None:
     async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        victim = next(iter(mgr.pools["p"].ready))
+        victim = next(iter(mgr.pools["p"].handout))
         provider(mgr).kill_from_outside(victim)
-        await wait_for(lambda: victim not in mgr.pools["p"].members and len(mgr.pools["p"].ready) == 2, 5)
+        await wait_for(lambda: victim not in mgr.pools["p"].members and len(mgr.pools["p"].handout) == 2, 5)
 
 
 async def test_check_health_at_claim_skips_a_failing_member(tmp_path: Path) -> None:
     async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        first, second = list(mgr.pools["p"].ready)
+        first, second = list(mgr.pools["p"].handout)
         provider(mgr).unhealthy.add(first)
         claim = await mgr.claim("p", check_health=True)
         assert claim.id == second
-        assert first not in mgr.pools["p"].ready
+        assert first not in mgr.pools["p"].handout
 
 
 async def test_claim_key_is_idempotent(tmp_path: Path) -> None:
@@ -307,16 +342,16 @@ async def test_claim_key_is_idempotent(tmp_path: Path) -> None:
         await mgr.warm_up(5)
         a = await mgr.claim("p", claim_key="job-1")
         b = await mgr.claim("p", claim_key="job-1")
-        assert a.id == b.id and mgr.snapshot("p").counts["claimed"] == 1
+        assert a.id == b.id and (await mgr.snapshot("p")).counts["claimed"] == 1
 
 
 async def test_bad_ids_change_nothing(tmp_path: Path) -> None:
     async with PoolManager(config(), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        ready = set(mgr.pools["p"].ready)
+        ready = set(mgr.pools["p"].handout)
         with pytest.raises(SandboxNotFound, match="'nope'"):
             await mgr.terminate("p", [next(iter(ready)), "nope"])
-        assert set(mgr.pools["p"].ready) == ready
+        assert set(mgr.pools["p"].handout) == ready
         with pytest.raises(SandboxNotFound):
             await mgr.release("p", "nope")
         claim = await mgr.claim("p")
@@ -378,29 +413,24 @@ async def test_warm_up_timeout_says_which_pool_and_why(tmp_path: Path) -> None:
 async def test_snapshot_views_follow_every_change(tmp_path: Path) -> None:
     async with PoolManager(config(target_ready=1), state_dir=tmp_path) as mgr:
         await mgr.warm_up(5)
-        (before,) = mgr.snapshot("p").members
+        (before,) = (await mgr.snapshot("p")).members
         claim = await mgr.claim("p", claim_key="k")
-        after = {m.id: m for m in mgr.snapshot("p").members}[claim.id]
+        after = {m.id: m for m in (await mgr.snapshot("p")).members}[claim.id]
         assert (before.state, after.state, after.claim_key) == ("ready", "claimed", "k")
         assert after.ttl_left <= before.ttl_left
 
 
-async def test_an_unreachable_provider_at_start_degrades_then_adopts_and_refills(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from poolui.providers import instant
-
-    monkeypatch.setitem(instant.INSTANT_UNREACHABLE, "p", True)
-    async with PoolManager(config(target_ready=2), state_dir=tmp_path) as mgr:
-        snap = mgr.snapshot("p")
+async def test_an_unreachable_provider_at_start_degrades_then_adopts_and_refills(tmp_path: Path) -> None:
+    async with PoolManager(config(target_ready=2, instant={"unreachable": True}), state_dir=tmp_path) as mgr:
+        snap = await mgr.snapshot("p")
         assert snap.state == "degraded" and "unreachable" in snap.reason
         assert provider(mgr).created == 0  # nothing is made before leftovers are accounted for
         with pytest.raises(ClaimTimeout, match="degraded: provider unreachable"):
             await mgr.claim("p", timeout=0.1)
         provider(mgr).unreachable = False
         await mgr.warm_up(10)
-        assert mgr.snapshot("p").state == "healthy"
-        assert "recovered" in [e.kind for e in mgr.recent_events("p")]
+        assert (await mgr.snapshot("p")).state == "healthy"
+        assert "recovered" in [e.kind for e in await mgr.recent_events("p")]
 
 
 async def test_maintenance_kills_strays_it_does_not_know(tmp_path: Path) -> None:

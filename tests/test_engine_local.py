@@ -17,8 +17,8 @@ import psutil
 import pytest
 from helpers import wait_for
 
-from poolui.config import parse_config
 from poolui.core.manager import PoolManager
+from poolui.pool_file import parse_config
 
 SERVER = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
 
@@ -67,7 +67,7 @@ async def test_claimed_url_answers_and_claim_is_warm(tmp_path: Path) -> None:
         claim = await mgr.claim("web")
         assert claim.warm
         assert await asyncio.to_thread(get, claim.url) == 200
-        snap = mgr.snapshot("web")
+        snap = await mgr.snapshot("web")
         assert snap.metrics["claims"]["warm"] == 1
         assert snap.metrics["create_to_ready"]["count"] >= 2
         await mgr.release("web", claim.id)
@@ -78,20 +78,21 @@ async def test_a_sandbox_killed_from_outside_is_never_handed_out_and_is_replaced
     async with PoolManager(pool_config(), state_dir=tmp_path) as mgr:
         await mgr.warm_up(30)
         pool = mgr.pools["web"]
-        victim = next(iter(pool.ready.values()))
+        victim = next(iter(pool.handout.members()))
         # Right after the kill only a probe can know; with check_health the claim never returns it.
         os.kill(listener_pid(victim.url), signal.SIGKILL)
         claim = await mgr.claim("web", check_health=True)
         assert claim.id != victim.id
         assert await asyncio.to_thread(get, claim.url) == 200
-        await wait_for(lambda: victim.id not in pool.members and len(pool.ready) == 2, 20)
+        await wait_for(lambda: victim.id not in pool.members and len(pool.handout) == 2, 20)
         # Without a probe at claim, the provider's exit report takes it out of the pool within moments.
-        victim = next(iter(pool.ready.values()))
+        victim = next(iter(pool.handout.members()))
         os.kill(listener_pid(victim.url), signal.SIGKILL)
-        await wait_for(lambda: victim.id not in pool.ready, 5)
+        await wait_for(lambda: victim.id not in pool.handout, 5)
         claims = [await mgr.claim("web", timeout=20) for _ in range(2)]
         assert victim.id not in {c.id for c in claims}
-        [why] = [e.detail for e in mgr.recent_events("web") if e.kind == "terminating" and e.member_id == victim.id]
+        [why] = [e.detail for e in await mgr.recent_events("web")
+                 if e.kind == "terminating" and e.member_id == victim.id]
         assert why.startswith("exited on its own: "), why  # with how it ended, for on-call
 
 
@@ -99,12 +100,11 @@ async def test_a_sandbox_that_never_gets_ready_is_killed_after_its_timeout(tmp_p
     cfg = pool_config(command=["sleep", "300"], target_ready=1, create_retries=5,
                       readiness={"tcp": True, "timeout": "300ms", "interval": "20ms"})
     async with PoolManager(cfg, state_dir=tmp_path) as mgr:
-        await wait_for(lambda: mgr.snapshot("web").metrics["create_failures"] >= 1, 10)
-        failed = [e for e in mgr.recent_events("web") if e.kind == "failed"]
+        await wait_for(lambda: mgr.pool("web").snapshot().metrics["create_failures"] >= 1, 10)
+        failed = [e for e in await mgr.recent_events("web") if e.kind == "failed"]
         assert "not ready after 0.3s" in failed[0].detail
         first = failed[0].member_id
-        await wait_for(lambda: any(e.kind == "terminated" and e.member_id == first
-                                   for e in mgr.recent_events("web")), 10)
+        await wait_for(lambda: any(e.kind == "terminated" and e.member_id == first for e in mgr.bus.recent), 10)
         live = await mgr.pools["web"].provider.list_ours()
         assert first not in {sb.member_id for sb in live}
 
@@ -115,10 +115,10 @@ async def test_a_failing_command_degrades_the_pool_which_recovers_when_fixed(tmp
     cfg = pool_config(command=["sh", "-c", script, "{port}"], target_ready=1, create_retries=2,
                       local={"isolation": "none"})
     async with PoolManager(cfg, state_dir=tmp_path / "state") as mgr:
-        await wait_for(lambda: mgr.snapshot("web").state == "degraded", 20)
-        assert "creates failed in a row" in mgr.snapshot("web").reason
+        await wait_for(lambda: mgr.pool("web").snapshot().state == "degraded", 20)
+        assert "creates failed in a row" in (await mgr.snapshot("web")).reason
         flag.touch()
-        await wait_for(lambda: mgr.snapshot("web").state == "healthy", 60)
+        await wait_for(lambda: mgr.pool("web").snapshot().state == "healthy", 60)
         assert await asyncio.to_thread(get, (await mgr.claim("web")).url) == 200
 
 
@@ -141,20 +141,20 @@ async def test_resize_drain_pause_with_real_sandboxes(tmp_path: Path) -> None:
         await mgr.resize("web", target=4)
         await mgr.warm_up(30)
         await mgr.resize("web", target=1)
-        await wait_for(lambda: len(pool.ready) == 1 and pool.counts()["terminating"] == 0, 20)
+        await wait_for(lambda: len(pool.handout) == 1 and pool.counts()["terminating"] == 0, 20)
         await mgr.pause("web")
         await mgr.claim("web")
-        assert len(pool.ready) == 0 and pool.counts()["creating"] == 0
+        assert len(pool.handout) == 0 and pool.counts()["creating"] == 0
         await mgr.resume("web")
         await mgr.warm_up(30)
         await mgr.drain("web")
-        await wait_for(lambda: len(pool.ready) == 0 and pool.counts()["terminating"] == 0, 20)
+        await wait_for(lambda: len(pool.handout) == 0 and pool.counts()["terminating"] == 0, 20)
         assert await asyncio.to_thread(get, held.url) == 200  # claimed ones are left to finish
 
 
 CHILD = textwrap.dedent("""
     import asyncio, json, sys
-    from poolui.config import parse_config
+    from poolui.pool_file import parse_config
     from poolui.core.manager import PoolManager
 
     async def main():

@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from poolui.core.model import PoolSnapshot
-from poolui.headless import Nagios, assess, check_line
+from poolui.headless.check import assess, check_line
+from poolui.headless.output import Nagios
 
 PYTHON = sys.executable
 HEAVY = ("textual", "fastapi", "uvicorn", "starlette", "pydantic", "rich")

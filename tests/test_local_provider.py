@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 from helpers import wait_for
 
-from poolui.config import parse_config
 from poolui.errors import ConfigError, ProviderUnavailable, ReadinessTimeout, SandboxDied
-from poolui.probes import http_get
-from poolui.providers import _watchdog as wd
+from poolui.pool_file import parse_config
 from poolui.providers import local
 from poolui.providers.base import ProviderContext, Sandbox
+from poolui.providers.local import _watchdog as wd
+from poolui.providers.local import host
+from poolui.providers.probes import http_get
 
 HTTP = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
 HAVE_BWRAP = shutil.which("bwrap") is not None
@@ -100,7 +101,11 @@ async def make(state: Path) -> AsyncIterator[Make]:
                  "readiness": {"http": "/", "timeout": "10s", "interval": "5ms"}, **extra}
         cfg = parse_config({"pools": {name: table}}, "test").pools[name]
         tell = on_exit or (lambda m: None)
-        prov = local.make(cfg, ProviderContext(ns or namespace(state), state, lambda m, how="": tell(m)))
+
+        def exited(member_id: str, how: str = "") -> None:
+            tell(member_id)
+
+        prov = local.make(cfg, ProviderContext(ns or namespace(state), state, exited))
         await prov.check()
         made.append(prov)
         return prov
@@ -141,7 +146,7 @@ async def test_python_runs_without_the_pyenv_shim(make: Make, isolation: str) ->
     prov = await make(isolation)
     sb = await prov.create("pu-py", 60)
     argv = cmdline(sb.ref["watchdog_pid"])
-    assert argv[0] == local.PYTHON.encode()
+    assert argv[0] == host.PYTHON.encode()
     sandbox_argv = argv[argv.index(b"--") + 1:]
     assert b"/usr/bin/python3" in sandbox_argv and not any(b"shims" in a for a in argv)
     await prov.terminate(sb)
@@ -202,8 +207,9 @@ async def test_terminate_kills_a_setsid_escapee(make: Make, state: Path, isolati
 CHILD = r"""
 import asyncio, json, sys
 from pathlib import Path
-from poolui.config import parse_config
+from poolui.pool_file import parse_config
 from poolui.providers import local
+from poolui.providers.local import host
 from poolui.providers.base import ProviderContext
 
 async def main():

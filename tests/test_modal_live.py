@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from poolui.config import parse_config
+from poolui.pool_file import parse_config
 from poolui.providers.base import ProviderContext, Sandbox
 from poolui.providers.modal import make
 

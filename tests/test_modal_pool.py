@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from helpers import wait_for
 
-from poolui.config import Config, parse_config
+from poolui.config import Config
 from poolui.core.manager import PoolManager
 from poolui.core.model import Event
 from poolui.core.store import namespace_of
 from poolui.errors import ClaimTimeout, ProviderUnavailable
+from poolui.pool_file import parse_config
 
 pytest.importorskip("modal", reason="the modal extra is not installed (pip install -e '.[modal]')")
 
@@ -99,11 +100,12 @@ def running_members(fake: FakeModal, namespace: str | None = None) -> set[str]:
 
 
 def ready_ids(mgr: PoolManager) -> set[str]:
-    return set(mgr.pools[POOL].ready)
+    return set(mgr.pools[POOL].handout)
 
 
 def events(mgr: PoolManager, kind: str, member: str | None = None) -> list[Event]:
-    return [e for e in mgr.recent_events(POOL, 1000) if e.kind == kind and (member is None or e.member_id == member)]
+    return [e for e in mgr.bus.recent
+            if e.pool == POOL and e.kind == kind and (member is None or e.member_id == member)]
 
 
 def conserved(mgr: PoolManager, fake: FakeModal) -> None:
@@ -145,7 +147,7 @@ async def test_warm_up_claim_returns_the_tunnel_url_and_it_answers(
     started = time.monotonic()
     await warm(mgr)
     warm_took = time.monotonic() - started
-    snap = mgr.snapshot(POOL)
+    snap = await mgr.snapshot(POOL)
     assert (snap.state, snap.provider, snap.isolation, snap.counts["ready"]) == ("healthy", "modal", "modal", 2)
     sandboxes = by_member(fake)
     assert set(sandboxes) == ready_ids(mgr) == running_members(fake)
@@ -159,7 +161,7 @@ async def test_warm_up_claim_returns_the_tunnel_url_and_it_answers(
     r = await get(claim.url)
     assert r.status_code == 200 and sb.sandbox_id in r.text
     assert claim.expires_at <= time.time() + 60
-    assert mgr.snapshot(POOL).counts["claimed"] == 1
+    assert (await mgr.snapshot(POOL)).counts["claimed"] == 1
     await warm(mgr)  # the claim is replaced, the claimed sandbox keeps running
     assert by_member(fake)[claim.id].running and len(running_members(fake)) == 3
     conserved(mgr, fake)
@@ -184,7 +186,7 @@ async def test_claim_never_promises_more_time_than_modal_grants(
     assert sandbox is not None
     hard_end = sandbox.expires_at  # the provider's own end: taken before the create call, so never late
     assert claim.expires_at <= hard_end, f"the claim promises {claim.expires_at - hard_end:.2f}s Modal will not give"
-    view = next(m for m in mgr.snapshot(POOL).members if m.id == claim.id)
+    view = next(m for m in (await mgr.snapshot(POOL)).members if m.id == claim.id)
     assert view.expires_at <= hard_end and view.ttl_left <= hard_end - time.time() + 0.05
 
 
@@ -209,7 +211,7 @@ async def test_a_sandbox_that_dies_is_replaced(fake: FakeModal, managers: Manage
     [gone_claimed] = events(mgr, "terminating", claim.id)
     assert gone_ready.detail.startswith("exited on its own: ") and gone_claimed.detail.startswith(
         "exited while claimed: "), (gone_ready.detail, gone_claimed.detail)
-    assert mgr.snapshot(POOL).state == "healthy" and mgr.pools[POOL].failures == 0
+    assert (await mgr.snapshot(POOL)).state == "healthy" and mgr.pools[POOL].failures == 0
     # Dead ones are not terminated again: they keep the exit code they died with.
     assert (by_member(fake)[ready_victim].returncode, by_member(fake)[claim.id].returncode) == (2, 3)
     assert len(running_members(fake)) == 2
@@ -249,7 +251,7 @@ async def test_ttl_expiry_by_modal_while_no_controller_runs(
     await warm(first, timeout=5)
     claim = await first.claim(POOL, timeout=5)
     await warm(first, timeout=5)
-    left = {m.id for m in first.snapshot(POOL).members}
+    left = {m.id for m in (await first.snapshot(POOL)).members}
     await first.stop(keep=True)
     assert running_members(fake) == left and claim.id in left
 
@@ -279,14 +281,14 @@ async def test_restart_adopts_claimed_and_ready_sandboxes_by_tag(
 
     second = await managers.start(tmp_path)
     pool = second.pools[POOL]
-    snap = second.snapshot(POOL)
+    snap = await second.snapshot(POOL)
     states = {m.id: (m.state, m.adopted, m.claim_key) for m in snap.members}
     assert states == {
         **{m: ("ready", True, None) for m in left - {claim.id}},
         claim.id: ("claimed", True, "job-1"),
     }
     assert snap.state == "healthy" and "SandboxListV2" in fake.calls.seen
-    [restarted] = [e for e in second.recent_events(POOL) if e.kind == "restarted"]
+    [restarted] = [e for e in (await second.recent_events(POOL)) if e.kind == "restarted"]
     assert restarted.detail == "adopted 3, killed 0 left over"
     # The claimed one is still held: the same key gets it back, nobody else can.
     again = await second.claim(POOL, timeout=5, claim_key="job-1")
@@ -315,7 +317,7 @@ async def test_lost_state_file_kills_tagged_strays_and_spares_other_namespaces(
     await first.claim(POOL, timeout=5)
     await warm(first)
     await warm(other)
-    ours = {m.id for m in first.snapshot(POOL).members}
+    ours = {m.id for m in (await first.snapshot(POOL)).members}
     theirs = ready_ids(other)
     await first.stop(keep=True)
     assert running_members(fake, namespace_of(here)) == ours and len(ours) == 3
@@ -323,7 +325,7 @@ async def test_lost_state_file_kills_tagged_strays_and_spares_other_namespaces(
 
     second = await managers.start(here)
     assert namespace_of(second.state_dir) == namespace_of(here)
-    [restarted] = [e for e in second.recent_events(POOL) if e.kind == "restarted"]
+    [restarted] = [e for e in (await second.recent_events(POOL)) if e.kind == "restarted"]
     assert restarted.detail == "adopted 0, killed 3 left over"
     assert {e.member_id for e in events(second, "terminated")} >= ours
     assert all(by_member(fake)[m].returncode == 137 for m in ours), "strays are terminated, not left to time out"
@@ -332,7 +334,7 @@ async def test_lost_state_file_kills_tagged_strays_and_spares_other_namespaces(
     conserved(second, fake)
     # The other namespace's sandboxes (same app, same pool name) were not touched.
     assert running_members(fake, namespace_of(elsewhere)) == theirs == ready_ids(other)
-    assert other.snapshot(POOL).state == "healthy" and not events(other, "terminating")
+    assert (await other.snapshot(POOL)).state == "healthy" and not events(other, "terminating")
 
 
 # ---------------------------------------------------------------- Modal unreachable
@@ -345,7 +347,7 @@ async def test_modal_unreachable_mid_run_degrades_then_recovers_by_itself(
     await warm(mgr)
     fake.go_down("refuse")
     claim = await mgr.claim(POOL, timeout=5)  # the refill must now go to a Modal that refuses
-    snap = await wait_for(lambda: (s := mgr.snapshot(POOL)).state == "degraded" and s, 10, what="degraded")
+    snap = await wait_for(lambda: (s := mgr.pool(POOL).snapshot()).state == "degraded" and s, 10, what="degraded")
     assert re.match(r"\d+ creates failed in a row; last: create failed: pool 'web': ", snap.reason), snap.reason
     [degraded] = events(mgr, "degraded")
     failed = [e.detail for e in events(mgr, "failed")]
@@ -359,7 +361,7 @@ async def test_modal_unreachable_mid_run_degrades_then_recovers_by_itself(
     assert (await get(claim.url)).status_code == 200
 
     fake.come_back()
-    await wait_for(lambda: mgr.snapshot(POOL).state == "healthy", 15, what="healthy again")
+    await wait_for(lambda: mgr.pool(POOL).snapshot().state == "healthy", 15, what="healthy again")
     assert events(mgr, "recovered") and mgr.pools[POOL].failures == 0
     got = await mgr.claim(POOL, timeout=5)
     assert (await get(got.url)).status_code == 200
@@ -385,7 +387,7 @@ async def test_modal_unreachable_at_start_starts_degraded_then_adopts_and_refill
     started = time.monotonic()
     await second.start()  # must not fail: Modal being away is not a misconfiguration
     assert time.monotonic() - started < 5
-    snap = second.snapshot(POOL)
+    snap = await second.snapshot(POOL)
     assert snap.state == "degraded" and snap.reason.startswith("provider unreachable: "), snap.reason
     assert "Modal API" in snap.reason
     with pytest.raises(ClaimTimeout, match="degraded: provider unreachable"):
@@ -393,8 +395,8 @@ async def test_modal_unreachable_at_start_starts_degraded_then_adopts_and_refill
     assert fake.calls.seen.count("SandboxCreateV2") == created, "nothing is made before leftovers are known"
 
     fake.come_back()
-    await wait_for(lambda: second.snapshot(POOL).state == "healthy", 15, what="healthy after Modal came back")
-    snap = second.snapshot(POOL)
+    await wait_for(lambda: second.pool(POOL).snapshot().state == "healthy", 15, what="healthy after Modal came back")
+    snap = await second.snapshot(POOL)
     states = {m.id: m.state for m in snap.members if m.adopted}
     assert states == {**{m: "ready" for m in left - {claim.id}}, claim.id: "claimed"}
     assert [e.detail for e in events(second, "recovered")] == ["provider reachable again; adopted 3, killed 0"]

@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from poolui.config import load_config, parse_config
 from poolui.errors import ConfigError, ProviderError, ProviderUnavailable, ReadinessTimeout, SandboxDied
+from poolui.pool_file import load_config, parse_config
 from poolui.providers.base import ProviderContext, Sandbox
 from poolui.providers.modal import ModalOptions, make, parse_options
-from poolui.providers.modal_provider import ModalProvider
-from poolui.providers.modal_tags import decode_member, encode_member
+from poolui.providers.modal.provider import ModalProvider
+from poolui.providers.modal.tags import decode_member, encode_member
 
 modal = pytest.importorskip("modal", reason="the modal extra is not installed (pip install -e '.[modal]')")
 
@@ -109,7 +109,10 @@ class Made:
                  **modal_keys: Any) -> ModalProvider:
         cfg = parse_config({"pools": {name: pool_table(pool, **modal_keys)}}, "test.toml").pools[name]
         exits = self.exits.setdefault(namespace + "/" + name, [])
-        p = make(cfg, ProviderContext(namespace, self.tmp, on_exit=lambda m, how="": exits.append(m)))
+        def on_exit(member_id: str, how: str = "") -> None:
+            exits.append(member_id)
+
+        p = make(cfg, ProviderContext(namespace, self.tmp, on_exit=on_exit))
         assert isinstance(p, ModalProvider)
         self.providers.append(p)
         return p
@@ -157,7 +160,7 @@ async def fails_in(coro: Awaitable[Any], expected: type[BaseException]) -> tuple
 
 def test_shipped_modal_toml_loads_without_importing_the_sdk() -> None:
     code = (
-        "import sys; from poolui.config import load_config; from poolui.providers.base import ProviderContext;"
+        "import sys; from poolui.pool_file import load_config; from poolui.providers.base import ProviderContext;"
         "from poolui.providers.modal import make; from pathlib import Path;"
         f"c = load_config({str(ROOT / 'config' / 'modal.toml')!r}).pools['modal-web'];"
         "p = make(c, ProviderContext('x', Path('/tmp')));"
@@ -199,7 +202,7 @@ def test_bad_options_name_where_key_value_and_allowed(raw: dict[str, Any], key: 
 
 
 def test_unknown_keys_and_image_shapes() -> None:
-    with pytest.raises(ConfigError, match=r"unknown key 'prot'; allowed keys: .*port"):
+    with pytest.raises(ConfigError, match=r"unknown key 'prot' = .*; allowed keys: .*port"):
         parse_options({"prot": 1}, "w")
     with pytest.raises(ConfigError, match=r"w.image: unknown key 'conda'"):
         parse_options({"image": {"debian_slim": "3.12", "conda": ["x"]}}, "w")
@@ -261,7 +264,7 @@ def test_member_ids_survive_the_tag(member: str) -> None:
     ],
 )
 def test_modal_exceptions_map_onto_poolui_errors(exc: str, readiness: bool, expected: type, text: str) -> None:
-    from poolui.providers.modal_errors import translate
+    from poolui.providers.modal.errors import translate
 
     err = translate(getattr(modal.exception, exc)("boom"), "pool 'p': create", readiness=readiness)
     assert type(err) is expected and text in str(err) and str(err).startswith("pool 'p': create")

@@ -71,8 +71,8 @@ def test_fuzz_every_endpoint_no_5xx_no_lost_sandbox() -> None:
         handed_out: set[str] = set()
         seen_ops: list[str] = []
         failures: list[str] = []
-        deadline = time.monotonic() + BUDGET
-        operations = [r.ok() for r in schema.get_all_operations()]
+        deadline = time.monotonic() + 1.5 * BUDGET  # per-operation slices may each run a little over
+        operations = [r.ok() for r in schema.get_all_operations()]  # type: ignore[union-attr]  # Err fails here
         operations = [op for op in operations if op.path != "/events"]
         per_op = BUDGET / (2 * len(operations))
         for op in operations:

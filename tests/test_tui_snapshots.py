@@ -11,14 +11,15 @@ import difflib
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tui_support import screen_text, until
 
-from poolui.core.clock import FrozenClock
+from poolui.clock import FrozenClock
+from poolui.control import Control
 from poolui.core.model import Claim, Event, MaintenanceReport, MemberView, PoolSnapshot
 from poolui.errors import ServerUnreachable
 from poolui.tui.app import PoolApp
@@ -74,17 +75,36 @@ def snapshot(name: str, clock: FrozenClock, members: list[MemberView], *, state:
     )
 
 
-class ScriptedControl:
-    """Two pools with fixed members; mutating calls are recorded, never applied."""
+class QuietFeed:
+    """An event feed of a quiet pool: nothing more happens."""
 
-    embedded = True
+    dropped = 0
+
+    def __aiter__(self) -> QuietFeed:
+        return self
+
+    async def __anext__(self) -> Event:
+        await asyncio.Event().wait()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ScriptedControl:
+    """Two pools with fixed members; mutating calls are recorded, never applied. Checked by mypy against
+    the control contract (see the assignment below the class), so it cannot drift from the real ones."""
 
     def __init__(self, clock: FrozenClock, read_only: bool = False) -> None:
         self.clock = clock
         self.read_only = read_only
         self.calls: list[tuple[Any, ...]] = []
         self.down = False
-        self.names = ["web", "gpu"]
+        self.pools = ["web", "gpu"]
+
+    @property
+    def embedded(self) -> bool:
+        return True
 
     def _snap(self, pool: str) -> PoolSnapshot:
         if self.down:
@@ -94,24 +114,30 @@ class ScriptedControl:
                             reason="3 creates failed in a row; last: readiness timeout after 10s", target=2)
         return snapshot("web", self.clock, web_members(), read_only=self.read_only)
 
-    async def get(self, pool: str, members: bool = True) -> PoolSnapshot:
+    async def names(self) -> list[str]:
+        return list(self.pools)
+
+    async def snapshot(self, pool: str, members: bool = True) -> PoolSnapshot:
         return self._snap(pool)
 
     async def list_pools(self, members: bool = False) -> list[PoolSnapshot]:
-        return [self._snap(n) for n in self.names]
+        return [self._snap(n) for n in self.pools]
 
-    def recent_events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
+    async def recent_events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
         kinds = [("created", 5, "creating", ""), ("starting", 5, "starting", "http://127.0.0.1:41005"),
                  ("claimed", 7, "claimed", ""), ("terminated", 8, "gone", "released"),
                  ("probe_failed", 4, "ready", "connection refused"), ("resized", None, None, "target 4, min 1, max 10")]
         return [Event(i + 1, T0 - 30 + i * 5, "web", kind, None if mid is None else f"pu-{mid:04x}c0ffee", st, d)
                 for i, (kind, mid, st, d) in enumerate(kinds)]
 
-    async def events(self, pool: str | None = None) -> AsyncIterator[Event]:
-        await asyncio.Event().wait()  # a quiet pool: nothing more happens
-        yield Event(0, 0, "", "")
+    def events(self, pool: str | None = None, size: int = 1000) -> QuietFeed:
+        return QuietFeed()
 
-    async def claim(self, pool: str, **kw: Any) -> Claim:
+    async def config_path(self) -> str | None:
+        return "config/local.toml"
+
+    async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
+                    claim_key: str | None = None) -> Claim:
         self.calls.append(("claim", pool))
         return Claim("pu-0003c0ffee", pool, "http://127.0.0.1:41003", T0 + 200, True, 0.0011)
 
@@ -119,11 +145,13 @@ class ScriptedControl:
         self.calls.append(("terminate", pool, ids))
         return ids
 
-    async def resize(self, pool: str, **kw: Any) -> PoolSnapshot:
-        self.calls.append(("resize", pool, kw))
+    async def resize(self, pool: str, target: int | None = None, min_ready: int | None = None,
+                     max_ready: int | None = None, persist: bool = False) -> PoolSnapshot:
+        self.calls.append(("resize", pool, {"target": target, "min_ready": min_ready, "max_ready": max_ready,
+                                            "persist": persist}))
         return self._snap(pool)
 
-    async def drain(self, pool: str, wait: bool = False) -> PoolSnapshot:
+    async def drain(self, pool: str, wait: bool = False, timeout: float | None = None) -> PoolSnapshot:
         self.calls.append(("drain", pool))
         return self._snap(pool)
 
@@ -142,6 +170,10 @@ class ScriptedControl:
     async def maintain(self, pool: str) -> MaintenanceReport:
         self.calls.append(("maintain", pool))
         return MaintenanceReport(pool, probed=4)
+
+
+def _meets_the_contract(c: ScriptedControl) -> Control:
+    return c  # mypy fails here when the double's verbs differ from the contract's
 
 
 @pytest.fixture(autouse=True)
@@ -170,7 +202,8 @@ def compare(name: str, text: str) -> None:
 
 
 async def open_app(control: ScriptedControl, clock: FrozenClock, **kw: Any) -> PoolApp:
-    app = PoolApp(control, source="config/local.toml", clock=clock, refresh=3600.0, **kw)
+    app = PoolApp(control, pools=await control.names(), source="config/local.toml", clock=clock, refresh=3600.0,
+                  **kw)
     app.animation_level = "none"  # the tab underline slides; a snapshot must not catch it halfway
     return app
 

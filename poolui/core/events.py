@@ -4,32 +4,44 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 from .model import Event
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, size: int) -> None:
+    """One subscriber (an EventFeed of the control contract): events of one pool, or of all, from the
+    moment it was made, in a bounded queue that drops the oldest when the subscriber falls behind."""
+
+    def __init__(self, bus: EventBus, size: int, pool: str | None = None) -> None:
         self._bus = bus
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=size)
+        self.pool = pool
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=max(1, size))
         self.dropped = 0
+        self.closed = False
 
     def put(self, event: Event) -> None:
+        if self.pool is not None and event.pool != self.pool:
+            return
         if self.queue.full():
             self.queue.get_nowait()
             self.dropped += 1
         self.queue.put_nowait(event)
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
-        try:
-            while True:
-                yield await self.queue.get()
-        finally:
-            self.close()
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self.closed and self.queue.empty():
+            raise StopAsyncIteration
+        return await self.queue.get()
 
     def close(self) -> None:
+        self.closed = True
         self._bus._subs.discard(self)
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 class EventBus:
@@ -50,7 +62,7 @@ class EventBus:
             sub.put(event)
         return event
 
-    def subscribe(self, size: int = 1000) -> Subscription:
-        sub = Subscription(self, size)
+    def subscribe(self, size: int = 1000, pool: str | None = None) -> Subscription:
+        sub = Subscription(self, size, pool)
         self._subs.add(sub)
         return sub

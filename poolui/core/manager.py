@@ -1,42 +1,56 @@
-"""PoolManager: every pool of a config, one store, start/stop/adoption, and the control verbs.
-
-The console, the headless CLI and the server speak to pools only through these methods (or the HTTP client
-that mirrors them), so everything works the same embedded or remote.
-"""
+"""PoolManager: every pool of a config in this process, one store, start/stop/adoption, and the control
+verbs of poolui.control (the HTTP client meets the same contract remotely)."""
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
 import os
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
 
-from ..config import Config, save_pool_sizes
+from .. import paths
+from ..clock import Clock
+from ..config import Config
+from ..config.edit import save_pool_sizes
 from ..errors import InvalidRequest, PoolError, PoolNotFound, WarmUpTimeout
-from ..providers import make_provider
 from ..providers.base import ProviderContext
-from .clock import Clock
-from .events import EventBus
+from ..providers.common import PortPicker
+from ..providers.registry import REGISTRY, make_provider
+from . import modes
+from .events import EventBus, Subscription
 from .model import Claim, Event, MaintenanceReport, PoolSnapshot
+from .opening import open_pool
 from .pool import Pool
-from .store import Store, default_state_dir, namespace_of
+from .store import Store, namespace_of
+
+WAIT_POLL = 0.01  # how often warm_up and drain(wait=True) look again
 
 
 class PoolManager:
-    embedded = True
+    """The pools of one Config, run in this process. Use it as `async with PoolManager(cfg) as mgr:`.
+
+    One manager per state directory (a second one refuses to start): the directory holds the SQLite state
+    every member is recorded in before it is created, so a manager that starts after a crash adopts what
+    is still running (claimed sandboxes stay claimed) and kills the rest. `clock` drives every wait of the
+    engine; tests and the simulator pass a clock on virtual time.
+    """
 
     def __init__(self, config: Config, state_dir: str | os.PathLike[str] | None = None,
                  clock: Clock | None = None) -> None:
         self.config = config
-        self.state_dir = Path(state_dir or config.state_dir or default_state_dir()).expanduser().resolve()
+        self.state_dir = paths.state_dir(state_dir, config.state_dir)
         self.clock = clock or Clock()
         self.pools: dict[str, Pool] = {}
         self.store: Store | None = None
         self.bus = EventBus()
         self._lock_fd: int | None = None
         self._started = False
+
+    @property
+    def embedded(self) -> bool:
+        """Always True: these pools run in this process."""
+        return True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -66,6 +80,9 @@ class PoolManager:
         self._lock_fd = fd
 
     async def start(self) -> None:
+        """Lock the state directory, check every provider, adopt what a previous manager left, start
+        refilling. Raises PoolError when the directory is in use, ProviderUnavailable when a provider cannot
+        work at all (an unreachable one only leaves its pool degraded)."""
         if self._started:
             return
         self._lock()
@@ -73,13 +90,13 @@ class PoolManager:
             self.store = Store(self.state_dir)
             self.bus = EventBus(sink=self.store.add_event)
             namespace = namespace_of(self.state_dir)
+            ports = PortPicker()
             for name, cfg in self.config.pools.items():
-                ctx = ProviderContext(namespace=namespace, state_dir=self.state_dir,
-                                      on_exit=self._exit_handler(name))
-                provider = make_provider(cfg, ctx)
-                pool = Pool(cfg, provider, self.store, self.bus, self.clock)
+                ctx = ProviderContext(namespace=namespace, state_dir=self.state_dir, on_exit=self._exit_handler(name),
+                                      clock=self.clock, ports=ports)
+                pool = Pool(cfg, make_provider(cfg, ctx), self.store, self.bus, self.clock)
                 self.pools[name] = pool
-                adopted, killed = await pool.open(self.store.members(name))
+                adopted, killed = await open_pool(pool, self.store.members(name))
                 if adopted or killed:
                     self.bus.emit(self.clock.time(), name, "restarted", None, None,
                                   f"adopted {adopted}, killed {killed} left over")
@@ -107,7 +124,8 @@ class PoolManager:
 
     async def stop(self, keep: bool = False) -> None:
         """keep=False terminates every sandbox this manager owns; keep=True leaves ready and claimed ones
-        running for the next manager on the same state directory to adopt."""
+        running for the next manager on the same state directory to adopt. Returns once nothing of the
+        pools runs in this process any more."""
         if not self._started:
             return
         self._started = False
@@ -124,111 +142,123 @@ class PoolManager:
             self._lock_fd = None
 
     async def warm_up(self, timeout: float = 30.0, pools: list[str] | None = None) -> None:
-        """Wait until every pool (or the named ones) has target_ready ready sandboxes."""
-        names = pools or list(self.pools)
-        targets = [self.pool(n) for n in names]
+        """Wait until every pool (or the named ones) has target_ready ready sandboxes; WarmUpTimeout says
+        which pool is short and why."""
+        targets = [self.pool(n) for n in pools or list(self.pools)]
         deadline = self.clock.monotonic() + timeout
-        while True:
-            short = [p for p in targets if len(p.ready) < p.cfg.target_ready and p.mode == "normal"]
-            if not short:
-                return
+        while short := [p for p in targets if len(p.handout) < p.cfg.target_ready and p.mode == "normal"]:
             if self.clock.monotonic() >= deadline:
                 detail = "; ".join(
-                    f"pool '{p.name}' has {len(p.ready)}/{p.cfg.target_ready} ready ({p.state().value}"
+                    f"pool '{p.name}' has {len(p.handout)}/{p.cfg.target_ready} ready ({p.state().value}"
                     + (f": {p.degraded_reason}" if p.degraded_reason else "") + ")"
                     for p in short
                 )
                 raise WarmUpTimeout(f"not warm after {timeout:g}s: {detail}")
-            await asyncio.sleep(0.01)
-
-    # ------------------------------------------------------------------ control verbs
+            await self.clock.sleep(WAIT_POLL)
 
     def pool(self, name: str) -> Pool:
+        """The engine's own Pool object (for tests and tools; the control verbs are the API)."""
         try:
             return self.pools[name]
         except KeyError:
             known = ", ".join(self.pools) or "none"
             raise PoolNotFound(f"no pool named '{name}'; pools: {known}") from None
 
-    @property
-    def names(self) -> list[str]:
+    # ------------------------------------------------------------------ the control contract
+
+    async def names(self) -> list[str]:
+        """The pools' names, in the pool file's order."""
         return list(self.pools)
 
-    def snapshot(self, pool: str, members: bool = True) -> PoolSnapshot:
+    async def snapshot(self, pool: str, members: bool = True) -> PoolSnapshot:
+        """One pool now; PoolNotFound for an unknown name."""
         return self.pool(pool).snapshot(members)
 
-    async def get(self, pool: str, members: bool = True) -> PoolSnapshot:
-        """The same as snapshot(), awaitable, as the HTTP client has it."""
-        return self.snapshot(pool, members)
-
     async def list_pools(self, members: bool = False) -> list[PoolSnapshot]:
+        """Every pool's snapshot, in the pool file's order."""
         return [p.snapshot(members) for p in self.pools.values()]
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
                     claim_key: str | None = None) -> Claim:
+        """Hand out a ready sandbox, or wait for one up to `timeout` seconds (default: the pool's
+        claim_timeout). Never hands out one sandbox twice; a claimer cancelled while waiting never keeps
+        one. Raises PoolExhausted (on_empty = "fail"), PoolDraining, ClaimTimeout, InvalidRequest."""
         return await self.pool(pool).claim(timeout=timeout, check_health=check_health, claim_key=claim_key)
 
     async def release(self, pool: str, sandbox_id: str) -> bool:
+        """End a claim: the sandbox is terminated and replaced. False when released already;
+        SandboxNotFound for an id the pool never had; InvalidRequest for one that is not claimed."""
         return await self.pool(pool).release(sandbox_id)
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:
+        """Terminate sandboxes, claimed or not; the ids that were not already going. SandboxNotFound,
+        changing nothing, when any id is unknown."""
         return await self.pool(pool).terminate(list(ids))
 
     async def resize(self, pool: str, target: int | None = None, min_ready: int | None = None,
                      max_ready: int | None = None, persist: bool = False) -> PoolSnapshot:
+        """New sizes; InvalidRequest (changing nothing) unless min_ready <= target <= max_ready <= max_total.
+        persist also writes them into the pool file; if that fails the old sizes are put back."""
         p = self.pool(pool)
         if target is None and min_ready is None and max_ready is None:
             raise InvalidRequest("resize needs at least one of target, min_ready, max_ready")
         if persist and self.config.path is None:
             raise InvalidRequest("persist: this pool set was not read from a file, there is nothing to save")
         old = p.cfg
-        new = p.resize(target, min_ready, max_ready)
+        new = modes.resize(p, target, min_ready, max_ready)
         if persist:
             assert self.config.path is not None
             try:
-                save_pool_sizes(self.config.path, pool, target_ready=new.target_ready,
+                save_pool_sizes(self.config.path, pool, REGISTRY, target_ready=new.target_ready,
                                 min_ready=new.min_ready, max_ready=new.max_ready)
             except Exception:
-                p.resize(old.target_ready, old.min_ready, old.max_ready)
+                modes.resize(p, old.target_ready, old.min_ready, old.max_ready)
                 raise
         return p.snapshot(members=False)
 
     async def drain(self, pool: str, wait: bool = False, timeout: float | None = None) -> PoolSnapshot:
+        """Stop claims and refill, retire ready sandboxes, leave claimed ones to finish. wait=True returns
+        once the pool is empty, or raises WarmUpTimeout after `timeout` seconds."""
         p = self.pool(pool)
-        p.drain()
+        modes.drain(p)
         if wait:
             deadline = None if timeout is None else self.clock.monotonic() + timeout
             while p.members:
                 if deadline is not None and self.clock.monotonic() > deadline:
                     raise WarmUpTimeout(f"pool '{pool}' still has {len(p.members)} sandboxes after {timeout:g}s")
-                await asyncio.sleep(0.02)
+                await self.clock.sleep(WAIT_POLL * 2)
         return p.snapshot(members=False)
 
     async def pause(self, pool: str) -> PoolSnapshot:
+        """Keep serving claims, stop refilling; InvalidRequest while draining."""
         p = self.pool(pool)
-        p.pause()
+        modes.pause(p)
         return p.snapshot(members=False)
 
     async def resume(self, pool: str) -> PoolSnapshot:
+        """Undo pause or drain: refill again."""
         p = self.pool(pool)
-        p.resume()
+        modes.resume(p)
         return p.snapshot(members=False)
 
     async def maintain(self, pool: str) -> MaintenanceReport:
-        return await self.pool(pool).maintain()
+        """Probe every ready sandbox now; remove unhealthy, expiring and stale ones and strays; refill."""
+        return await self.pool(pool).housekeeper.maintain()
 
-    async def events(self, pool: str | None = None, size: int = 1000) -> AsyncIterator[Event]:
-        """Every state change from now on; a subscriber that falls behind loses its oldest events."""
+    def events(self, pool: str | None = None, size: int = 1000) -> Subscription:
+        """State changes from this call on (subscribed at once, so nothing falls between this and a
+        recent_events() read). PoolNotFound for an unknown pool, at once."""
         if pool is not None:
             self.pool(pool)
-        sub = self.bus.subscribe(size)
-        try:
-            async for event in sub:
-                if pool is None or event.pool == pool:
-                    yield event
-        finally:
-            sub.close()
+        return self.bus.subscribe(size, pool)
 
-    def recent_events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
+    async def recent_events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
+        """The last `limit` events kept in memory (of one pool, or all), oldest first."""
+        if pool is not None:
+            self.pool(pool)
         events = [e for e in self.bus.recent if pool is None or e.pool == pool]
-        return events[-limit:]
+        return events[-limit:] if limit > 0 else []
+
+    async def config_path(self) -> str | None:
+        """The pool file these pools were read from, or None (a Config made in memory)."""
+        return str(self.config.path) if self.config.path is not None else None

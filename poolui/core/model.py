@@ -1,12 +1,11 @@
-"""Plain data: member and pool states, claims, snapshots and events. Shared by engine, server, client and UI."""
+"""Plain data on the wire: member and pool states, claims, snapshots, events, reports. Shared by the engine,
+the server, the client and the console; it knows nothing of providers (core/member.py is the engine's own)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
-
-from ..providers.base import Sandbox
 
 
 def _known_fields(cls: type, d: dict[str, Any]) -> dict[str, Any]:
@@ -32,36 +31,6 @@ class PoolState(StrEnum):
     PAUSED = "paused"
     DRAINING = "draining"
     DRAINED = "drained"
-
-
-@dataclass(eq=False)
-class Member:
-    """One sandbox as the engine sees it. Mutated only by core/pool.py."""
-
-    id: str
-    pool: str
-    revision: str
-    state: MemberState = MemberState.CREATING
-    created_at: float = 0.0  # wall
-    ready_at: float | None = None
-    claimed_at: float | None = None
-    expires_at: float = 0.0  # wall, for people
-    expires_mono: float = 0.0  # monotonic, for deadlines
-    created_mono: float = 0.0
-    sandbox: Sandbox | None = None
-    health_ok: bool | None = None
-    health_detail: str = ""
-    last_probe_at: float | None = None
-    claim_key: str | None = None
-    reason: str = ""  # why it is terminating / failed
-    adopted: bool = False
-    doomed: bool = False  # asked to go while its create was still running
-    holders: int = 0  # how many claimers hold it: the double hand-out oracle, must stay <= 1
-    view: MemberView | None = None  # the last view made of it; dropped on every change (snapshots reuse it)
-
-    @property
-    def url(self) -> str:
-        return self.sandbox.url if self.sandbox else ""
 
 
 @dataclass
@@ -172,6 +141,17 @@ class MaintenanceReport:
     removed_strays: list[str] = field(default_factory=list)  # running, ours by marker, unknown to the pool
     probed: int = 0
     created: int = 0
+
+    def removed(self) -> int:
+        return (len(self.removed_unhealthy) + len(self.removed_expiring) + len(self.removed_stale)
+                + len(self.removed_strays))
+
+    def summary(self) -> str:
+        """One line for logs, the event pane and the headless CLI."""
+        strays = f", {len(self.removed_strays)} strays" if self.removed_strays else ""
+        return (f"probed {self.probed}, removed {len(self.removed_unhealthy)} unhealthy, "
+                f"{len(self.removed_expiring)} expiring, {len(self.removed_stale)} stale{strays}; "
+                f"created {self.created}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import Event, Member
+from .member import Member
+from .model import Event
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
@@ -42,11 +43,6 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 """
-
-
-def default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "poolui"
 
 
 def namespace_of(state_dir: Path) -> str:

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..clock import Clock
+from .common import PortPicker
+
 
 @dataclass
 class Sandbox:
@@ -34,6 +37,10 @@ class ProbeResult:
     latency: float = 0.0
 
 
+def _ignore_exit(member_id: str, how: str) -> None:
+    return None
+
+
 @dataclass
 class ProviderContext:
     """What the engine tells a provider when it makes one.
@@ -41,15 +48,19 @@ class ProviderContext:
     namespace: unique per state directory, so two managers on one machine never touch each other's sandboxes.
     on_exit: call with a member id, and how it ended when known ("exited with code 137 (OOM-killed)"),
     when a sandbox is seen to die on its own (optional, speeds up replacement; on-call sees the how).
+    clock: the engine's clock; a provider that waits on time (the instant provider) waits through it.
+    ports: free loopback ports, shared by every pool of one manager so two pools never pick the same one.
     """
 
     namespace: str
     state_dir: Path
-    on_exit: Callable[[str, str], None] = field(default=lambda member_id, how: None)
+    on_exit: Callable[[str, str], None] = _ignore_exit
+    clock: Clock = field(default_factory=Clock)
+    ports: PortPicker = field(default_factory=PortPicker)
 
 
 class Provider(Protocol):
-    kind: str  # "local", "docker", "modal"
+    kind: str  # "local", "docker", "modal", "instant"
 
     @property
     def isolation(self) -> str:
@@ -59,7 +70,8 @@ class Provider(Protocol):
     async def check(self) -> None:
         """Fail fast, before anything starts, when the provider cannot work (no credentials, no engine).
 
-        Raises ProviderUnavailable with a message that says what to do.
+        Raises ProviderUnavailable with a message that says what to do; `transient=True` on it when the
+        cause may pass by itself (an engine or API that does not answer), so the pool waits instead.
         """
         ...
 

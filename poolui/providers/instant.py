@@ -1,22 +1,22 @@
-"""A provider whose sandboxes are bookkeeping only: for benchmarks and for fault injection in tests.
+"""A provider whose sandboxes are bookkeeping only: for benchmarks, the simulator and fault injection.
 
-Nothing runs; create and readiness take `create_delay` / `ready_delay`; `fail` makes every create fail.
-Tests flip the attributes of a live provider to inject faults.
+Nothing runs; create and readiness take `create_delay` / `ready_delay` on the engine's clock, and each
+sandbox ends by itself at its TTL like a real one. `fail` makes every create fail, `unreachable` makes the
+provider start out unreachable; tests flip the attributes of a live provider to inject faults.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import PoolConfig, TableReader
 from ..errors import ProviderError, ReadinessTimeout
 from .base import ProbeResult, ProviderContext, Sandbox
+from .common import options_of
 
-# Pool names whose provider starts out unreachable: lets a test fail a manager's very first check.
-INSTANT_UNREACHABLE: dict[str, bool] = {}
+KEYS = ("create_delay", "ready_delay", "fail", "unreachable")
 
 
 @dataclass(frozen=True)
@@ -24,16 +24,18 @@ class InstantOptions:
     create_delay: float = 0.0
     ready_delay: float = 0.0
     fail: bool = False
+    unreachable: bool = False
 
 
 def parse_options(raw: dict[str, Any], where: str) -> InstantOptions:
     t = TableReader(raw, where)
     opts = InstantOptions(
-        create_delay=t.duration("create_delay", 0.0),
-        ready_delay=t.duration("ready_delay", 0.0),
-        fail=bool(t.get("fail", False)),
+        create_delay=t.duration("create_delay", 0.0, maximum=3600.0),
+        ready_delay=t.duration("ready_delay", 0.0, maximum=3600.0),
+        fail=t.bool_("fail", False),
+        unreachable=t.bool_("unreachable", False),
     )
-    t.finish(("create_delay", "ready_delay", "fail"), sort=False)
+    t.finish(KEYS, sort=False)
     return opts
 
 
@@ -41,16 +43,17 @@ class InstantProvider:
     kind = "instant"
 
     def __init__(self, pool: PoolConfig, ctx: ProviderContext) -> None:
-        opts: InstantOptions = pool.options or InstantOptions()
+        opts = options_of(pool, InstantOptions, parse_options)
         self.pool = pool
         self.ctx = ctx
         self.create_delay = opts.create_delay
         self.ready_delay = opts.ready_delay
         self.fail = opts.fail
+        self.unreachable = opts.unreachable
         self.never_ready = False
-        self.unreachable = INSTANT_UNREACHABLE.get(pool.name, False)
         self.unhealthy: set[str] = set()
         self.live: dict[str, Sandbox] = {}
+        self._ends: dict[str, asyncio.TimerHandle] = {}
         self.created = 0
         self.terminated = 0
 
@@ -60,24 +63,27 @@ class InstantProvider:
 
     async def check(self) -> None:
         if self.unreachable:
-            raise ProviderError("instant provider told to be unreachable")
+            raise ProviderError("instant provider told to be unreachable", transient=True)
 
     async def create(self, member_id: str, ttl: float) -> Sandbox:
         if self.create_delay:
-            await asyncio.sleep(self.create_delay)
+            await self.ctx.clock.sleep(self.create_delay)
         if self.fail:
             raise ProviderError("instant provider told to fail")
         self.created += 1
-        sb = Sandbox(member_id, f"instant://{self.pool.name}/{member_id}", {"n": self.created}, time.time() + ttl)
+        sb = Sandbox(member_id, f"instant://{self.pool.name}/{member_id}", {"n": self.created},
+                     self.ctx.clock.time() + ttl)
         self.live[member_id] = sb
+        # The hard TTL, kept by the provider as a real one keeps it: the sandbox ends whatever the engine does.
+        self._ends[member_id] = asyncio.get_running_loop().call_later(ttl, self._end, member_id, "reached its TTL")
         return sb
 
     async def wait_ready(self, sb: Sandbox, timeout: float) -> None:
         if self.never_ready:
-            await asyncio.sleep(timeout)
+            await self.ctx.clock.sleep(timeout)
             raise ReadinessTimeout(f"{sb.member_id} not ready after {timeout:g}s")
         if self.ready_delay:
-            await asyncio.sleep(self.ready_delay)
+            await self.ctx.clock.sleep(self.ready_delay)
 
     async def health(self, sb: Sandbox) -> ProbeResult:
         if sb.member_id in self.unhealthy:
@@ -87,21 +93,31 @@ class InstantProvider:
     def alive(self, sb: Sandbox) -> bool:
         return sb.member_id in self.live
 
+    def _forget(self, member_id: str) -> bool:
+        end = self._ends.pop(member_id, None)
+        if end is not None:
+            end.cancel()
+        return self.live.pop(member_id, None) is not None
+
     async def terminate(self, sb: Sandbox) -> None:
-        if self.live.pop(sb.member_id, None) is not None:
+        if self._forget(sb.member_id):
             self.terminated += 1
 
     async def list_ours(self) -> list[Sandbox]:
         if self.unreachable:
-            raise ProviderError("instant provider told to be unreachable")
+            raise ProviderError("instant provider told to be unreachable", transient=True)
         return list(self.live.values())
 
     async def close(self) -> None:
         return None
 
+    def _end(self, member_id: str, how: str) -> None:
+        if self._forget(member_id):
+            self.ctx.on_exit(member_id, how)
+
     def kill_from_outside(self, member_id: str) -> None:
-        self.live.pop(member_id, None)
-        self.ctx.on_exit(member_id, "killed from outside")
+        """A sandbox that dies without the engine asking: on_exit tells the pool, as a real death would."""
+        self._end(member_id, "killed from outside")
 
 
 def make(pool: PoolConfig, ctx: ProviderContext) -> InstantProvider:

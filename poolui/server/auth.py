@@ -11,26 +11,12 @@ import os
 import secrets
 from pathlib import Path
 
+from .. import paths
 from ..errors import ConfigError
+from ..paths import read_token
 
-TOKEN_FILE_NAME = "token"
-TOKEN_ENV = "POOLUI_TOKEN"
 # Query parameters that look like someone tried to pass a secret in the URL; refused loudly, not ignored.
 QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization", "key"})
-
-
-def default_token_file(state_dir: Path) -> Path:
-    return state_dir / TOKEN_FILE_NAME
-
-
-def read_token_file(path: Path) -> str:
-    try:
-        token = path.read_text().strip()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the token file: {e.strerror or e}") from None
-    if not token:
-        raise ConfigError(f"{path}: the token file is empty")
-    return token
 
 
 def load_or_create_token(path: Path) -> tuple[str, bool]:
@@ -43,7 +29,11 @@ def load_or_create_token(path: Path) -> tuple[str, bool]:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return read_token_file(path), False
+        existing = read_token(path)
+        if existing is None:
+            raise ConfigError(f"{path}: the token file is empty; remove it (a new token is then made) "
+                              "or write a token into it") from None
+        return existing, False
     try:
         os.write(fd, (token + "\n").encode())
         os.fsync(fd)
@@ -66,9 +56,9 @@ def server_token(state_dir: Path, token_file: str | os.PathLike[str] | None,
 
     Returns (token, source) where source is a description safe to print (never the token)."""
     env = dict(os.environ) if env is None else env
-    if env.get(TOKEN_ENV):
-        return env[TOKEN_ENV].strip(), f"${TOKEN_ENV}"
-    path = Path(token_file).expanduser() if token_file else default_token_file(state_dir)
+    if env.get(paths.TOKEN_ENV):
+        return env[paths.TOKEN_ENV].strip(), f"${paths.TOKEN_ENV}"
+    path = paths.token_file(token_file, None, state_dir)
     token, created = load_or_create_token(path)
     return token, f"{path} ({'created' if created else 'existing'})"
 
@@ -80,10 +70,3 @@ def bearer_matches(header: str | None, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
-
-
-def query_has_token(query_params: object) -> bool:
-    keys = getattr(query_params, "keys", None)
-    if keys is None:
-        return False
-    return any(k.lower() in QUERY_TOKEN_NAMES for k in keys())

@@ -17,13 +17,12 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
+from ..core.claims import REPEATED
 from ..core.model import Claim
 from ..errors import PoolError
 
 log = logging.getLogger("poolui.server")
 
-REPEATED = "repeated claim_key"  # the engine's reason for handing back a claim it already made
-_background: set[asyncio.Task[None]] = set()  # rollbacks started from callbacks, kept until they finish
 
 
 async def wait_disconnect(receive: Receive) -> None:
@@ -38,8 +37,10 @@ class ClaimDelivery:
     """Runs one claim for one request and owns the rollback if the answer cannot be delivered."""
 
     def __init__(self, claim: Callable[[], Awaitable[Claim]], release: Callable[[str], Awaitable[Any]],
-                 receive: Receive) -> None:
+                 receive: Receive, background: set[asyncio.Task[Any]]) -> None:
+        """background: where rollbacks started from callbacks are kept until they finish (the app's)."""
         self._claim = claim
+        self._background = background
         self._release = release
         self._receive = receive
         self.watcher: asyncio.Task[None] | None = None
@@ -76,8 +77,8 @@ class ClaimDelivery:
         if not self.settled and not watcher.cancelled():
             self.settled = True
             task = asyncio.ensure_future(self.rollback(claim))
-            _background.add(task)
-            task.add_done_callback(_background.discard)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _abandon(self, task: asyncio.Task[Claim]) -> None:
         task.cancel()

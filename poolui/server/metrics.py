@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.model import MemberState, PoolSnapshot, PoolState
+from .state import StreamStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -48,7 +49,7 @@ class _Out:
         self.sample(f"{name}_count", int(summary.get("count", 0)), **labels)
 
 
-def render(snapshots: list[PoolSnapshot]) -> str:
+def render(snapshots: list[PoolSnapshot], stats: StreamStats) -> str:
     out = _Out()
     for s in snapshots:
         out.declare("poolui_members", "gauge", "Sandboxes by state.")
@@ -91,4 +92,8 @@ def render(snapshots: list[PoolSnapshot]) -> str:
     for s in snapshots:
         out.histogram("poolui_create_to_ready_seconds", "Time from create to passing readiness.",
                       s.metrics.get("create_to_ready", {}), pool=s.name)
+    out.declare("poolui_event_clients", "gauge", "Clients on /events now.")
+    out.sample("poolui_event_clients", stats.open)
+    out.declare("poolui_event_clients_dropped_total", "counter", "Events clients dropped for not keeping up.")
+    out.sample("poolui_event_clients_dropped_total", stats.dropped)
     return "\n".join(out.lines) + "\n"

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import uvicorn
 
+from .. import paths
+from ..addresses import split_host_port, url_of
 from ..config import Config
 from ..core.manager import PoolManager
-from ..core.store import default_state_dir
 from ..errors import ConfigError
 from .app import ServerOptions, create_app
 from .auth import loose_permissions, server_token
@@ -51,11 +52,10 @@ class _Server(uvicorn.Server):
 
 
 def split_listen(listen: str) -> tuple[str, int]:
-    host, sep, port = listen.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ConfigError(f"listen address {listen!r} is not allowed: expected HOST:PORT, e.g. 127.0.0.1:8765")
-    return host, int(port)
+    try:
+        return split_host_port(listen)
+    except ValueError as e:
+        raise ConfigError(f"listen address {listen!r} is not allowed: expected {e}") from None
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -75,19 +75,14 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
 def _prepare(config: Config, opts: ServeOptions) -> tuple[Path, str, str, str]:
     """State directory, shutdown policy and token; blocking file work, done before the loop gets busy."""
-    state_dir = Path(opts.state_dir or config.state_dir or default_state_dir()).expanduser().resolve()
+    state_dir = paths.state_dir(opts.state_dir, config.state_dir)
     on_shutdown = opts.on_shutdown or config.server.on_shutdown
     if on_shutdown not in ("keep", "terminate"):
         raise ConfigError(f"on_shutdown = {on_shutdown!r} is not allowed: expected keep or terminate")
     token, token_source = server_token(state_dir, opts.token_file or config.server.token_file)
-    token_path = Path(opts.token_file or config.server.token_file or state_dir / "token").expanduser()
+    token_path = paths.token_file(opts.token_file, config.server.token_file, state_dir)
     if not token_source.startswith("$") and loose_permissions(token_path):
         print(f"poolui: warning: {token_path} can be read by others than its owner; chmod 600 it",
               file=sys.stderr)
@@ -126,8 +121,8 @@ async def serve(config: Config, opts: ServeOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        print(f"poolui: serving {url_of(sock)} pools: {', '.join(manager.names)}; token: {token_source}; "
-              f"state: {state_dir}; on shutdown: {on_shutdown}", flush=True)
+        print(f"poolui: serving {url_of(*sock.getsockname()[:2])} pools: {', '.join(manager.pools)}; "
+              f"token: {token_source}; state: {state_dir}; on shutdown: {on_shutdown}", flush=True)
         await server.serve(sockets=[sock])
     finally:
         server_opts.stopping.set()

@@ -11,25 +11,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
 
-from ..core.events import Subscription
-from ..core.manager import PoolManager
+from ..control import EventFeed
 from ..core.model import Event
 from .claims import wait_disconnect
+from .state import ServerState
 
 log = logging.getLogger("poolui.server")
-
-
-@dataclass
-class StreamStats:
-    """Shared by every stream of one app, shown on /metrics."""
-
-    open: int = 0
-    dropped: int = 0
 
 
 def encode(event: Event) -> bytes:
@@ -38,16 +29,17 @@ def encode(event: Event) -> bytes:
 
 
 class EventStream:
-    def __init__(self, manager: PoolManager, pool: str | None, last_id: int | None, *, queue_size: int,
-                 write_timeout: float, heartbeat: float, stopping: asyncio.Event, stats: StreamStats) -> None:
-        self.manager = manager
+    def __init__(self, state: ServerState, feed: EventFeed, pool: str | None, last_id: int | None) -> None:
+        """feed: subscribed before the backlog is read, so no event falls between the two."""
+        self.control = state.control
+        self.feed = feed
         self.pool = pool
         self.last_id = last_id
-        self.queue_size = queue_size
-        self.write_timeout = write_timeout
-        self.heartbeat = heartbeat
-        self.stopping = stopping
-        self.stats = stats
+        self.queue_size = state.options.events_queue
+        self.write_timeout = state.options.events_write_timeout
+        self.heartbeat = state.options.events_heartbeat
+        self.stopping = state.options.stopping
+        self.stats = state.stats
 
     async def _write(self, send: Send, body: bytes, more: bool = True) -> bool:
         """False when the client did not take the write in time (it is then dropped)."""
@@ -60,7 +52,6 @@ class EventStream:
         return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sub = self.manager.bus.subscribe(self.queue_size)  # before the backlog, so nothing falls between
         self.stats.open += 1
         gone = asyncio.ensure_future(wait_disconnect(receive))
         stop = asyncio.ensure_future(self.stopping.wait())
@@ -69,7 +60,7 @@ class EventStream:
                 (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no"),
             ]})
-            outcome = await self._stream(send, sub, gone, stop)
+            outcome = await self._stream(send, gone, stop)
             if outcome == "stalled":
                 self.stats.dropped += 1
                 log.warning("events client %s dropped: its socket took no writes for %gs", _peer(scope),
@@ -78,18 +69,17 @@ class EventStream:
             if outcome == "ended" and not gone.done():
                 await self._write(send, b"", more=False)
         finally:
-            sub.close()
+            await self.feed.aclose()
             gone.cancel()
             stop.cancel()
             self.stats.open -= 1
 
-    async def _stream(self, send: Send, sub: Subscription, gone: asyncio.Future[Any],
-                      stop: asyncio.Future[Any]) -> str:
+    async def _stream(self, send: Send, gone: asyncio.Future[Any], stop: asyncio.Future[Any]) -> str:
         """Writes events until the client leaves or the server stops ("ended"), the client is dropped for
         falling behind ("closed", final event sent) or its socket stalls ("stalled")."""
         seen = 0
         if self.last_id is not None:
-            for event in self.manager.recent_events(self.pool, limit=self.queue_size):
+            for event in await self.control.recent_events(self.pool, limit=self.queue_size):
                 if event.seq > self.last_id and (self.pool is None or event.pool == self.pool):
                     if not await self._write(send, encode(event)):
                         return "stalled"
@@ -97,19 +87,19 @@ class EventStream:
         if not await self._write(send, b": connected\n\n"):
             return "stalled"
         while not gone.done() and not stop.done():
-            get: asyncio.Future[Any] = asyncio.ensure_future(sub.queue.get())
+            get: asyncio.Future[Event] = asyncio.ensure_future(anext(self.feed))
             try:
                 await asyncio.wait({get, gone, stop}, timeout=self.heartbeat,
                                    return_when=asyncio.FIRST_COMPLETED)
             finally:
                 if not get.done():
                     get.cancel()
-            if sub.dropped:
-                dropped = json.dumps({"dropped": sub.dropped, "detail": "client too slow; reconnect with "
+            if self.feed.dropped:
+                dropped = json.dumps({"dropped": self.feed.dropped, "detail": "client too slow; reconnect with "
                                       "Last-Event-ID to continue from the recent-events buffer"})
                 await self._write(send, f"event: dropped\ndata: {dropped}\n\n".encode(), more=False)
                 self.stats.dropped += 1
-                log.warning("events client dropped: %d events behind", sub.dropped)
+                log.warning("events client dropped: %d events behind", self.feed.dropped)
                 return "closed"
             if get.done() and not get.cancelled():
                 event = get.result()

@@ -22,12 +22,12 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, OptionList, Static, TabbedContent
 
-from ..core.clock import Clock
+from ..clock import Clock
+from ..control import Control
 from ..core.model import Event, MemberView, PoolSnapshot
 from . import view
 from .commands import PoolCommands
 from .connection import Connection, faster, interval_text, slower
-from .control import Control, config_path, recent_events
 from .messages import ActionFinished, EventsArrived, EventsLost, FetchFailed, SnapshotFetched
 from .screens.claim import ClaimScreen
 from .screens.confirm import ConfirmScreen, NoticeScreen
@@ -58,13 +58,12 @@ class PoolApp(App[int]):
         super().__init__()
         self.control = control
         self.clock = clock or Clock()
-        known = getattr(control, "names", None)  # a list on the manager; a coroutine method on the client
-        self.pool_names: list[str] = list(pools or (known if isinstance(known, list) else []))
+        self.pool_names: list[str] = list(pools or [])
         self.pool: str | None = pool or (self.pool_names[0] if self.pool_names else None)
-        self.conn = Connection(embedded=bool(getattr(control, "embedded", False)), source=source)
+        self.conn = Connection(embedded=control.embedded, source=source)
         self.read_only_flag = read_only
         self.refresh_interval = refresh
-        self.config_path = config_path(control)
+        self.config_path: str | None = None  # the pool file resizes are saved into; asked at the first fetch
         self.snapshots: dict[str, PoolSnapshot] = {}
         self.summaries: dict[str, PoolSnapshot] = {}
         self.histories: dict[str, History] = {}
@@ -182,7 +181,9 @@ class PoolApp(App[int]):
                     if not pools:
                         raise RuntimeError("the server has no pools")
                     pool = pools[0].name
-            snap = await self.control.get(pool, members=True)
+            snap = await self.control.snapshot(pool, members=True)
+            if self.config_path is None:
+                self.config_path = await self.control.config_path()
         except asyncio.CancelledError:
             raise
         except Exception as e:
@@ -281,7 +282,7 @@ class PoolApp(App[int]):
     @work(exclusive=True, group="events", exit_on_error=False, description="follow pool events")
     async def follow_events(self) -> None:
         try:
-            backlog = await recent_events(self.control, None, limit=EVENTS_KEPT)
+            backlog = await self.control.recent_events(None, limit=EVENTS_KEPT)
             if backlog:
                 self.post_message(EventsArrived(backlog, replace=True))
             last = backlog[-1].seq if backlog else 0
@@ -290,7 +291,7 @@ class PoolApp(App[int]):
                 if first and event.seq > last + 1:
                     # Events between the backlog and the subscription: fetch them once, or they are lost.
                     first = False
-                    gap = [e for e in await recent_events(self.control, None, limit=EVENTS_KEPT)
+                    gap = [e for e in await self.control.recent_events(None, limit=EVENTS_KEPT)
                            if last < e.seq < event.seq]
                     if gap:
                         self.post_message(EventsArrived(gap, replace=True))

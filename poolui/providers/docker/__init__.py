@@ -12,8 +12,8 @@ auto-remove deletes it once dead. Nothing here depends on the controller staying
 Deaths are learned from the engine's event stream (a watcher thread, reconnecting with backoff); after a
 reconnect the live containers are listed again, so deaths during an engine outage are not missed.
 
-Modules: options (the [pools.NAME.docker] table), provider (DockerProvider), events (the watcher thread),
-labels (the container labels).
+Modules: options (the [pools.NAME.docker] table), spec (the container a pool's member is, built without
+the engine), provider (DockerProvider), errors (SDK failures as poolui errors), events (the watcher thread).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 from ...config import PoolConfig
 from ...errors import ConfigError
 from ..base import ProviderContext
+from ..common import options_of
 from .options import DockerOptions, parse_options
 from .provider import DockerProvider
 
@@ -28,8 +29,7 @@ __all__ = ["DockerOptions", "DockerProvider", "make", "parse_options"]
 
 
 def make(pool: PoolConfig, ctx: ProviderContext) -> DockerProvider:
-    opts = pool.options if isinstance(pool.options, DockerOptions) else parse_options(
-        pool.raw_options, f"pool '{pool.name}'.docker")
+    opts = options_of(pool, DockerOptions, parse_options)
     where = f"pool '{pool.name}'"
     probes_used = [p for p in (pool.readiness, pool.health) if p is not None]
     if opts.network == "none" and any(p.kind != "exec" for p in probes_used):

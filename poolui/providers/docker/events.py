@@ -12,7 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .labels import L_MEMBER
+from ...backoff import Backoff
+from ..common import MEMBER
 
 # (container id, member id or None, how it died); called on the event loop's thread
 OnDeath = Callable[[str, str | None, str], None]
@@ -68,7 +69,7 @@ class EventWatcher:
             pass  # the loop closed meanwhile
 
     def _watch(self) -> None:
-        backoff = 0.2
+        backoff = Backoff(0.2, 2.0)
         while not self._closing.is_set():
             try:
                 client = self._client()
@@ -78,7 +79,7 @@ class EventWatcher:
                     break
                 self._reconcile(client)
                 self.connected.set()
-                backoff = 0.2
+                backoff.reset()
                 oom: set[str] = set()
                 for ev in self._stream:
                     cid, action = ev.get("id", ""), ev.get("Action") or ev.get("status")
@@ -88,15 +89,14 @@ class EventWatcher:
                     elif action == "die":
                         how = f"exited with code {attrs.get('exitCode', '?')}" + (" (OOM-killed)" if cid in oom else "")
                         oom.discard(cid)
-                        self._post(cid, attrs.get(L_MEMBER), how)
+                        self._post(cid, attrs.get(MEMBER), how)
             except Exception:
                 pass  # engine gone or restarting: reconnect below
             finally:
                 self.connected.clear()
                 stream, self._stream = self._stream, None
                 _close_quietly(stream)
-            self._closing.wait(backoff)
-            backoff = min(backoff * 2, 2.0)
+            self._closing.wait(backoff.failed())
 
     def _reconcile(self, client: Any) -> None:
         """After (re)connecting: containers believed alive but no longer running died while we were away."""

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import TableReader
+from ..common import ENV_ALLOWED, ENV_NAME
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
 KEYS = (
     "image", "command", "port", "host_port", "network", "env", "memory", "cpus", "pids", "read_only",
     "workdir", "tmpfs_size", "user", "labels", "cap_drop", "cap_add", "no_new_privileges", "ttl_command",
@@ -63,14 +64,8 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
     cpus = t.get("cpus")
     if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024):
         raise t.error("cpus", cpus, "a number of CPUs from 0.01 to 1024, e.g. 0.5")
-    labels = t.str_map("labels", None, 'a table of strings, e.g. { team = "infra" }')
-    reserved = sorted(k for k in labels if k.startswith("poolui."))
-    if reserved:
-        raise t.error("labels", labels, f"labels not starting with 'poolui.' (reserved; got '{reserved[0]}')")
-    example = '["timeout", "-s", "KILL", "{ttl}"]'
-    ttl_command = t.argv("ttl_command", example=example) if t.has("ttl_command") else d.ttl_command
-    if "{ttl}" not in ttl_command:
-        raise t.error("ttl_command", list(ttl_command), f'an argv prefix containing "{{ttl}}", e.g. {example}')
+    labels = _labels(t)
+    ttl_command = _ttl_command(t, d)
     workdir = t.str_("workdir", d.workdir, nonempty=True)
     if not workdir.startswith("/"):
         raise t.error("workdir", workdir, "an absolute path inside the container")
@@ -86,7 +81,7 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
         port=port,
         host_port=host_port,
         network=network,
-        env=t.str_map("env", _ENV_RE, 'a table of NAME = "value" strings, e.g. { LANG = "C.UTF-8" }'),
+        env=t.str_map("env", ENV_NAME, ENV_ALLOWED),
         memory=memory,
         cpus=float(cpus) if cpus is not None else None,
         pids=t.opt_int("pids", 1, 1 << 22),
@@ -105,3 +100,19 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
     )
     t.finish(KEYS, sort=False)
     return opts
+
+
+def _labels(t: TableReader) -> dict[str, str]:
+    labels = t.str_map("labels", None, 'a table of strings, e.g. { team = "infra" }')
+    reserved = sorted(k for k in labels if k.startswith("poolui."))
+    if reserved:
+        raise t.error("labels", labels, f"labels not starting with 'poolui.' (reserved; got '{reserved[0]}')")
+    return labels
+
+
+def _ttl_command(t: TableReader, d: DockerOptions) -> tuple[str, ...]:
+    example = '["timeout", "-s", "KILL", "{ttl}"]'
+    ttl_command = t.argv("ttl_command", example=example) if t.has("ttl_command") else d.ttl_command
+    if "{ttl}" not in ttl_command:
+        raise t.error("ttl_command", list(ttl_command), f'an argv prefix containing "{{ttl}}", e.g. {example}')
+    return ttl_command

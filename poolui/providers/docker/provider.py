@@ -9,50 +9,31 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from ... import probes
 from ...config import PoolConfig, ProbeConfig
 from ...errors import ProviderError, ProviderUnavailable, SandboxDied
+from .. import probes
 from ..base import ProbeResult, ProviderContext, Sandbox
+from ..common import EXPIRES, MEMBER, NAMESPACE, POOL, REVISION, Ended
+from .errors import is_engine_gone, translate
 from .events import EventWatcher
-from .labels import L_EXPIRES, L_HOST_PORT, L_MEMBER, L_NS, L_POOL, L_REVISION
 from .options import DockerOptions
+from .probing import exec_blocking, tcp_through_proxy
+from .spec import HOST_PORT, container_spec
 
 T = TypeVar("T")
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
-START_HINT = "start one with `sudo scripts/docker-engine.sh` (installs and starts dockerd) or `sudo dockerd &`"
-IMAGE_HINT = (
-    "build it with `sudo scripts/docker-engine.sh` (for poolui/busybox:local), `docker build -t {image} .`, "
-    "or `docker pull {image}` where a registry is reachable"
-)
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^a-zA-Z0-9_.-]", "-", s)
-
-
-def _drop_none(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def _min(*values: int | None) -> int | None:
     present = [v for v in values if v is not None]
     return min(present) if present else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class DockerProvider:
@@ -65,14 +46,14 @@ class DockerProvider:
         self.read_only = opts.read_only or pool.read_only
         self.command = opts.command or pool.command
         self.engine = opts.host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
-        self._filters = {"label": [f"{L_NS}={ctx.namespace}", f"{L_POOL}={pool.name}"]}
+        self._filters = {"label": [f"{NAMESPACE}={ctx.namespace}", f"{POOL}={pool.name}"]}
         self._executor = ThreadPoolExecutor(max(4, pool.max_concurrent_creates + 2), f"poolui-docker-{pool.name}")
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._lock = threading.Lock()  # guards _known and _creating, shared with the watcher thread
         self._known: dict[str, str] = {}  # container id -> member id, believed alive
         self._creating: set[str] = set()
-        self._dead: dict[str, str] = {}  # container id -> how it died (loop thread only)
+        self._dead = Ended(10_000)  # container id -> how it died (loop thread only)
         self._terminating: set[str] = set()
         self._events = EventWatcher(pool.name, self._docker, self._filters, self._believed_alive, self._mark_dead)
         self.watch_connected = self._events.connected  # set while the event stream is open
@@ -103,28 +84,10 @@ class DockerProvider:
                 pass
 
     def _error(self, e: BaseException, doing: str) -> ProviderError:
-        import docker.errors
-        import requests.exceptions
-
-        if isinstance(e, ProviderError):
-            return e
-        if isinstance(e, docker.errors.ImageNotFound):
-            return ProviderError(f"pool '{self.pool.name}': image {self.opts.image!r} not found on the engine at "
-                                 f"{self.engine}: " + IMAGE_HINT.format(image=self.opts.image), reason="image_missing")
-        if isinstance(e, docker.errors.APIError):
-            msg = str(e.explanation or e)
-            if "address already in use" in msg or "port is already allocated" in msg:
-                return ProviderError(f"pool '{self.pool.name}': port conflict while {doing}: {msg}",
-                                     reason="port_conflict")
-            if "executable file not found" in msg and self.opts.ttl_command[0] in msg:
-                msg += (f" (the image needs `{self.opts.ttl_command[0]}` for the hard TTL: use an image with "
-                        "busybox or coreutils, or set docker.ttl_command)")
-            return ProviderError(f"pool '{self.pool.name}': docker engine error while {doing}: {msg}")
-        if isinstance(e, requests.exceptions.ConnectionError | docker.errors.DockerException | OSError):
-            self._drop_client()
-            return ProviderError(f"pool '{self.pool.name}': no Docker engine answers at {self.engine} while "
-                                 f"{doing} ({e}): {START_HINT}", reason="engine_unreachable")
-        return ProviderError(f"pool '{self.pool.name}': {doing} failed: {type(e).__name__}: {e}")
+        if is_engine_gone(e):
+            self._drop_client()  # its pooled connections are dead; the next call makes a fresh client
+        return translate(e, f"pool '{self.pool.name}'", self.opts.image, self.engine, self.opts.ttl_command[0],
+                         doing)
 
     async def _call(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
         self._events.start()
@@ -140,7 +103,7 @@ class DockerProvider:
         try:
             await self._call("checking the engine", self._check_blocking)
         except ProviderError as e:
-            raise ProviderUnavailable(e.message, reason=e.reason) from e.__cause__
+            raise ProviderUnavailable(e.message, reason=e.reason, transient=e.transient) from e.__cause__
 
     def _check_blocking(self) -> None:
         client = self._docker()
@@ -197,56 +160,15 @@ class DockerProvider:
         client = self._docker()
         o = self.opts
         image = client.images.get(o.image)
-        ttl_s = max(1, math.ceil(ttl))
-        expires_at = time.time() + ttl_s
+        expires_at = time.time() + max(1, math.ceil(ttl))
         host_port = o.host_port
         if o.network == "host":
-            host_port = host_port or _free_port()
-        port = host_port if o.network == "host" else o.port
-        config = image.attrs.get("Config") or {}
-        argv = list(self.command or config.get("Cmd") or [])
-        argv = [a.replace("{port}", str(port)) for a in argv]
-        prefix = [a.replace("{ttl}", str(ttl_s)) for a in o.ttl_command]
-        labels = {
-            **o.labels, L_NS: self.ctx.namespace, L_POOL: self.pool.name, L_MEMBER: member_id,
-            L_EXPIRES: f"{expires_at:.3f}", L_REVISION: self.pool.revision,
-        }
-        if o.network == "host":
-            labels[L_HOST_PORT] = str(host_port)
-        tmpfs = {o.workdir: f"rw,size={o.tmpfs_size},mode=1777"}
-        if self.read_only:
-            tmpfs.setdefault("/tmp", f"rw,size={o.tmpfs_size},mode=1777")
+            host_port = host_port or self.ctx.ports.pick()
+        c = container_spec(self.pool, o, self.ctx.namespace, member_id, ttl, expires_at, host_port,
+                           image.attrs.get("Config") or {}, self.memory, self.pids, self.read_only)
         api = client.api
-        ports = [o.port] if o.network not in ("host", "none") and o.port else []
-        host_config = api.create_host_config(**_drop_none(
-            init=True,
-            auto_remove=True,
-            read_only=self.read_only,
-            tmpfs=tmpfs,
-            network_mode=o.network,
-            port_bindings={o.port: ("127.0.0.1", host_port) if host_port else ("127.0.0.1",)} if ports else None,
-            cap_drop=list(o.cap_drop) or None,
-            cap_add=list(o.cap_add) or None,
-            security_opt=["no-new-privileges"] if o.no_new_privileges else None,
-            mem_limit=self.memory,
-            memswap_limit=self.memory,  # no swap on top of the limit: over it means OOM-killed
-            pids_limit=self.pids,
-            nano_cpus=int(o.cpus * 1e9) if o.cpus else None,
-        ))
-        spec = _drop_none(
-            image=image.id,
-            entrypoint=prefix + list(config.get("Entrypoint") or []),
-            command=argv,
-            name=f"poolui-{_slug(self.ctx.namespace)[:24]}-{_slug(self.pool.name)}-{_slug(member_id)}"[:200],
-            labels=labels,
-            environment=dict(o.env),
-            detach=True,
-            stop_timeout=max(0, math.ceil(o.stop_timeout)),
-            working_dir=o.workdir,
-            user=o.user,
-            ports=ports or None,
-            host_config=host_config,
-        )
+        spec = {**c.create, "image": image.id, "host_config": api.create_host_config(**c.host_config)}
+        labels = c.labels
         try:
             cid = api.create_container(**spec)["Id"]
         except docker.errors.APIError as e:
@@ -276,15 +198,15 @@ class DockerProvider:
         return None
 
     def _sandbox(self, cid: str, name: str, labels: dict[str, str], published: int | None) -> Sandbox:
-        host_port = int(labels[L_HOST_PORT]) if L_HOST_PORT in labels else published
+        host_port = int(labels[HOST_PORT]) if HOST_PORT in labels else published
         ref = {"container_id": cid, "name": name.lstrip("/"), "image": self.opts.image,
-               "host_port": host_port, "revision": labels.get(L_REVISION, "")}
+               "host_port": host_port, "revision": labels.get(REVISION, "")}
         url = f"http://127.0.0.1:{host_port}" if host_port else ""
         try:
-            expires_at = float(labels.get(L_EXPIRES, "0"))
+            expires_at = float(labels.get(EXPIRES, "0"))
         except ValueError:
             expires_at = 0.0
-        return Sandbox(labels.get(L_MEMBER, ""), url, ref, expires_at)
+        return Sandbox(labels.get(MEMBER, ""), url, ref, expires_at)
 
     async def wait_ready(self, sb: Sandbox, timeout: float) -> None:
         cfg = self.pool.readiness
@@ -397,28 +319,7 @@ class DockerProvider:
         port = int(sb.url.rsplit(":", 1)[1])
         if self.opts.network == "host":
             return await probes.tcp_connect("127.0.0.1", port, timeout)
-        return await self._tcp_through_proxy(port, timeout)
-
-    async def _tcp_through_proxy(self, port: int, timeout: float) -> ProbeResult:
-        """docker-proxy accepts on the host port even when nothing listens inside, then hangs up at once;
-        so a connection only counts when it is still open a moment later (or the server spoke)."""
-        start = time.monotonic()
-        writer = None
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            try:
-                data = await asyncio.wait_for(reader.read(1), min(0.05, timeout))
-            except TimeoutError:
-                data = b"open"
-            ok = bool(data)
-            return ProbeResult(ok, "TCP connect ok" if ok else "TCP: closed at once (nothing listening inside)",
-                               time.monotonic() - start)
-        except (TimeoutError, OSError) as e:
-            return ProbeResult(False, f"TCP connect: {e or 'timed out'}", time.monotonic() - start)
-        finally:
-            if writer is not None:
-                writer.close()
+        return await tcp_through_proxy(port, timeout)
 
     async def _exec(self, sb: Sandbox, argv: list[str], timeout: float) -> ProbeResult:
         start = time.monotonic()
@@ -426,8 +327,8 @@ class DockerProvider:
         prefix = [a.replace("{ttl}", str(max(1, math.ceil(timeout)))) for a in self.opts.ttl_command]
         try:
             async with asyncio.timeout(timeout + 1.0):
-                rc, last = await self._call("running an exec probe", self._exec_blocking,
-                                            sb.ref.get("container_id", ""), prefix + argv)
+                rc, last = await self._call("running an exec probe", lambda: exec_blocking(
+                    self._docker().api, sb.ref.get("container_id", ""), prefix + argv))
         except TimeoutError:
             return ProbeResult(False, f"exec {argv[0]}: still running after {timeout:g}s", time.monotonic() - start)
         except ProviderError as e:
@@ -436,21 +337,6 @@ class DockerProvider:
         if rc != 0 and last:
             detail += f": {last}"
         return ProbeResult(rc == 0, detail, time.monotonic() - start)
-
-    def _exec_blocking(self, cid: str, argv: list[str]) -> tuple[int, str]:
-        """Exit code and the output's last line; exec_start returns when the process ends."""
-        api = self._docker().api
-        exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
-        # not stream=True: the SDK then leaves the hijacked socket open
-        tail = (api.exec_start(exec_id) or b"")[-512:]
-        info = api.exec_inspect(exec_id)
-        deadline = time.monotonic() + 2.0
-        while info.get("Running") and time.monotonic() < deadline:  # the engine records the exit a bit later
-            time.sleep(0.01)
-            info = api.exec_inspect(exec_id)
-        rc = info.get("ExitCode")
-        lines = tail.decode(errors="replace").strip().splitlines()
-        return (-1 if rc is None else int(rc)), (lines[-1][:200] if lines else "")
 
     async def _refresh_state(self, sb: Sandbox) -> None:
         """Mark the sandbox dead when the engine says it is not running (never raises)."""
@@ -480,9 +366,7 @@ class DockerProvider:
         """On the loop thread: remember the death and tell the engine, unless we did the killing."""
         if cid in self._dead:
             return
-        self._dead[cid] = how
-        while len(self._dead) > 10_000:
-            self._dead.pop(next(iter(self._dead)))
+        self._dead.note(cid, how)
         with self._lock:
             self._known.pop(cid, None)
         if member_id and cid not in self._terminating:

@@ -1,8 +1,5 @@
-"""Modal Sandboxes as a pool's home: the [pools.NAME.modal] table and the provider's constructor.
-
-Parsing never imports the `modal` SDK (pool files must load fast and on machines without the `modal`
-extra); the provider in modal_provider.py imports it when it first talks to Modal.
-"""
+"""The [pools.NAME.modal] table. Parsing never imports the `modal` SDK: pool files must load fast and on
+machines without the `modal` extra."""
 
 from __future__ import annotations
 
@@ -11,10 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import PoolConfig, TableReader, parse_size
-from ..durations import format_duration
-from ..errors import ConfigError
-from .base import Provider, ProviderContext
+from ...config import TableReader, parse_size
+from ...errors import ConfigError
+from ..common import ENV_NAME
 
 KEYS = (
     "app", "environment", "command", "port", "image", "cpu", "memory", "env", "secrets", "region",
@@ -24,7 +20,6 @@ IMAGE_KEYS = ("registry", "debian_slim", "apt", "pip")
 MAX_TIMEOUT = 24 * 3600.0  # Modal's longest sandbox `timeout`
 # Modal's rules for object names (apps, secrets) and environment variable names.
 _NAME_RE = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
 
 
@@ -146,13 +141,7 @@ def _packages(t: TableReader, key: str) -> tuple[str, ...]:
 
 
 def _env(t: TableReader) -> dict[str, str]:
-    v = t.get("env", {})
-    if not isinstance(v, dict):
-        raise t.error("env", v, 'a table of NAME = "value" strings')
-    for k, val in v.items():
-        if not _ENV_RE.match(k) or not isinstance(val, str):
-            raise t.error("env", {k: val}, 'NAME = "value" with NAME made of letters, digits and "_"')
-    return dict(v)
+    return t.str_map("env", ENV_NAME, 'a table of NAME = "value" strings, NAME made of letters, digits and "_"')
 
 
 def _names(t: TableReader, key: str, allowed: str) -> tuple[str, ...]:
@@ -162,41 +151,3 @@ def _names(t: TableReader, key: str, allowed: str) -> tuple[str, ...]:
     if not isinstance(v, list) or not all(isinstance(n, str) and _NAME_RE.match(n) for n in v):
         raise t.error(key, v, allowed)
     return tuple(v)
-
-
-def make(pool: PoolConfig, ctx: ProviderContext) -> Provider:
-    """Check what needs the whole pool (ttl, probes, limits), then build the provider; imports no SDK."""
-    from .modal_provider import ModalProvider
-
-    opts = pool.options if isinstance(pool.options, ModalOptions) else parse_options(
-        pool.raw_options, f"pool '{pool.name}'.modal"
-    )
-    where = f"pool '{pool.name}'"
-    if not (opts.command or pool.command):
-        raise ConfigError(
-            f"{where}: the modal provider needs a command: set command = [...] in [pools.{pool.name}.modal] "
-            f"(or the pool's own command)"
-        )
-    if opts.command and pool.command and tuple(opts.command) != tuple(pool.command):
-        raise ConfigError(f"{where}: command is set both in the pool and in its modal table, differently; keep one")
-    if pool.ttl > MAX_TIMEOUT:
-        raise ConfigError(
-            f"{where}: ttl = {format_duration(pool.ttl)} is not allowed: Modal sandboxes live at most 24h"
-        )
-    if pool.limits.pids is not None:
-        raise ConfigError(f"{where}: limits.pids is not allowed with provider \"modal\" (Modal has no pid limit)")
-    limit_mib = math.ceil(pool.limits.memory / 1024**2) if pool.limits.memory else None
-    if limit_mib and opts.memory and opts.memory > limit_mib:
-        raise ConfigError(
-            f"{where}: modal memory = {opts.memory} MiB is more than limits.memory = {limit_mib} MiB; "
-            f"the request must fit under the limit"
-        )
-    if opts.idle_timeout is not None:
-        health = pool.health
-        if health is None or health.kind != "http" or health.interval >= opts.idle_timeout:
-            raise ConfigError(
-                f"{where}: modal idle_timeout = {format_duration(opts.idle_timeout)} would end warm sandboxes "
-                f"before anyone claims them: it needs an http health check through the tunnel that runs more "
-                f"often than that ([pools.{pool.name}.health] http = \"/\", interval < idle_timeout)"
-            )
-    return ModalProvider(pool, ctx, opts, limit_mib)

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import ProviderError, ProviderUnavailable
-from .modal import ModalOptions
-from .modal_errors import CREDENTIALS_HINT, diagnose, is_connection_trouble, sdk, translate
+from ...errors import ProviderError, ProviderUnavailable
+from .errors import CREDENTIALS_HINT, diagnose, is_connection_trouble, sdk, translate
+from .options import ModalOptions
 
 log = logging.getLogger("poolui.providers.modal")
 T = TypeVar("T")

@@ -1,8 +1,4 @@
-"""Modal Sandboxes as pool members, through the modal SDK's `.aio` calls (see modal_session.py).
-
-What makes a sandbox ours: its tags poolui.namespace / poolui.pool / poolui.member (plus expiry and config
-revision). `list_ours` finds them by tag alone, so a manager that lost its state file can still adopt or
-kill them. The hard TTL is Modal's own `timeout=`; nothing depends on the controller staying up.
+"""ModalProvider: the provider protocol over the modal SDK (see session.py for how calls are bounded).
 
 Deaths are learned by a watcher that lists the pool's live sandboxes every `watch_interval` (one call for
 the whole pool) and confirms each one missing from the list with a poll before calling it dead; health
@@ -15,20 +11,19 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
 from typing import Any
 
+from ...config import PoolConfig
+from ...errors import ProviderError, ProviderUnavailable, ReadinessTimeout, SandboxDied
 from .. import probes
-from ..config import PoolConfig
-from ..errors import ProviderError, ProviderUnavailable, ReadinessTimeout, SandboxDied
-from .base import ProbeResult, ProviderContext, Sandbox
-from .modal import MAX_TIMEOUT, ModalOptions
-from .modal_errors import is_connection_trouble, is_not_found, sdk, translate
-from .modal_session import ModalApi, Session
-from .modal_tags import TAG_EXPIRES, TAG_MEMBER, TAG_NS, TAG_POOL, TAG_REVISION, decode_member, encode_member, tag_value
+from ..base import ProbeResult, ProviderContext, Sandbox
+from ..common import Ended, fill
+from .errors import is_connection_trouble, is_not_found, sdk, translate
+from .options import MAX_TIMEOUT, ModalOptions
+from .session import ModalApi, Session
+from .tags import TAG_EXPIRES, TAG_MEMBER, TAG_NS, TAG_POOL, TAG_REVISION, decode_member, encode_member, tag_value
 
 log = logging.getLogger("poolui.providers.modal")
-_DEAD_KEPT = 4096
 
 
 class ModalProvider:
@@ -40,10 +35,10 @@ class ModalProvider:
         self.opts = opts
         self.api = ModalApi(opts, f"pool '{pool.name}'")
         self._limit_mib = limit_mib
-        self._command = tuple(a.replace("{port}", str(opts.port)) for a in (opts.command or pool.command))
+        self._command = tuple(fill(opts.command or pool.command, port=opts.port))
         self._base_tags = {TAG_POOL: tag_value(pool.name), TAG_NS: tag_value(ctx.namespace)}
         self._tracked: dict[str, str] = {}  # sandbox id -> member id, for the watcher
-        self._dead: OrderedDict[str, str] = OrderedDict()  # sandbox id -> how it ended
+        self._dead = Ended()  # sandbox id -> how it ended
         self._watcher: asyncio.Task[None] | None = None
         self._http: Any = None
 
@@ -76,7 +71,7 @@ class ModalProvider:
         except ProviderUnavailable:
             raise
         except ProviderError as e:
-            raise ProviderUnavailable(str(e), reason="unreachable") from e
+            raise ProviderUnavailable(str(e), reason="unreachable", transient=True) from e
 
     def _probe(self) -> Any:
         modal = sdk()
@@ -246,10 +241,7 @@ class ModalProvider:
     def _mark_dead(self, sid: str, how: str, notify: bool = True) -> None:
         if not sid:
             return
-        self._dead[sid] = how
-        self._dead.move_to_end(sid)
-        while len(self._dead) > _DEAD_KEPT:
-            self._dead.popitem(last=False)
+        self._dead.note(sid, how)
         member = self._tracked.pop(sid, None)
         self.api.forget(sid)
         if notify and member is not None:

@@ -6,10 +6,15 @@ import base64
 import hashlib
 import re
 
-from ..errors import ProviderError
+from ...errors import ProviderError
+from ..common import EXPIRES as TAG_EXPIRES
+from ..common import MEMBER as TAG_MEMBER
+from ..common import NAMESPACE as TAG_NS
+from ..common import POOL as TAG_POOL
+from ..common import REVISION as TAG_REVISION
 
-TAG_NS, TAG_POOL, TAG_MEMBER = "poolui.namespace", "poolui.pool", "poolui.member"
-TAG_EXPIRES, TAG_REVISION = "poolui.expires_at", "poolui.revision"
+__all__ = ["TAG_EXPIRES", "TAG_MEMBER", "TAG_NS", "TAG_POOL", "TAG_REVISION", "decode_member", "encode_member",
+           "tag_value"]
 _TAG_RE = re.compile(r"^[a-zA-Z0-9._-]{1,63}$")  # Modal's rule for tag names and values
 _ENCODED = "b32."
 

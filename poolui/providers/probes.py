@@ -8,8 +8,8 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from .errors import ReadinessTimeout, SandboxDied
-from .providers.base import ProbeResult
+from ..errors import ReadinessTimeout, SandboxDied
+from .base import ProbeResult
 
 
 async def http_get(url: str, path: str, timeout: float) -> ProbeResult:

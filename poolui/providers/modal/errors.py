@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import PoolError, ProviderError, ProviderUnavailable, ReadinessTimeout, SandboxDied
+from ...errors import PoolError, ProviderError, ProviderUnavailable, ReadinessTimeout, SandboxDied
 
 CREDENTIALS_HINT = (
     "set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (from https://modal.com/settings/tokens), "

@@ -1,0 +1,170 @@
+"""A pool file's data to a Config: every table read with TableReader, every provider's own table handed
+to that provider (through ProviderTables, so this module imports no provider)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..addresses import split_host_port
+from ..durations import format_duration
+from ..errors import ConfigError
+from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ServerConfig
+from .reader import TableReader
+from .sizes import size_problem
+
+
+class ProviderTables(Protocol):
+    """What the pool file needs to know of the providers (poolui.providers.registry answers it)."""
+
+    def names(self) -> tuple[str, ...]: ...
+
+    def needs_command(self, provider: str) -> bool: ...
+
+    def parse_options(self, provider: str, raw: dict[str, Any], where: str) -> Any: ...
+
+
+POOL_KEYS = (
+    "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
+    "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
+    "claim_timeout", "max_concurrent_creates", "create_retries", "limits", "read_only",
+)
+
+
+def _probe(t: TableReader | None, default: ProbeConfig | None, readiness: bool) -> ProbeConfig | None:
+    if t is None:
+        return default
+    assert default is not None
+    kinds = [k for k in PROBE_KINDS if t.has(k)]
+    if t.has("enabled") and t.get("enabled") is False:
+        t.finish(("enabled",) + PROBE_KINDS + ("timeout", "interval"))
+        if readiness:
+            raise t.error("enabled", False, "readiness cannot be disabled")
+        return None
+    if len(kinds) > 1:
+        raise t.error(kinds[1], t.data[kinds[1]], f"only one of {', '.join(PROBE_KINDS)} per probe")
+    kind = kinds[0] if kinds else default.kind
+    path, argv = default.path, default.argv
+    if kind == "http":
+        path = t.str_("http", default.path)
+        if not path.startswith("/"):
+            raise t.error("http", path, 'a URL path starting with "/"')
+    elif kind == "tcp":
+        if t.get("tcp") is not True:
+            raise t.error("tcp", t.data.get("tcp"), "true")
+    else:
+        argv = t.argv("exec")
+    timeout = t.duration("timeout", default.timeout, minimum=0.001)
+    interval = t.duration("interval", default.interval, minimum=0.001)
+    t.finish(("enabled",))
+    return ProbeConfig(kind=kind, path=path, argv=argv, timeout=timeout, interval=interval)
+
+
+def _limits(t: TableReader | None) -> Limits:
+    if t is None:
+        return Limits()
+    limits = Limits(memory=t.size("memory"), pids=t.opt_int("pids", 1))
+    t.finish(())
+    return limits
+
+
+def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
+    d = PoolConfig(name=name)
+    provider = t.str_("provider", "local", tables.names())
+    raw_opts = t.sub(provider)
+    raw_options = dict(raw_opts.data) if raw_opts else {}
+    options = tables.parse_options(provider, raw_options, f"{t.where}.{provider}")
+    command = t.argv("command") if (tables.needs_command(provider) or t.has("command")) else ()
+    cfg = PoolConfig(
+        name=name,
+        provider=provider,
+        command=command,
+        target_ready=t.int_("target_ready", d.target_ready),
+        min_ready=t.int_("min_ready", d.min_ready),
+        max_ready=t.int_("max_ready", d.max_ready),
+        max_total=t.int_("max_total", d.max_total, minimum=1),
+        ttl=t.duration("ttl", d.ttl, minimum=0.1),
+        min_remaining_ttl=t.duration("min_remaining_ttl", d.min_remaining_ttl),
+        ttl_jitter=t.float_("ttl_jitter", d.ttl_jitter, 0.0, 0.5),
+        readiness=_probe(t.sub("readiness"), d.readiness, readiness=True) or d.readiness,
+        health=_probe(t.sub("health"), d.health, readiness=False),
+        maintenance_interval=t.duration("maintenance_interval", d.maintenance_interval, minimum=0.05),
+        on_empty=t.str_("on_empty", d.on_empty, ON_EMPTY),
+        claim_timeout=t.duration("claim_timeout", d.claim_timeout),
+        max_concurrent_creates=t.int_("max_concurrent_creates", d.max_concurrent_creates, minimum=1),
+        create_retries=t.int_("create_retries", d.create_retries, minimum=1),
+        limits=_limits(t.sub("limits")),
+        read_only=t.bool_("read_only", False),
+        options=options,
+        raw_options=raw_options,
+    )
+    t.finish(POOL_KEYS + tables.names())
+    problem = size_problem(cfg.min_ready, cfg.target_ready, cfg.max_ready, cfg.max_total)
+    if problem:
+        raise ConfigError(f"{t.where}: {problem}")
+    if cfg.ttl <= cfg.min_remaining_ttl:
+        raise ConfigError(
+            f"{t.where}: ttl = {format_duration(cfg.ttl)} must be longer than min_remaining_ttl = "
+            f"{format_duration(cfg.min_remaining_ttl)}, or no sandbox could ever be handed out"
+        )
+    return cfg
+
+
+def _server(t: TableReader | None) -> ServerConfig:
+    if t is None:
+        return ServerConfig()
+    d = ServerConfig()
+    listen = t.str_("listen", d.listen)
+    try:
+        split_host_port(listen)
+    except ValueError as e:
+        raise t.error("listen", listen, str(e)) from None
+    url = t.get("url")
+    if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        raise t.error("url", url, "an http:// or https:// URL")
+    cfg = ServerConfig(
+        listen=listen,
+        url=url,
+        token_file=t.opt_str("token_file", "a path"),
+        on_shutdown=t.str_("on_shutdown", d.on_shutdown, ("keep", "terminate")),
+        state_dir=t.opt_str("state_dir", "a path"),
+    )
+    t.finish(())
+    return cfg
+
+
+def parse_config(data: dict[str, Any], where: str, tables: ProviderTables, path: Path | None = None) -> Config:
+    """A Config from a pool file's data; ConfigError names `where`, the pool, the key, the value and what
+    is allowed."""
+    top = TableReader(data, where)
+    pools_t = top.sub("pools")
+    if pools_t is None or not pools_t.data:
+        raise ConfigError(f"{where}: no pools: add at least one [pools.NAME] table")
+    pools: dict[str, PoolConfig] = {}
+    for name in pools_t.data:
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{where}: pool name {name!r} is not allowed: use letters, digits, '-' and '_'")
+        sub = pools_t.sub(name)
+        assert sub is not None
+        sub.where = f"{where}: pool '{name}'"
+        pools[name] = _pool(name, sub, tables)
+    server = _server(top.sub("server"))
+    top.finish(())
+    state_dir = Path(server.state_dir).expanduser() if server.state_dir else None
+    if state_dir and path and not state_dir.is_absolute():
+        state_dir = path.parent / state_dir
+    return Config(pools=pools, server=server, path=path, state_dir=state_dir)
+
+
+def read_pool_file(path: Path, tables: ProviderTables) -> Config:
+    """Read and validate a pool file; ConfigError names the file, pool, key, value and what is allowed."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the pool file: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse_config(data, str(path), tables, path.resolve())

@@ -1,0 +1,86 @@
+"""A claim, start to end: take a ready member, else wait for one with a deadline, optionally check its
+health first. Every state change is a synchronous call into the Pool; this module only waits."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
+from .member import Member
+from .model import Claim
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+REPEATED = "repeated claim_key"  # the reason of a claim handed back again for its claim key
+
+
+def empty_reason(pool: Pool) -> str:
+    """Why no ready member is there, as a claimer is told."""
+    if pool.degraded_reason:
+        return f"degraded: {pool.degraded_reason}"
+    if pool.mode == "paused":
+        return "pool empty and paused (no refill)"
+    if pool.live() >= pool.cfg.max_total:
+        return f"max_total ({pool.cfg.max_total}) sandboxes already exist"
+    return "pool empty"
+
+
+def claim_of(pool: Pool, m: Member, warm: bool, latency: float, reason: str) -> Claim:
+    return Claim(m.id, pool.name, m.url, m.expires_at, warm, latency, m.claim_key, reason)
+
+
+async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key: str | None) -> Claim:
+    start = pool.clock.monotonic()
+    timeout = pool.cfg.claim_timeout if timeout is None else timeout
+    if timeout < 0:
+        raise InvalidRequest(f"timeout = {timeout} is not allowed: expected a number of seconds >= 0")
+    held = pool.handout.held(claim_key)
+    if held is not None:
+        return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
+    if pool.mode == "draining":
+        pool.metrics.claim("failed", None, "draining")
+        raise PoolDraining(f"pool '{pool.name}' is draining: no new claims", reason="draining")
+    deadline = start + timeout
+    warm = True
+    reason = ""
+    while True:
+        m = pool.take_ready(claim_key)
+        if m is None:
+            warm = False
+            reason = reason or empty_reason(pool)
+            if pool.cfg.on_empty == "fail":
+                pool.metrics.claim("failed", None, reason)
+                raise PoolExhausted(f"pool '{pool.name}' has no ready sandbox: {reason}", reason=reason)
+            m = await wait_for_member(pool, deadline, claim_key, reason)
+        if not check_health or m.sandbox is None:
+            break
+        try:
+            result = await pool.provider.health(m.sandbox)
+        except BaseException:
+            pool.give_back(m)
+            raise
+        if result.ok:
+            break
+        m.health_ok, m.health_detail = False, result.detail
+        pool.end_claim(m, f"failed its health check at claim: {result.detail}")
+        reason = "health check at claim failed"
+    latency = pool.clock.monotonic() - start
+    pool.metrics.claim("warm" if warm else "cold", latency, reason)
+    return claim_of(pool, m, warm, latency, reason)
+
+
+async def wait_for_member(pool: Pool, deadline: float, claim_key: str | None, reason: str) -> Member:
+    """Queue as a waiter (first come, first served) until a member is handed over or the deadline passes."""
+    w = pool.handout.wait(claim_key)
+    pool.kick()
+    try:
+        async with pool.clock.timeout(max(0.0, deadline - pool.clock.monotonic())):
+            return await w.fut
+    except TimeoutError:
+        pool.abandon(w)
+        pool.metrics.claim("timed_out", None, reason)
+        raise ClaimTimeout(f"pool '{pool.name}': no sandbox became ready in time ({reason})", reason=reason) from None
+    except BaseException:
+        pool.abandon(w)
+        raise

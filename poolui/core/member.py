@@ -1,0 +1,38 @@
+"""One sandbox as the engine sees it: mutated only by core/pool.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..providers.base import Sandbox
+from .model import MemberState, MemberView
+
+
+@dataclass(eq=False)
+class Member:
+    """One sandbox as the engine sees it. Mutated only by core/pool.py."""
+
+    id: str
+    pool: str
+    revision: str
+    state: MemberState = MemberState.CREATING
+    created_at: float = 0.0  # wall
+    ready_at: float | None = None
+    claimed_at: float | None = None
+    expires_at: float = 0.0  # wall, for people
+    expires_mono: float = 0.0  # monotonic, for deadlines
+    created_mono: float = 0.0
+    sandbox: Sandbox | None = None
+    health_ok: bool | None = None
+    health_detail: str = ""
+    last_probe_at: float | None = None
+    claim_key: str | None = None
+    reason: str = ""  # why it is terminating / failed
+    adopted: bool = False
+    doomed: bool = False  # asked to go while its create was still running
+    holders: int = 0  # how many claimers hold it: the double hand-out oracle, must stay <= 1
+    view: MemberView | None = None  # the last view made of it; dropped on every change (snapshots reuse it)
+
+    @property
+    def url(self) -> str:
+        return self.sandbox.url if self.sandbox else ""

@@ -1,0 +1,101 @@
+"""The reconcile loop: keep a pool at its target. It decides what to create and what to retire (deadlines
+passed, surplus after a resize, a drain); the Pool carries each change out."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import PoolDraining
+from .eligibility import verdict
+from .model import MemberState
+from .opening import adopt_when_reachable
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+S = MemberState
+IN_FLIGHT = (S.CREATING, S.STARTING)
+
+
+async def reconcile_loop(pool: Pool) -> None:
+    if pool.unadopted is not None:
+        await adopt_when_reachable(pool, pool.unadopted)
+    while True:
+        pool.kicked.clear()
+        wake = reconcile(pool)
+        try:
+            async with pool.clock.timeout(wake):
+                await pool.kicked.wait()
+        except TimeoutError:
+            pass
+
+
+def reconcile(pool: Pool) -> float:
+    """Bring the pool toward what it should be; returns how long it may sleep before looking again."""
+    if pool.unadopted is not None:
+        return 1.0  # nothing is created before what may still be running has been accounted for
+    now = pool.clock.monotonic()
+    if now >= pool.next_scan:
+        scan_deadlines(pool, now)
+    sleep = min(1.0, pool.next_scan - now)
+    if pool.mode == "draining":
+        drain_step(pool)
+        return sleep
+    trim(pool)
+    if pool.mode == "paused" or pool.stopping:
+        return max(sleep, 0.001)
+    if now < pool.backoff_until:
+        return max(0.001, min(sleep, pool.backoff_until - now))
+    cfg, in_flight = pool.cfg, pool.in_flight()
+    want = cfg.target_ready
+    if cfg.on_empty == "create":  # each waiter gets a create of its own (a cold claim)
+        want += pool.handout.waiting()
+    cap = cfg.max_concurrent_creates if not pool.failures else 1  # slow start after failures
+    n = min(want - len(pool.handout) - in_flight, cfg.max_total - pool.live(), cap - in_flight)
+    for _ in range(max(0, n)):
+        pool.new_member()
+    return max(sleep, 0.001)
+
+
+def scan_deadlines(pool: Pool, now: float) -> None:
+    """Retire members past their deadlines and note when the next one falls due. Claims and releases
+    do not need this walk over every member: only the passing of time (or a new member) brings a
+    deadline closer, and the pool lowers next_scan for every member that becomes ready or claimed."""
+    nxt = now + 1.0
+    min_ttl = pool.cfg.min_remaining_ttl
+    for m in list(pool.members.values()):
+        if m.state is S.READY:
+            v = verdict(m, pool.cfg, m.expires_mono - now, alive=None)
+            if v is not None:
+                pool.retire(m, v.reason)
+            else:
+                nxt = min(nxt, m.expires_mono - min_ttl)
+        elif m.state is S.CLAIMED and m.expires_mono <= now:
+            pool.end_claim(m, "hard TTL reached while claimed")
+        elif m.state is S.CLAIMED:
+            nxt = min(nxt, m.expires_mono)
+    pool.next_scan = max(nxt, now + 0.001)
+
+
+def trim(pool: Pool) -> None:
+    """Surplus beyond target: not-ready first (newest first), then the newest idle. Never claimed ones."""
+    surplus = len(pool.handout) + pool.in_flight() - max(pool.cfg.target_ready, 0)
+    if pool.cfg.on_empty == "create":
+        surplus -= pool.handout.waiting()
+    if surplus <= 0:
+        return
+    starting = [m for m in pool.members.values() if m.state in IN_FLIGHT and not m.doomed]
+    victims = sorted(starting, key=lambda m: -m.created_mono)[:surplus]
+    victims += pool.handout.surplus(surplus - len(victims))
+    for m in victims:
+        pool.retire(m, "surplus after resize")
+
+
+def drain_step(pool: Pool) -> None:
+    pool.handout.fail_waiters(PoolDraining(f"pool '{pool.name}' is draining", reason="draining"))
+    for m in list(pool.members.values()):
+        if m.state in (S.READY, S.CREATING, S.STARTING, S.FAILED):
+            pool.retire(m, "pool draining")
+    if not pool.members and not pool.drained_said:
+        pool.drained_said = True
+        pool.emit("drained", None, "no sandboxes left")

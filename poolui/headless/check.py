@@ -1,0 +1,78 @@
+"""`poolui --headless check`: one status line per pool, Nagios exit codes, well under 200 ms.
+
+Synchronous on purpose: it reads snapshots with the standard library (client_sync), so neither asyncio nor
+httpx is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.model import PoolSnapshot
+from ..errors import ConfigError, PoolNotFound, ServerUnreachable, Unauthorized
+from .output import Nagios, emit_json, out
+
+
+def assess(s: PoolSnapshot) -> tuple[Nagios, list[str]]:
+    """The Nagios status of one pool and why."""
+    problems: list[tuple[Nagios, str]] = []
+    ready = s.counts.get("ready", 0)
+    if s.state in ("draining", "drained"):
+        problems.append((Nagios.CRITICAL, f"pool is {s.state}"))
+    elif ready < s.min_ready:
+        problems.append((Nagios.CRITICAL, f"ready {ready} below min_ready {s.min_ready}"))
+    elif ready < s.target_ready:
+        problems.append((Nagios.WARNING, f"ready {ready} below target {s.target_ready}"))
+    if s.state == "degraded":
+        problems.append((Nagios.WARNING, f"degraded: {s.reason}" if s.reason else "degraded"))
+    status = max((p[0] for p in problems), default=Nagios.OK)
+    return status, [p[1] for p in problems]
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f}ms"
+
+
+def check_line(s: PoolSnapshot, status: Nagios, problems: list[str]) -> str:
+    c = s.counts
+    ready, creating, claimed = c.get("ready", 0), c.get("creating", 0) + c.get("starting", 0), c.get("claimed", 0)
+    hit = s.metrics.get("hit_rate")
+    p99 = (s.metrics.get("claim_latency") or {}).get("p99")
+    text = (f"POOLUI {status.name} - {s.name}: {s.state} ready={ready}/{s.target_ready} creating={creating} "
+            f"claimed={claimed} waiting={s.waiting} hit_rate={'n/a' if hit is None else f'{hit:.0%}'} "
+            f"p99={_ms(p99)}")
+    if problems:
+        text += "; " + "; ".join(problems)
+    perf = (f"ready={ready};{s.target_ready}:;{s.min_ready}:;0;{s.max_ready} creating={creating};;;0; "
+            f"claimed={claimed};;;0;{s.max_total} waiting={s.waiting};;;0;")
+    if p99 is not None:
+        perf += f" p99_claim={p99:.6f}s;;;0;"
+    return f"{text} | {perf}"
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """The check verb; the exit code is the worst pool's Nagios status."""
+    from ..client_sync import fetch_pools
+    from ..connect import find_endpoint
+
+    try:
+        endpoint = find_endpoint(args.server, args.config, args.token_file, args.state_dir)
+        snaps = fetch_pools(endpoint.url, endpoint.token, args.pool, members=args.json, timeout=args.timeout)
+    except (ConfigError, ServerUnreachable, Unauthorized, PoolNotFound) as e:
+        if args.json:
+            emit_json({"status": "UNKNOWN", "exit_code": int(Nagios.UNKNOWN), "detail": str(e), "pools": []})
+        else:
+            out(f"POOLUI UNKNOWN - {e}")
+        return Nagios.UNKNOWN
+    rows = [(s, *assess(s)) for s in snaps]
+    worst = max((r[1] for r in rows), default=Nagios.UNKNOWN)
+    if args.json:
+        emit_json({"status": worst.name, "exit_code": int(worst), "pools": [
+            {"name": s.name, "status": st.name, "problems": probs, "snapshot": s.to_dict()} for s, st, probs in rows
+        ]})
+    elif not rows:
+        out("POOLUI UNKNOWN - the server has no pools")
+    else:
+        for s, st, probs in sorted(rows, key=lambda r: -r[1]):  # worst first: Nagios reads the first line
+            out(check_line(s, st, probs))
+    return worst

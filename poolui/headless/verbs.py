@@ -1,0 +1,150 @@
+"""The headless control verbs (everything but check and demo): one function each, over the contract."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Awaitable, Callable
+
+from ..control import Control
+from ..core.model import PoolSnapshot
+from .output import Exit, UsageError, emit_json, err, out
+
+Verb = Callable[[Control, argparse.Namespace], Awaitable[int]]
+
+
+async def _pool_name(client: Control, args: argparse.Namespace) -> str:
+    if args.pool:
+        return str(args.pool)
+    names = await client.names()
+    if len(names) == 1:
+        return names[0]
+    raise UsageError(f"the server has pools {', '.join(names) or '(none)'}: name one with --pool")
+
+
+def _sizes(s: PoolSnapshot) -> str:
+    return (f"{s.name}: {s.state} target={s.target_ready} min={s.min_ready} max={s.max_ready} "
+            f"ready={s.counts.get('ready', 0)} claimed={s.counts.get('claimed', 0)}")
+
+
+def _ttl(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+async def cmd_list(client: Control, args: argparse.Namespace) -> int:
+    snaps = [await client.snapshot(args.pool)] if args.pool else await client.list_pools(members=True)
+    if args.json:
+        emit_json({"pools": [s.to_dict() for s in snaps]})
+        return Exit.OK
+    for s in snaps:
+        out(_sizes(s) + f" creating={s.counts.get('creating', 0) + s.counts.get('starting', 0)} "
+                        f"waiting={s.waiting}")
+        for m in s.members:
+            key = f" key={m.claim_key}" if m.claim_key else ""
+            out(f"  {m.id}  {m.state:<11} ttl={_ttl(m.ttl_left):<8} health={m.health:<7} {m.url}{key}")
+    return Exit.OK
+
+
+async def cmd_claim(client: Control, args: argparse.Namespace) -> int:
+    pool = await _pool_name(client, args)
+    c = await client.claim(pool, timeout=args.wait, check_health=args.check_health, claim_key=args.key)
+    if args.json:
+        emit_json(c.to_dict())
+    else:
+        out(f"{c.id} {c.url}")
+        err(f"claimed from pool '{pool}' ({'warm' if c.warm else 'cold: ' + c.reason}, "
+            f"{c.latency * 1000:.1f} ms); release it with: poolui --headless release --pool {pool} {c.id}")
+    return Exit.OK
+
+
+async def cmd_release(client: Control, args: argparse.Namespace) -> int:
+    pool = await _pool_name(client, args)
+    released = await client.release(pool, args.id)
+    if args.json:
+        emit_json({"id": args.id, "released": released})
+    elif released:
+        out(f"released {args.id}")
+    else:
+        err(f"{args.id} was released already")
+    return Exit.OK
+
+
+async def cmd_terminate(client: Control, args: argparse.Namespace) -> int:
+    pool = await _pool_name(client, args)
+    done = await client.terminate(pool, args.ids)
+    if args.json:
+        emit_json({"terminated": done})
+    else:
+        for i in done:
+            out(i)
+        gone = [i for i in args.ids if i not in done]
+        if gone:
+            err(f"already gone or going: {', '.join(gone)}")
+    return Exit.OK
+
+
+async def cmd_resize(client: Control, args: argparse.Namespace) -> int:
+    if args.target is None and args.min is None and args.max is None:
+        raise UsageError("resize needs N (the target), --min or --max")
+    pool = await _pool_name(client, args)
+    s = await client.resize(pool, target=args.target, min_ready=args.min, max_ready=args.max, persist=args.persist)
+    if args.json:
+        emit_json(s.to_dict())
+    else:
+        out(_sizes(s))
+        if args.persist:
+            err("written to the pool file")
+    return Exit.OK
+
+
+async def cmd_drain(client: Control, args: argparse.Namespace) -> int:
+    pool = await _pool_name(client, args)
+    s = await client.drain(pool, wait=args.wait, timeout=args.drain_timeout)
+    emit_json(s.to_dict()) if args.json else out(_sizes(s))
+    return Exit.OK
+
+
+def _mode_verb(verb: str) -> Verb:
+    async def run(client: Control, args: argparse.Namespace) -> int:
+        pool = await _pool_name(client, args)
+        s = await (client.pause(pool) if verb == "pause" else client.resume(pool))
+        emit_json(s.to_dict()) if args.json else out(_sizes(s))
+        return Exit.OK
+
+    return run
+
+
+async def cmd_maintain(client: Control, args: argparse.Namespace) -> int:
+    pool = await _pool_name(client, args)
+    r = await client.maintain(pool)
+    if args.json:
+        emit_json(r.to_dict())
+    else:
+        out(f"{r.pool}: {r.summary()}")
+    return Exit.OK
+
+
+async def cmd_events(client: Control, args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    n = 0
+    async for e in client.events(args.pool):
+        if args.json:
+            sys.stdout.write(json.dumps(e.to_dict()) + "\n")
+        else:
+            ts = datetime.fromtimestamp(e.ts).strftime("%H:%M:%S.%f")[:-3]
+            out(f"{ts} {e.pool} {e.kind:<12} {e.member_id or '-'} {e.detail}")
+        sys.stdout.flush()
+        n += 1
+        if args.count and n >= args.count:
+            break
+    return Exit.OK
+
+
+VERBS: dict[str, Verb] = {
+    "list": cmd_list, "claim": cmd_claim, "release": cmd_release, "terminate": cmd_terminate,
+    "resize": cmd_resize, "drain": cmd_drain, "pause": _mode_verb("pause"), "resume": _mode_verb("resume"),
+    "maintain": cmd_maintain, "events": cmd_events,
+}
