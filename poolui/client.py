@@ -86,6 +86,8 @@ class PoolClient:
 
     def __init__(self, url: str, token: str | None, timeout: float = 10.0,
                  transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 100) -> None:
+        """url: the server (http:// or https://); token: its bearer token (None: the server answers 401);
+        timeout: of each request, in seconds (a claim adds its own wait); nothing is sent yet."""
         self.url = url.rstrip("/")
         self.timeout = timeout
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -115,6 +117,7 @@ class PoolClient:
     # ------------------------------------------------------------------ transport
 
     def unreachable(self, e: Exception) -> ServerUnreachable:
+        """The ServerUnreachable that says what a transport failure to this server means."""
         if isinstance(e, httpx.TimeoutException):
             return ServerUnreachable(f"poolui server at {self.url} did not answer in time ({type(e).__name__})")
         return ServerUnreachable(f"no poolui server at {self.url}: {e or type(e).__name__}")

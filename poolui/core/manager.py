@@ -38,6 +38,8 @@ class PoolManager:
 
     def __init__(self, config: Config, state_dir: str | os.PathLike[str] | None = None,
                  clock: Clock | None = None) -> None:
+        """Nothing starts yet (see start()). state_dir: --state-dir, else the config's, else
+        $XDG_STATE_HOME/poolui; clock: real time unless given."""
         self.config = config
         self.state_dir = paths.state_dir(state_dir, config.state_dir)
         self.clock = clock or Clock()

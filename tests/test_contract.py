@@ -1,0 +1,258 @@
+"""The control contract (poolui.control.Control), one suite run against both sides: the pools embedded in
+this process (PoolManager) and a real `poolui serve` reached through PoolClient. The two can never drift:
+a verb added to the contract fails `test_every_verb_is_tested_on_both_sides` until a test here covers it,
+and `test_both_sides_have_the_contracts_shapes` until both implement it with the same arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from helpers import wait_for
+from server_fixtures import pool_table, served, write_pool_file
+
+from poolui.client import PoolClient
+from poolui.control import Control
+from poolui.core.manager import PoolManager
+from poolui.errors import (
+    ClaimTimeout,
+    InvalidRequest,
+    PoolDraining,
+    PoolExhausted,
+    PoolNotFound,
+    SandboxNotFound,
+    WarmUpTimeout,
+)
+from poolui.pool_file import load_config
+
+POOLS = {
+    "p": pool_table("instant", target_ready=2, min_ready=1, max_ready=5, max_total=10),
+    "f": pool_table("instant", target_ready=0, min_ready=0, max_ready=2, on_empty="fail"),
+}
+
+
+@pytest.fixture(params=["embedded", "remote"])
+async def side(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Control, Path]]:
+    """(control, its pool file), warm."""
+    if request.param == "embedded":
+        path = write_pool_file(tmp_path / "pools.toml", POOLS)
+        async with PoolManager(load_config(path), state_dir=tmp_path / "state") as mgr:
+            await mgr.warm_up(10)
+            yield mgr, path
+        return
+    with served(POOLS) as s:
+        async with s.client() as c:
+            await wait_for(lambda: _warm(c), 10, what="warm")
+            yield c, s.config
+
+
+async def _warm(c: Control) -> bool:
+    return (await c.snapshot("p", members=False)).ready >= 2
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def test_embedded(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    assert c.embedded is isinstance(c, PoolManager)
+
+
+async def test_names(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    assert await c.names() == ["p", "f"]
+
+
+async def test_snapshot(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    snap = await c.snapshot("p")
+    assert (snap.name, snap.state, snap.target_ready, snap.ready) == ("p", "healthy", 2, 2)
+    assert len(snap.members) == 2 and {m.state for m in snap.members} == {"ready"}
+    assert (await c.snapshot("p", members=False)).members == []
+    with pytest.raises(PoolNotFound, match="no pool named 'nope'"):
+        await c.snapshot("nope")
+
+
+async def test_list_pools(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    snaps = await c.list_pools()
+    assert [s.name for s in snaps] == ["p", "f"] and all(s.members == [] for s in snaps)
+    assert len((await c.list_pools(members=True))[0].members) == 2
+
+
+async def test_config_path(side: tuple[Control, Path]) -> None:
+    c, path = side
+    assert await c.config_path() == str(path.resolve())
+
+
+async def test_recent_events(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    claim = await c.claim("p")
+    await c.release("p", claim.id)
+    kinds = [(e.kind, e.member_id) for e in await c.recent_events("p", limit=500)]
+    assert ("claimed", claim.id) in kinds and ("released", claim.id) in kinds
+    assert len(await c.recent_events(None, limit=3)) == 3
+    with pytest.raises(PoolNotFound):
+        await c.recent_events("nope")
+
+
+async def test_events(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    feed = c.events("p")
+    try:
+        async def first_claim_seen() -> str | None:
+            async for e in feed:
+                assert e.pool == "p"
+                if e.kind == "claimed":
+                    return e.member_id
+            return None
+
+        follower = asyncio.ensure_future(first_claim_seen())
+        claimed: list[str] = []
+        while not follower.done():  # the remote feed subscribes on its first read: claim until one is seen
+            claimed.append((await c.claim("p", timeout=5)).id)
+            await asyncio.wait({follower}, timeout=0.2)
+        assert follower.result() in claimed
+        assert feed.dropped == 0
+    finally:
+        await feed.aclose()
+    with pytest.raises(PoolNotFound):
+        bad = c.events("nope")  # the manager refuses at once, the client at the first read
+        try:
+            await bad.__anext__()
+        finally:
+            await bad.aclose()
+
+
+# ---------------------------------------------------------------- claims
+
+
+async def test_claim(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    claim = await c.claim("p", timeout=1)
+    assert claim.warm and claim.pool == "p" and claim.url == f"instant://p/{claim.id}" and claim.reason == ""
+    assert (await c.snapshot("p")).counts["claimed"] == 1
+    again = await c.claim("p", claim_key="job-1")
+    assert (await c.claim("p", claim_key="job-1")).id == again.id  # the same key, the same sandbox
+    with pytest.raises(PoolExhausted) as exhausted:
+        await c.claim("f")
+    assert exhausted.value.reason == "pool empty"
+    with pytest.raises(InvalidRequest):
+        await c.claim("p", timeout=-1)
+
+
+async def test_claim_times_out_and_stops_at_a_drain(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    await c.pause("p")
+    while (await c.snapshot("p")).ready:
+        await c.claim("p")
+    with pytest.raises(ClaimTimeout):
+        await c.claim("p", timeout=0.05)
+    await c.drain("p")
+    with pytest.raises(PoolDraining):
+        await c.claim("p")
+
+
+async def test_release(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    claim = await c.claim("p")
+    assert await c.release("p", claim.id) is True
+    assert await c.release("p", claim.id) is False  # a repeated release is a no-op
+    with pytest.raises(SandboxNotFound):
+        await c.release("p", "pu-nothing")
+
+
+# ---------------------------------------------------------------- operations
+
+
+async def test_terminate(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    ready = [m.id for m in (await c.snapshot("p")).members]
+    with pytest.raises(SandboxNotFound, match="'pu-nothing'"):
+        await c.terminate("p", [ready[0], "pu-nothing"])
+    assert {m.id for m in (await c.snapshot("p")).members} >= set(ready)  # the bad id changed nothing
+    assert await c.terminate("p", [ready[0]]) == [ready[0]]
+
+
+async def test_resize(side: tuple[Control, Path]) -> None:
+    c, path = side
+    snap = await c.resize("p", target=3, max_ready=4)
+    assert (snap.target_ready, snap.max_ready) == (3, 4)
+    with pytest.raises(InvalidRequest, match="min_ready <= target_ready"):
+        await c.resize("p", target=1, min_ready=2)
+    with pytest.raises(InvalidRequest, match="at least one of"):
+        await c.resize("p")
+    assert (await c.snapshot("p")).target_ready == 3  # refused resizes changed nothing
+    await c.resize("p", target=4, max_ready=5, persist=True)
+    saved = tomllib.loads(path.read_text())["pools"]
+    assert (saved["p"]["target_ready"], saved["p"]["max_ready"]) == (4, 5) and saved["f"]["on_empty"] == "fail"
+
+
+async def test_drain(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    held = await c.claim("p")
+    with pytest.raises(WarmUpTimeout):
+        await c.drain("p", wait=True, timeout=0.2)  # the claimed one is left to finish
+    assert (await c.snapshot("p")).state == "draining"
+    await c.release("p", held.id)
+    assert (await c.drain("p", wait=True, timeout=5)).state == "drained"
+
+
+async def test_pause(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    assert (await c.pause("p")).state == "paused"
+    await c.claim("p")
+    assert (await c.snapshot("p")).ready == 1  # claims served, nothing refilled
+
+
+async def test_resume(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    await c.drain("p")
+    await wait_for(lambda: _state_is(c, "drained"), 5)
+    assert (await c.resume("p")).state in ("warming", "healthy")
+    await wait_for(lambda: _state_is(c, "healthy"), 5)
+
+
+async def _state_is(c: Control, state: str) -> bool:
+    return (await c.snapshot("p", members=False)).state == state
+
+
+async def test_maintain(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    report = await c.maintain("p")
+    assert report.pool == "p" and report.probed == 2 and report.removed() == 0
+    with pytest.raises(PoolNotFound):
+        await c.maintain("nope")
+
+
+# ---------------------------------------------------------------- the contract itself
+
+
+def _verbs() -> list[str]:
+    return [n for n, v in vars(Control).items()
+            if not n.startswith("_") and (callable(v) or isinstance(v, property))]
+
+
+def test_every_verb_is_tested_on_both_sides() -> None:
+    here = vars(sys.modules[__name__])
+    untested = [v for v in _verbs() if not any(n == f"test_{v}" or n.startswith(f"test_{v}_") for n in here)]
+    assert not untested, f"verbs of the contract with no test here: {untested}"
+
+
+@pytest.mark.parametrize("verb", _verbs())
+def test_both_sides_have_the_contracts_shapes(verb: str) -> None:
+    want = getattr(Control, verb)
+    for impl in (PoolManager, PoolClient):
+        got = getattr(impl, verb)
+        if isinstance(want, property):
+            assert isinstance(got, property), f"{impl.__name__}.{verb} is not a property"
+            continue
+        assert inspect.iscoroutinefunction(got) == inspect.iscoroutinefunction(want), f"{impl.__name__}.{verb}"
+        params = [(p.name, p.kind, p.default) for p in inspect.signature(want).parameters.values()]
+        assert [(p.name, p.kind, p.default) for p in inspect.signature(got).parameters.values()] == params
+        assert (got.__doc__ or "").strip(), f"{impl.__name__}.{verb} has no docstring"
