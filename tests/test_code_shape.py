@@ -52,8 +52,10 @@ def test_a_plain_install_runs_from_any_directory(tmp_path: Path) -> None:
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     # Dependencies come from the project's own venv (no second download of them); only poolui is built.
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    # --ignore-installed: without it pip "upgrades" the project's own editable install, uninstalling
+    # poolui from the venv every later test runs in.
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-                        "--prefix", str(venv), str(ROOT)], capture_output=True, text=True, timeout=240)
+                        "--ignore-installed", "--prefix", str(venv), str(ROOT)], capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (venv / "bin" / "poolui").exists()  # the console script (its #! names the interpreter pip ran on)
     poolui = [str(venv / "bin" / "python"), "-m", "poolui.cli"]
