@@ -5,7 +5,7 @@ A pool driven by the instant provider (bookkeeping only, nothing runs) is warmed
 event loop as the embedded engine, exactly as `poolui` runs a local pool. Before each tick 1% of the
 members are terminated and replaced, so every tick has rows to add and remove. Per tick it reports:
 
-  fetch   PoolManager.get(pool, members=True): the engine building the snapshot (embedded: on our loop)
+  fetch   PoolManager.snapshot(pool, members=True): the engine building the snapshot (embedded: on our loop)
   apply   the App's handler: grouping, filter/sort, keyed update of the table, header, trends
   paint   main-thread CPU of the repaint that follows (thread_time, minus an idle repaint's)
   total   fetch + apply + paint: how long one refresh holds the main thread
@@ -59,7 +59,7 @@ async def measure(n: int, ticks: int) -> dict[str, float]:
             rows: dict[str, list[float]] = {k: [] for k in ("fetch", "apply", "paint", "total", "ttl")}
             async with app.run_test(size=(160, 50)) as pilot:
                 deadline = time.monotonic() + 60
-                while app.current is None or len(app.current.members) < n:
+                while app.state.current is None or len(app.state.current.members) < n:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the console never showed the pool")
                     await pilot.pause(0.05)
@@ -71,10 +71,10 @@ async def measure(n: int, ticks: int) -> dict[str, float]:
                     await mgr.warm_up(60)
                     await pilot.pause()
                     t0 = time.perf_counter()
-                    snap = await mgr.get("bench", members=True)
+                    snap = await mgr.snapshot("bench", members=True)
                     fetch = time.perf_counter() - t0
                     t1 = time.perf_counter()
-                    app.on_snapshot_fetched(SnapshotFetched("bench", snap, None, fetch))
+                    app.on_snapshot_fetched(SnapshotFetched("bench", snap, None))
                     apply = time.perf_counter() - t1
                     paint = max(0.0, await cpu_of_repaint(pilot) - idle)
                     app.table().refresh()

@@ -55,7 +55,8 @@ def test_a_plain_install_runs_from_any_directory(tmp_path: Path) -> None:
     # --ignore-installed: without it pip "upgrades" the project's own editable install, uninstalling
     # poolui from the venv every later test runs in.
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--disable-pip-version-check",
-                        "--ignore-installed", "--prefix", str(venv), str(ROOT)], capture_output=True, text=True, timeout=240)
+                        "--ignore-installed", "--prefix", str(venv), str(ROOT)],
+                       capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (venv / "bin" / "poolui").exists()  # the console script (its #! names the interpreter pip ran on)
     poolui = [str(venv / "bin" / "python"), "-m", "poolui.cli"]

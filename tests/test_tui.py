@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.text import Text
 from textual.widgets import Checkbox, Input
 from tui_support import listening, local_pool_file, screen_text, until, wait_gone
 
@@ -26,6 +27,7 @@ from poolui.tui.screens.confirm import ConfirmScreen, NoticeScreen
 from poolui.tui.screens.detail import DetailScreen
 from poolui.tui.screens.help import HelpScreen
 from poolui.tui.screens.resize import ResizeScreen
+from poolui.tui.widgets.event_log import EventLog
 
 SIZE = (130, 40)
 
@@ -46,8 +48,8 @@ async def pool(tmp_path: Path) -> AsyncIterator[tuple[PoolManager, Path]]:
 
 
 async def warm(app: PoolApp, pilot: Any, ready: int = 2) -> None:
-    await until(pilot, lambda: app.current is not None and app.current.ready >= ready
-                and len(app.groups["ready"]) >= ready, 20, f"{ready} ready rows")
+    await until(pilot, lambda: app.state.current is not None and app.state.current.ready >= ready
+                and len(app.state.groups["ready"]) >= ready, 20, f"{ready} ready rows")
 
 
 def fetch(url: str) -> int:
@@ -130,8 +132,8 @@ async def test_terminate_with_confirmation_removes_and_refills(pool: tuple[PoolM
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: victim not in app.by_id, 10, "the row to go")
-        await until(pilot, lambda: app.current is not None and app.current.ready == 2
+        await until(pilot, lambda: victim not in app.state.by_id, 10, "the row to go")
+        await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2
                     and victim not in {m.id for m in app.table("ready").rows}, 20, "the pool to refill")
 
 
@@ -142,14 +144,15 @@ async def test_marked_sandboxes_are_named_and_terminated_together(pool: tuple[Po
         await warm(app, pilot)
         ids = [m.id for m in app.table("ready").rows]
         await pilot.press("home", "space", "space")
-        assert app.marks == set(ids)
+        assert app.state.marks == set(ids)
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
         question = screen_text(app)
         assert all(i in question for i in ids) and "Terminate 2 sandboxes" in question
         await pilot.press("y")
         await until(pilot, lambda: not (set(ids) & set(mgr.pools["web"].members)), 10, "both to go")
-        await until(pilot, lambda: not app.marks and app.current is not None and app.current.ready == 2, 20,
+        await until(pilot, lambda: not app.state.marks and app.state.current is not None
+                    and app.state.current.ready == 2, 20,
                     "marks cleared and the pool refilled")
 
 
@@ -168,8 +171,8 @@ async def test_resize_changes_the_target_and_saves_the_file(pool: tuple[PoolMana
         dialog.query_one("#target", Input).value = "3"
         dialog.query_one("#persist", Checkbox).value = True
         await pilot.press("enter")
-        await until(pilot, lambda: app.current is not None and app.current.target_ready == 3
-                    and app.current.ready == 3, 20, "target 3 and three ready")
+        await until(pilot, lambda: app.state.current is not None and app.state.current.target_ready == 3
+                    and app.state.current.ready == 3, 20, "target 3 and three ready")
         assert "ready 3/3" in screen_text(app)
         assert tomllib.loads(path.read_text())["pools"]["web"]["target_ready"] == 3
         assert load_config(path).pools["web"].target_ready == 3
@@ -181,33 +184,33 @@ async def test_pause_resume_and_drain(pool: tuple[PoolManager, Path]) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await warm(app, pilot)
         await pilot.press("p")
-        await until(pilot, lambda: app.current is not None and app.current.state == "paused", 10, "paused")
+        await until(pilot, lambda: app.state.current is not None and app.state.current.state == "paused", 10, "paused")
         assert "PAUSED" in screen_text(app)
         assert app.dashboard.active_bindings["p"].binding.action == "app.resume"
         # Paused: claims are served but nothing refills.
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ClaimScreen), 10, "the claim dialog")
         await pilot.press("escape")
-        await until(pilot, lambda: app.current is not None and app.current.counts.get("claimed") == 1, 10,
+        await until(pilot, lambda: app.state.current is not None and app.state.current.counts.get("claimed") == 1, 10,
                     "the claim to show")
-        assert app.current is not None and app.current.ready == 1
+        assert app.state.current is not None and app.state.current.ready == 1
         await pilot.press("p")
-        await until(pilot, lambda: app.current is not None and app.current.state == "healthy"
-                    and app.current.ready == 2, 20, "resumed and refilled")
+        await until(pilot, lambda: app.state.current is not None and app.state.current.state == "healthy"
+                    and app.state.current.ready == 2, 20, "resumed and refilled")
         # Drain asks first; then no new claims, ready ones retired, the claimed one left alone.
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the drain confirmation")
         await pilot.press("y")
-        await until(pilot, lambda: app.current is not None and app.current.state == "draining"
-                    and app.current.ready == 0, 20, "draining with no ready sandbox")
-        assert app.current is not None and app.current.counts.get("claimed") == 1
+        await until(pilot, lambda: app.state.current is not None and app.state.current.state == "draining"
+                    and app.state.current.ready == 0, 20, "draining with no ready sandbox")
+        assert app.state.current is not None and app.state.current.counts.get("claimed") == 1
         assert "DRAINING" in screen_text(app)
         assert app.dashboard.active_bindings["d"].enabled is False
         await pilot.press("c")  # refused by the pool: an error, no dialog
         await until(pilot, lambda: any("draining" in line for line in event_lines(app)), 10, "the refusal")
         assert not isinstance(app.screen, ClaimScreen)
         await pilot.press("p")  # resume ends the drain
-        await until(pilot, lambda: app.current is not None and app.current.ready == 2, 20, "refilled")
+        await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2, 20, "refilled")
 
 
 def event_lines(app: PoolApp) -> list[str]:
@@ -239,9 +242,13 @@ async def test_read_only_blocks_every_mutating_action(tmp_path: Path, how: str) 
             assert "READ-ONLY" in screen_text(app)
             before = mgr.pools["web"].snapshot(False)
             for key in "ctrmdp":
-                await pilot.press(key)
-                await pilot.pause()
+                await pilot.press(key)  # returns once the key has been handled
+                # An enabled key would have started its operation's worker by now; each of them ends by
+                # leaving a dialog open, changing the pool or logging its failure, all checked below.
+                assert [w.name for w in app.workers if w.group == "action"] == [], key
                 assert app.screen is app.dashboard, f"{key} opened {app.screen}"
+            log = app.dashboard.query_one("#events", EventLog)
+            assert not [i for i in log.items if isinstance(i, Text)], "an operation logged an outcome"
             active = app.dashboard.active_bindings
             for key in "ctrmdp":
                 assert active[key].enabled is False, key

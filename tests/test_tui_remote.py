@@ -68,11 +68,11 @@ async def test_killed_server_shows_disconnected_and_recovers(
     try:
         app = PoolApp(client, source=url, refresh=0.5)
         async with app.run_test(size=(130, 40)) as pilot:
-            await until(pilot, lambda: app.conn.state == "connected" and app.current is not None
-                        and app.current.ready == 2, 30, "connected with two ready")
+            await until(pilot, lambda: app.conn.state == "connected" and app.state.current is not None
+                        and app.state.current.ready == 2, 30, "connected with two ready")
             text = screen_text(app)
             assert "connected" in text and url in text and "EMBEDDED" not in text
-            before = {m.id for m in app.groups["ready"]}
+            before = {m.id for m in app.state.groups["ready"]}
 
             procs[0].kill()
             await procs[0].wait()
@@ -80,17 +80,18 @@ async def test_killed_server_shows_disconnected_and_recovers(
             await until(pilot, lambda: "DISCONNECTED" in screen_text(app), 5, "the header to say so")
             assert "retry" in screen_text(app)
             assert app.dashboard.active_bindings["c"].enabled is False  # nothing to act on
-            assert {m.id for m in app.groups["ready"]} == before  # the last data stays on screen
+            assert {m.id for m in app.state.groups["ready"]} == before  # the last data stays on screen
 
             # The same server comes back on the same port and state: it adopts the sandboxes.
             procs.append(await start_server(path, port))
             await until(pilot, lambda: app.conn.state == "connected", 30, "the console to reconnect")
-            await until(pilot, lambda: app.current is not None and app.current.ready == 2, 30, "two ready again")
+            await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2, 30,
+                        "two ready again")
             assert "DISCONNECTED" not in screen_text(app)
             assert app.dashboard.active_bindings["c"].enabled is True
             # The event stream is back too: a claim made now shows up in the log pane.
             await pilot.press("c")
-            await until(pilot, lambda: any(e.kind == "claimed" for e in app.events_by_pool.get("web", ())), 20,
+            await until(pilot, lambda: any(e.kind == "claimed" for e in app.state.events_by_pool.get("web", ())), 20,
                         "the claimed event over the new stream")
     finally:
         await client.aclose()

@@ -27,7 +27,7 @@ from poolui.tui.screens.confirm import ConfirmScreen
 from poolui.tui.screens.detail import DetailScreen
 from poolui.tui.screens.help import HelpScreen
 from poolui.tui.screens.resize import ResizeScreen
-from poolui.tui.widgets.member_table import MemberTable
+from poolui.tui.widgets.member_table import cell
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE = bool(os.environ.get("POOLUI_UPDATE_SNAPSHOTS"))
@@ -209,7 +209,7 @@ async def open_app(control: ScriptedControl, clock: FrozenClock, **kw: Any) -> P
 
 
 async def settled(app: PoolApp, pilot: Any) -> None:
-    await until(pilot, lambda: app.current is not None and len(app.table().rows) > 0
+    await until(pilot, lambda: app.state.current is not None and len(app.table().rows) > 0
                 and len(app.dashboard.query_one("#events").items) >= 6, 10, "the first snapshot")  # type: ignore
     await pilot.pause()
 
@@ -221,7 +221,7 @@ async def test_dashboard() -> None:
         await settled(app, pilot)
         compare("dashboard", screen_text(app))
         await pilot.press("3")
-        await until(pilot, lambda: app.active_tab == "in-use" and len(app.table().rows) == 2, 5, "in-use tab")
+        await until(pilot, lambda: app.state.active_tab == "in-use" and len(app.table().rows) == 2, 5, "in-use tab")
         compare("dashboard_in_use", screen_text(app))
 
 
@@ -240,10 +240,7 @@ async def test_ttl_moves_with_the_clock_alone() -> None:
 
 
 def test_ttl_colour_levels() -> None:
-    table = MemberTable("ready", lambda: T0)
-    table.min_remaining_ttl = 120.0
-    table._paint_now = T0
-    levels = {m.id: table._cell("ttl", m, False)[1] for m in web_members()}
+    levels = {m.id: cell("ttl", m, False, T0, 120.0)[1] for m in web_members()}
     assert levels["pu-0001c0ffee"] == "ttl-critical"  # 9 s left
     assert levels["pu-0002c0ffee"] == "ttl-low"  # 85 s < min_remaining_ttl 120 s
     assert levels["pu-0003c0ffee"] == ""
@@ -317,7 +314,8 @@ async def test_pool_switcher_shows_a_degraded_pool() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settled(app, pilot)
         await pilot.press("right_square_bracket")
-        await until(pilot, lambda: app.pool == "gpu" and app.current is not None and app.current.name == "gpu",
+        await until(pilot, lambda: app.state.pool == "gpu" and app.state.current is not None
+                    and app.state.current.name == "gpu",
                     5, "the gpu pool")
         await pilot.pause()
         compare("degraded_pool", screen_text(app))

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 class PoolCommands(Provider):
+    """The palette's entries, made from the dashboard's live bindings."""
+
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         from .screens.dashboard import DashboardScreen
 
@@ -30,8 +32,8 @@ class PoolCommands(Provider):
             seen.add(b.action)
             key = app.get_key_display(b)
             out.append((f"{b.description} ({key})", b.tooltip or "", partial(app.run_action, b.action)))
-        for name in app.pool_names:
-            if name != app.pool:
+        for name in app.state.pool_names:
+            if name != app.state.pool:
                 out.append((f"Switch to pool {name}", f"Show pool '{name}'", partial(app.switch_pool, name)))
         for s in view.SORTS:
             out.append((f"Sort by {s.title}", "Order the tables by this column",

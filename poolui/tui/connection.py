@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..backoff import delay as backoff_delay
+
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 15.0
 REFRESH_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -35,7 +37,7 @@ class Connection:
         self.failures += 1
         self.error = error
         self.state = "disconnected"
-        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self.failures - 1))
+        delay = backoff_delay(self.failures, BACKOFF_FIRST, BACKOFF_MAX)
         self.retry_at = now + delay
         return delay
 

@@ -15,14 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 from .. import connect
 from ..errors import PoolError, ServerUnreachable, Unauthorized
+from .keymap import console_config_path, load_keymap
 
 if TYPE_CHECKING:
     from .app import PoolApp
 
 
 async def launch(args: argparse.Namespace, app_cls: type[PoolApp], *, headless: bool = False) -> int:
+    """Run the console on what `connect.open_control` gives; the process exit code (2: bad config or
+    token, 3: a named server unreachable)."""
     read_only = bool(getattr(args, "read_only", False))
     try:
+        keymap = load_keymap(console_config_path(), app_cls.binding_ids())
         async with connect.open_control(getattr(args, "server", None), getattr(args, "config", None),
                                         getattr(args, "token_file", None), getattr(args, "state_dir", None)) as opened:
             control = opened.control
@@ -30,7 +34,7 @@ async def launch(args: argparse.Namespace, app_cls: type[PoolApp], *, headless: 
                 pools = await control.names()
             except ServerUnreachable:
                 pools = []  # a named server that is down: the console shows it and retries
-            app = app_cls(control, pools=pools, source=opened.source, read_only=read_only)
+            app = app_cls(control, pools=pools, source=opened.source, read_only=read_only, keymap=keymap)
             code = await _run(app, headless)
             if control.embedded:
                 live = sum(s.counts.get(k, 0) for s in await control.list_pools()

@@ -8,13 +8,11 @@ from ..core.model import Event, PoolSnapshot
 
 
 class SnapshotFetched(Message):
-    def __init__(self, pool: str, snapshot: PoolSnapshot, pools: list[PoolSnapshot] | None,
-                 fetch_seconds: float) -> None:
+    def __init__(self, pool: str, snapshot: PoolSnapshot, pools: list[PoolSnapshot] | None) -> None:
         super().__init__()
         self.pool = pool
         self.snapshot = snapshot
         self.pools = pools  # every pool's summary, when fetched this time (the switcher's badges)
-        self.fetch_seconds = fetch_seconds
 
 
 class FetchFailed(Message):

@@ -19,6 +19,15 @@ TABS: dict[str, tuple[str, tuple[str, ...]]] = {
     "in-use": ("In use", ("claimed",)),
     "all": ("All", ("creating", "starting", "ready", "claimed", "failed", "terminating")),
 }
+# A pool state's colour (theme variables, so every theme works): the header's badge, the switcher's dot.
+POOL_STATE_COLOURS = {
+    "healthy": "$success",
+    "warming": "$warning",
+    "degraded": "$error",
+    "paused": "$secondary",
+    "draining": "$warning",
+    "drained": "$warning",
+}
 STATE_ORDER = {s: i for i, s in enumerate(("ready", "claimed", "starting", "creating", "failed", "terminating"))}
 
 

@@ -9,15 +9,6 @@ from ...core.model import PoolSnapshot
 from .. import view
 from ..connection import Connection, interval_text
 
-BADGE_COLOURS = {
-    "healthy": "$success",
-    "warming": "$warning",
-    "degraded": "$error",
-    "paused": "$secondary",
-    "draining": "$warning",
-    "drained": "$warning",
-}
-
 
 def badge(text: str, colour: str) -> str:
     return f"[bold $background on {colour}] {escape(text)} [/]"
@@ -50,7 +41,7 @@ def header_lines(snap: PoolSnapshot | None, conn: Connection, refresh: float, re
             "$warning" if snap.ready >= snap.min_ready else "$error")
         parts = [
             f"[b]{escape(snap.name)}[/] [dim]{escape(snap.provider)} · {escape(snap.isolation)}[/]",
-            badge(snap.state.upper(), BADGE_COLOURS.get(snap.state, "$primary")),
+            badge(snap.state.upper(), view.POOL_STATE_COLOURS.get(snap.state, "$primary")),
             f"ready [b {ready_colour}]{snap.ready}[/]/{snap.target_ready}",
             f"creating [b]{c.get('creating', 0) + c.get('starting', 0)}[/]",
             f"in use [b]{c.get('claimed', 0)}[/]",

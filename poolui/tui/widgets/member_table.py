@@ -10,7 +10,6 @@ so a once-a-second repaint makes every visible countdown tick without touching t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -131,7 +130,6 @@ class MemberTable(ScrollView, can_focus=True):
         self.empty_text = "no sandboxes"
         self._styles: dict[str, Style] = {}
         self._paint_now = 0.0
-        self.paint_seconds = 0.0  # time spent painting, read by bench/tui_tick.py
 
     # ------------------------------------------------------------------ data
 
@@ -255,13 +253,10 @@ class MemberTable(ScrollView, can_focus=True):
         return out
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        started = time.perf_counter()
         self._paint_now = self._now()
         self._styles = {name: self.get_component_styles(f"member-table--{name}").rich_style
                         for name in ("header", "cursor", "marked", *CELL_CLASSES)}
-        lines = super().render_lines(crop)
-        self.paint_seconds += time.perf_counter() - started
-        return lines
+        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
@@ -296,38 +291,39 @@ class MemberTable(ScrollView, can_focus=True):
             plain = False
         segments = []
         for col, w in zip(self.columns, self._widths(width), strict=True):
-            text, cls = self._cell(col.key, m, marked)
+            text, cls = cell(col.key, m, marked, self._paint_now, self.min_remaining_ttl)
             style = line_style if plain or not cls else line_style + self._styles[cls]
             segments.append(Segment(_fit(text, w, col.right) + " ", style))
         return Strip(segments).adjust_cell_length(width, line_style)
 
-    def _cell(self, key: str, m: MemberView, marked: bool) -> tuple[str, str]:
-        now = self._paint_now
-        if key == "mark":
-            return ("●" if marked else " "), "mark"
-        if key == "id":
-            return m.id, ""
-        if key == "state":
-            return m.state + (" (adopted)" if m.adopted else ""), ""
-        if key == "url":
-            return m.url or "-", "" if m.url else "dim"
-        if key == "age":
-            return view.duration(now - m.created_at), ""
-        if key == "ttl":
-            left = m.expires_at - now
-            level = view.ttl_level(left, self.min_remaining_ttl)
-            return view.countdown(left), f"ttl-{level}" if level else ""
-        if key == "health":
-            return m.health, {"ok": "ok", "failing": "failing"}.get(m.health, "unknown")
-        if key == "probe":
-            return view.ago(now, m.last_probe_at), "dim"
-        if key == "claim_key":
-            return m.claim_key or "-", "" if m.claim_key else "dim"
-        if key == "claimed_for":
-            return view.duration(now - m.claimed_at) if m.claimed_at else "-", ""
-        if key == "reason":
-            return m.reason or "-", "dim"
-        return "", ""
+
+def cell(key: str, m: MemberView, marked: bool, now: float, min_remaining_ttl: float) -> tuple[str, str]:
+    """One cell's text and its style class ("" for none), for the column `key`, at wall time `now`."""
+    if key == "mark":
+        return ("●" if marked else " "), "mark"
+    if key == "id":
+        return m.id, ""
+    if key == "state":
+        return m.state + (" (adopted)" if m.adopted else ""), ""
+    if key == "url":
+        return m.url or "-", "" if m.url else "dim"
+    if key == "age":
+        return view.duration(now - m.created_at), ""
+    if key == "ttl":
+        left = m.expires_at - now
+        level = view.ttl_level(left, min_remaining_ttl)
+        return view.countdown(left), f"ttl-{level}" if level else ""
+    if key == "health":
+        return m.health, {"ok": "ok", "failing": "failing"}.get(m.health, "unknown")
+    if key == "probe":
+        return view.ago(now, m.last_probe_at), "dim"
+    if key == "claim_key":
+        return m.claim_key or "-", "" if m.claim_key else "dim"
+    if key == "claimed_for":
+        return view.duration(now - m.claimed_at) if m.claimed_at else "-", ""
+    if key == "reason":
+        return m.reason or "-", "dim"
+    return "", ""
 
 
 def _fit(text: str, width: int, right: bool) -> str:

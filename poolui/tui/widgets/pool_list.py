@@ -7,9 +7,7 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ...core.model import PoolSnapshot
-
-DOTS = {"healthy": "$success", "warming": "$warning", "degraded": "$error", "paused": "$secondary",
-        "draining": "$warning", "drained": "$warning"}
+from .. import view
 
 
 class PoolList(OptionList):
@@ -37,7 +35,7 @@ class PoolList(OptionList):
             if p is None:
                 options.append(Option(Content.from_markup("[dim]○[/] $n", n=n), id=n))
                 continue
-            dot = DOTS.get(p.state, "$primary")
+            dot = view.POOL_STATE_COLOURS.get(p.state, "$primary")
             options.append(Option(Content.from_markup(
                 f"[{dot}]●[/] [b]$n[/] [dim]{p.ready}/{p.target_ready} {p.state}[/]", n=n), id=n))
         self.names = names

@@ -1,0 +1,162 @@
+"""The feed: snapshots fetched on a schedule, the event stream followed, and both brought back after an outage.
+
+Polls never overlap: the next one is scheduled when the last one has finished, and a lost server is retried
+with exponential backoff (poolui/backoff.py) while the last data stays on screen. Workers only post
+messages (poolui/tui/messages.py); the handlers here change the state and repaint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from textual import work
+from textual.timer import Timer
+
+from ..backoff import Backoff
+from ..core.model import Event, PoolSnapshot
+from .base import ConsoleBase, describe
+from .messages import EventsArrived, EventsLost, FetchFailed, SnapshotFetched
+from .state import EVENTS_KEPT
+from .widgets.event_log import EventLog
+from .widgets.pool_list import PoolList
+
+LOG_FLUSH = 0.25  # seconds: events are written to the pane in batches, so a burst costs one repaint
+
+
+class Feed(ConsoleBase):
+    """Fetching snapshots and following events, with reconnects."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._fetch_timer: Timer | None = None
+        self._events_timer: Timer | None = None
+        self._events_backoff = Backoff(first=0.5, cap=15.0)
+        self._pending_log: list[Event] = []
+
+    def start_feed(self) -> None:
+        """First fetch, the event stream, and the log pane's batching."""
+        self.fetch()
+        self.follow_events()
+        self.set_interval(LOG_FLUSH, self.flush_log)
+
+    def schedule_fetch(self, delay: float) -> None:
+        """The next fetch in `delay` seconds, replacing one already scheduled."""
+        if self._fetch_timer is not None:
+            self._fetch_timer.stop()
+        self._fetch_timer = self.set_timer(delay, self.fetch)
+
+    @work(exclusive=True, group="fetch", exit_on_error=False, description="fetch a snapshot")
+    async def fetch(self) -> None:
+        """Fetch the current pool's snapshot (and every pool's summary when there are several)."""
+        pool = self.state.pool
+        try:
+            pools = None
+            if pool is None or len(self.state.pool_names) > 1:
+                pools = await self.control.list_pools(members=False)
+                if pool is None:
+                    if not pools:
+                        raise RuntimeError("the server has no pools")
+                    pool = pools[0].name
+            snap = await self.control.snapshot(pool, members=True)
+            if self.state.config_path is None:
+                self.state.config_path = await self.control.config_path()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.post_message(FetchFailed(pool, e))
+            return
+        self.post_message(SnapshotFetched(pool, snap, pools))
+
+    def on_snapshot_fetched(self, msg: SnapshotFetched) -> None:
+        """A snapshot came: take it, repaint, and schedule the next fetch."""
+        if self.conn.succeeded():
+            self.notify(f"reconnected to {self.conn.source}", title="connection")
+            self.follow_events()
+        s = self.state
+        pool_list = self.dashboard.query_one("#pools", PoolList)
+        if msg.pools is not None:
+            s.take_summaries(msg.pools)
+            pool_list.display = len(s.pool_names) > 1
+        if s.pool is None:
+            s.pool = msg.pool
+        s.summaries[msg.pool] = msg.snapshot
+        if msg.pool == s.pool:
+            self.apply(msg.snapshot)
+        if len(s.pool_names) > 1 and s.pool is not None:
+            pool_list.show(list(s.summaries.values()), s.pool)
+        self.schedule_fetch(self.refresh_interval)
+
+    def on_fetch_failed(self, msg: FetchFailed) -> None:
+        """A fetch failed: show the outage and retry after the backoff."""
+        delay = self.conn.failed(describe(msg.error), time.monotonic())
+        self.update_header()
+        self.refresh_bindings()
+        self.schedule_fetch(delay)
+
+    def apply(self, snap: PoolSnapshot) -> None:
+        """Take a new snapshot of the current pool: O(members) dictionary work, then repaint what is seen."""
+        skew = 0.0 if self.conn.embedded else snap.taken_at - self.clock.time()
+        self.show_snapshot(self.state.take(snap, skew, time.monotonic()))
+
+    @work(exclusive=True, group="events", exit_on_error=False, description="follow pool events")
+    async def follow_events(self) -> None:
+        """The backlog, then every event as it happens, until the stream ends or fails."""
+        try:
+            backlog = await self.control.recent_events(None, limit=EVENTS_KEPT)
+            if backlog:
+                self.post_message(EventsArrived(backlog, replace=True))
+            last = backlog[-1].seq if backlog else 0
+            first = True
+            async for event in self.control.events(None):
+                if first and event.seq > last + 1:
+                    # Events between the backlog and the subscription: fetch them once, or they are lost.
+                    gap = [e for e in await self.control.recent_events(None, limit=EVENTS_KEPT)
+                           if last < e.seq < event.seq]
+                    if gap:
+                        self.post_message(EventsArrived(gap, replace=True))
+                first = False
+                self.post_message(EventsArrived([event]))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.post_message(EventsLost(e))
+            return
+        self.post_message(EventsLost(None))
+
+    def on_events_arrived(self, msg: EventsArrived) -> None:
+        """Keep the events; the current pool's go to the log pane at the next flush."""
+        self._events_backoff.reset()
+        self._pending_log.extend(self.state.add_events(msg.events, msg.replace))
+
+    def on_events_lost(self, msg: EventsLost) -> None:
+        """The stream ended: follow it again after a backoff, unless the whole link is down."""
+        # While disconnected the stream comes back with the connection (on_snapshot_fetched).
+        if self.conn.ok():
+            if self._events_timer is not None:
+                self._events_timer.stop()
+            self._events_timer = self.set_timer(self._events_backoff.failed(), self.follow_events)
+
+    def flush_log(self) -> None:
+        """Write the events gathered since the last flush to the log pane in one go."""
+        if not self._pending_log or not self.dashboard.children:
+            return
+        pending, self._pending_log = self._pending_log[-EVENTS_KEPT:], []
+        self.dashboard.query_one("#events", EventLog).add(pending)
+
+    def switch_pool(self, name: str) -> None:
+        """Show another pool: its cached snapshot at once if there is one, then a fresh fetch."""
+        if name == self.state.pool:
+            return
+        cached = self.state.switch(name)
+        if cached is not None:
+            self.apply(cached)
+        else:
+            self.show_table()
+            self.update_header()
+        self.dashboard.query_one("#events", EventLog).replace(self.state.events_by_pool.get(name, ()))
+        self._pending_log.clear()
+        self.refresh_bindings()
+        self.update_status()
+        self.fetch()

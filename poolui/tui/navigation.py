@@ -1,0 +1,169 @@
+"""The keys that change what is seen, never a pool: filter, sort, refresh rate, tabs, pools, help, quit.
+Each binding sits on its action (poolui/tui/keys.py)."""
+
+from __future__ import annotations
+
+from textual.widgets import Input, OptionList, TabbedContent
+
+from . import view
+from .connection import faster, interval_text, slower
+from .feed import Feed
+from .keys import Keys
+from .screens.detail import DetailScreen
+from .screens.help import HelpScreen, KeyHelp
+from .widgets.member_table import MemberTable
+
+KEYS = Keys()
+HELP_INTRO = ("[b]poolui[/]: pools of warm sandboxes. Tabs show ready, creating and in-use sandboxes; "
+              "[b]enter[/] opens one, [b]↑↓ pgup pgdn home end[/] move, [b]1-4[/] switch tabs, "
+              "[b][ ][/] switch pools.")
+
+
+class Navigation(Feed):
+    """Filter, sort, tabs, pools, refresh rate, help and quit."""
+
+    @KEYS.bind("slash", "Filter", id="filter",
+               tooltip="Filter the tables by id, state, URL, health, claim key or reason")
+    def action_filter(self) -> None:
+        """Open the filter line."""
+        filter_input = self.dashboard.query_one("#filter", Input)
+        filter_input.display = True
+        filter_input.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """The tables follow the filter as it is typed."""
+        if event.input.id == "filter":
+            self.state.filter_text = event.value.strip()
+            self.show_table()
+            self.update_status()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter keeps the filter (or closes an empty one) and goes back to the table."""
+        if event.input.id == "filter":
+            if not event.value.strip():
+                event.input.display = False
+            self.table().focus()
+
+    @KEYS.bind("s", "Sort", id="sort", tooltip="Sort by the next column: age, TTL, id, state, health")
+    def action_sort(self) -> None:
+        """Sort by the next column."""
+        self.sort_by(self.state.next_sort())
+
+    @KEYS.bind("S", "Reverse", id="reverse", show=False, tooltip="Reverse the sort order")
+    def action_reverse_sort(self) -> None:
+        """Reverse the sort order."""
+        self.state.reverse = not self.state.reverse
+        self.show_table()
+        self.update_status()
+
+    def sort_by(self, key: str) -> None:
+        """Sort the tables by one column (the palette's "Sort by ...")."""
+        self.state.sort_key = key
+        self.show_table()
+        self.update_status()
+
+    @KEYS.bind("plus,equals_sign", "Rate", id="faster", key_display="+/-",
+               tooltip="Refresh more often (+) or less often (-)")
+    def action_faster(self) -> None:
+        """Refresh more often."""
+        self.set_refresh(faster(self.refresh_interval))
+
+    @KEYS.bind("minus", "Slower", id="slower", key_display="-", show=False, tooltip="Refresh less often")
+    def action_slower(self) -> None:
+        """Refresh less often."""
+        self.set_refresh(slower(self.refresh_interval))
+
+    def set_refresh(self, interval: float) -> None:
+        """Change the refresh interval; the next fetch follows it."""
+        self.refresh_interval = interval
+        self.update_header()
+        self.notify(f"refreshing every {interval_text(interval)}", timeout=2)
+        if self.conn.ok():
+            self.schedule_fetch(interval)
+
+    @KEYS.bind("question_mark", "Help", id="help", key_display="?", tooltip="This list of keys")
+    def action_help(self) -> None:
+        """Every key of the dashboard, with why a dimmed one is disabled."""
+        keys = []
+        seen: set[str] = set()
+        for active in self.dashboard.active_bindings.values():
+            b = active.binding
+            # Ours all have ids; the rest are Textual's scrolling and focus keys, summed up in the intro.
+            if b.id in (None, "slower") or b.action in seen:  # "-" is listed with "+"
+                continue
+            seen.add(b.action)
+            action = b.action.removeprefix("app.").split("(")[0]
+            keys.append(KeyHelp(self.get_key_display(b), b.description, b.tooltip or "", active.enabled,
+                                self.why_disabled(action)))
+        keys.append(KeyHelp("ctrl+p", "Commands", "The command palette: every action, pool switching, sorting",
+                            True))
+        self.push_screen(HelpScreen(keys, HELP_INTRO))
+
+    @KEYS.bind("q", "Quit", id="quit", tooltip="Quit (an embedded console terminates the sandboxes it started)")
+    def action_quit(self) -> None:  # type: ignore[override]
+        """Quit with exit code 0."""
+        self.exit(0)
+
+    @KEYS.bind("escape", "Clear", id="clear", show=False, tooltip="Close the filter, then clear marks")
+    def action_clear(self) -> None:
+        """Close the filter if it is open, else clear the marks."""
+        filter_input = self.dashboard.query_one("#filter", Input)
+        if filter_input.display:
+            filter_input.value = ""
+            filter_input.display = False
+            self.table().focus()
+        elif self.state.marks:
+            self.state.marks.clear()
+            self.show_table()
+        self.update_status()
+
+    def clear_all(self) -> None:
+        """Clear the filter and every mark (the palette's "Clear marks and filter")."""
+        filter_input = self.dashboard.query_one("#filter", Input)
+        filter_input.value = ""
+        filter_input.display = False
+        self.state.marks.clear()
+        self.show_table()
+        self.update_status()
+
+    @KEYS.bind("ctrl+r", "Refresh now", id="refresh_now", show=False, tooltip="Fetch a snapshot now")
+    def action_refresh_now(self) -> None:
+        """Fetch a snapshot now."""
+        self.fetch()
+
+    def action_cycle_pool(self, step: int) -> None:
+        """Show the previous (-1) or next (1) pool of the file."""
+        name = self.state.step_pool(step)
+        if name is not None:
+            self.switch_pool(name)
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        """A pool picked in the switcher."""
+        if event.option_list.id == "pools" and event.option.id:
+            self.switch_pool(event.option.id)
+
+    def action_show_tab(self, tab: str) -> None:
+        """Show one tab."""
+        self.dashboard.query_one("#tabs", TabbedContent).active = f"tab-{tab}"
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """A tab shown (by key or click): paint it and give it the focus."""
+        self.state.active_tab = (event.pane.id or "").removeprefix("tab-")
+        self.show_table()
+        self.table().focus()
+
+    def on_member_table_selected(self, event: MemberTable.Selected) -> None:
+        """Enter on a row: the sandbox's details and events."""
+        m = self.state.member(event.key)
+        if m is not None:
+            self.push_screen(DetailScreen(m, self.state.member, self.state.member_events, self.now,
+                                          self.state.min_remaining_ttl))
+
+
+KEYS.add("left_square_bracket", "cycle_pool(-1)", "Previous pool", id="prev_pool", show=False, key_display="[",
+         tooltip="Switch to the previous pool of the file")
+KEYS.add("right_square_bracket", "cycle_pool(1)", "Next pool", id="next_pool", show=False, key_display="]",
+         tooltip="Switch to the next pool of the file")
+for _i, (_tab, (_label, _)) in enumerate(view.TABS.items(), start=1):
+    KEYS.add(str(_i), f"show_tab('{_tab}')", _label, id=f"tab_{_tab}", show=False,
+             tooltip=f"Show the {_label.lower()} tab")
