@@ -6,16 +6,21 @@ claim_timeout), so its HTTP deadline is that wait plus the client's ordinary tim
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from .client_rollback import Rollbacks
 from .client_sync import error_from
-from .core.model import Claim, Event, MaintenanceReport, PoolSnapshot
+from .core.holding import claimed
+from .core.model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 from .errors import ClaimTimeout, PoolError, ServerUnreachable
 
 DEFAULT_CLAIM_WAIT = 120.0  # when neither the call nor a snapshot told us the pool's claim_timeout
@@ -97,6 +102,7 @@ class PoolClient:
         self.http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
                                       trust_env=False, verify=self.url.startswith("https://"), limits=limits)
         self._claim_timeouts: dict[str, float] = {}
+        self.rollbacks = Rollbacks(self.release_claim)
 
     @property
     def embedded(self) -> bool:
@@ -111,7 +117,9 @@ class PoolClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the client's connections; the server and its pools go on."""
+        """Finish giving back claims this client could not receive (bounded), then close its connections;
+        the server and its pools go on."""
+        await self.rollbacks.finish()
         await self.http.aclose()
 
     # ------------------------------------------------------------------ transport
@@ -182,23 +190,45 @@ class PoolClient:
     # ------------------------------------------------------------------ claims
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None) -> Claim:
-        """As PoolManager.claim. A call that times out on the HTTP side raises ClaimTimeout; retrying with
-        the same claim_key then returns the claim if one was made."""
-        body: dict[str, Any] = {"check_health": check_health}
+                    claim_key: str | None = None, lease: float | None = None) -> Claim:
+        """As PoolManager.claim. Every claim carries a claim key (a random one when none is given), so a
+        call that fails after the request may have reached the server (cancelled, timed out, connection
+        lost) gives the claim back by that key in the background: a claim this client could not receive
+        never stays claimed. An HTTP-side timeout raises ClaimTimeout."""
+        key = claim_key or uuid.uuid4().hex
+        body: dict[str, Any] = {"check_health": check_health, "claim_key": key}
         if timeout is not None:
             body["timeout"] = timeout
-        if claim_key is not None:
-            body["claim_key"] = claim_key
+        if lease is not None:
+            body["lease"] = lease
         wait = timeout if timeout is not None else self._claim_timeouts.get(pool, DEFAULT_CLAIM_WAIT)
         try:
             data = await self._call("POST", f"/pools/{_q(pool)}/claim", body, timeout=wait + self.timeout)
         except ServerUnreachable as e:
+            self.rollbacks.give_back(pool, key)
             if "did not answer in time" in str(e):
                 raise ClaimTimeout(f"pool '{pool}': no answer from {self.url} within {wait + self.timeout:g}s; "
-                                   f"retry with the same claim_key to get the claim if one was made") from None
+                                   "the claim, if one was made, is being given back") from None
+            raise
+        except asyncio.CancelledError:
+            self.rollbacks.give_back(pool, key)
             raise
         return Claim.from_dict(data)
+
+    async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
+        """As PoolManager.renew."""
+        body = {"lease": lease} if lease is not None else {}
+        return Lease.from_dict(await self._call("POST", f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/renew", body))
+
+    async def release_claim(self, pool: str, claim_key: str) -> bool:
+        """As PoolManager.release_claim (idempotent: a key the server never saw is a no-op)."""
+        data = await self._call("POST", f"/pools/{_q(pool)}/claims/{_q(claim_key)}/release")
+        return bool(data["released"])
+
+    def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
+                claim_key: str | None = None, lease: float | None = None) -> AbstractAsyncContextManager[Claim]:
+        """As PoolManager.claimed: the lease renewed while the block runs, released at the end."""
+        return claimed(self, pool, timeout, check_health, claim_key, lease)
 
     async def release(self, pool: str, sandbox_id: str) -> bool:
         """As PoolManager.release."""

@@ -12,9 +12,10 @@ no sandbox can be handed out, ServerUnreachable and Unauthorized from the client
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from .core.model import Claim, Event, MaintenanceReport, PoolSnapshot
+from .core.model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 
 
 class EventFeed(Protocol):
@@ -49,13 +50,29 @@ class Control(Protocol):
         ...
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None) -> Claim:
         """Hand out a ready sandbox (never one handed out before); wait up to `timeout` (default: the
-        pool's claim_timeout) when none is ready. The same claim_key returns the same claim."""
+        pool's claim_timeout) when none is ready. The same claim_key returns the same claim. With a lease
+        (default: the pool's claim_lease) the claim ends unless renewed within `lease` seconds."""
+        ...
+
+    async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
+        """Extend a claim's lease by `lease` seconds (default: its own length); ClaimEnded once it is over."""
         ...
 
     async def release(self, pool: str, sandbox_id: str) -> bool:
         """End a claim (the sandbox is terminated and replaced). False when it was released already."""
+        ...
+
+    async def release_claim(self, pool: str, claim_key: str) -> bool:
+        """End the claim a claim key holds; False, changing nothing, when it holds none (so a client that
+        lost a claim's answer can give it back without knowing whether it was made)."""
+        ...
+
+    def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
+                claim_key: str | None = None, lease: float | None = None) -> AbstractAsyncContextManager[Claim]:
+        """`async with c.claimed(pool, lease=30) as claim:` holds a claim for the block: its lease renewed
+        while the block runs, released at the end, also when the block is cancelled."""
         ...
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:

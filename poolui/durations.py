@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -14,8 +15,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(ALLOWED)
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"{ALLOWED}, not negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{ALLOWED}, finite and not negative")
         return float(value)
     if isinstance(value, str):
         m = _RE.match(value)
@@ -31,19 +32,3 @@ def format_duration(seconds: float) -> str:
         if ms and ms % size == 0:
             return f"{ms // size}{unit}"
     return f"{ms}ms"
-
-
-def human(seconds: float | None) -> str:
-    """Compact display form for tables: 4m05s, 12s, 850ms."""
-    if seconds is None:
-        return "-"
-    if seconds < 0:
-        return "0s"
-    if seconds < 1:
-        return f"{int(seconds * 1000)}ms"
-    s = int(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

@@ -40,6 +40,13 @@ class SandboxNotFound(PoolError):
     http_status = 404
 
 
+class ClaimEnded(PoolError):
+    """The claim is over (released, its lease ran out, terminated): renewing it cannot bring it back."""
+
+    code = "claim_ended"
+    http_status = 410
+
+
 class PoolExhausted(PoolError):
     """No sandbox can be handed out now (on_empty="fail", draining, degraded, max_total reached)."""
 
@@ -103,7 +110,7 @@ class ServerUnreachable(PoolError):
 ERRORS_BY_CODE: dict[str, type[PoolError]] = {
     cls.code: cls
     for cls in (
-        PoolError, ConfigError, InvalidRequest, PoolNotFound, SandboxNotFound, PoolExhausted,
+        PoolError, ConfigError, InvalidRequest, PoolNotFound, SandboxNotFound, ClaimEnded, PoolExhausted,
         PoolDraining, ClaimTimeout, WarmUpTimeout, ProviderError, ReadinessTimeout, SandboxDied,
         ProviderUnavailable, Unauthorized, ServerUnreachable,
     )

@@ -60,11 +60,15 @@ async def test_same_methods_as_the_manager(mgr: PoolManager) -> None:
         assert snap.counts == (await mgr.snapshot("p")).counts and len(snap.members) == 2
         assert (await c.snapshot("p", members=False)).members == []
         claim = await c.claim("p", timeout=1)
-        assert claim.warm and claim.url.startswith("instant://p/") and claim.reason == "" and claim.claim_key is None
+        assert claim.warm and claim.url.startswith("instant://p/") and claim.reason == ""
+        # no key given: the client made one (its rollback handle), and it is unique per claim
+        second = await c.claim("p", timeout=1)
+        assert claim.claim_key and second.claim_key and claim.claim_key != second.claim_key
+        assert await c.release_claim("p", second.claim_key) is True  # the key gives it back
         assert (await c.snapshot("p")).counts["claimed"] == 1
         assert await c.release("p", claim.id) is True
         assert await c.release("p", claim.id) is False
-        assert [e.kind for e in await c.recent_events("p", limit=500)].count("released") == 1
+        assert [e.kind for e in await c.recent_events("p", limit=500)].count("released") == 2  # both claims
         report = await c.maintain("p")
         assert report.pool == "p" and report.probed >= 1  # the pool was warm
         assert (await c.pause("p")).state == "paused"

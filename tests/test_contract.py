@@ -20,6 +20,7 @@ from poolui.client import PoolClient
 from poolui.control import Control
 from poolui.core.manager import PoolManager
 from poolui.errors import (
+    ClaimEnded,
     ClaimTimeout,
     InvalidRequest,
     PoolDraining,
@@ -165,6 +166,50 @@ async def test_release(side: tuple[Control, Path]) -> None:
     assert await c.release("p", claim.id) is False  # a repeated release is a no-op
     with pytest.raises(SandboxNotFound):
         await c.release("p", "pu-nothing")
+
+
+async def test_renew(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    claim = await c.claim("p", lease=30)
+    assert claim.lease_expires_at is not None and claim.lease_expires_at <= claim.expires_at
+    lease = await c.renew("p", claim.id, 120)
+    assert (lease.id, lease.pool) == (claim.id, "p") and lease.lease_expires_at > claim.lease_expires_at
+    assert lease.lease_expires_at <= lease.expires_at  # never past the sandbox's own TTL
+    plain = await c.claim("p")
+    assert plain.lease_expires_at is None  # the pool has no claim_lease: no lease unless asked
+    with pytest.raises(InvalidRequest, match="has no lease"):
+        await c.renew("p", plain.id)
+    with pytest.raises(InvalidRequest, match="lease"):
+        await c.renew("p", claim.id, float("inf") if c.embedded else -1)
+    await c.release("p", claim.id)
+    with pytest.raises(ClaimEnded):
+        await c.renew("p", claim.id, 30)
+    with pytest.raises(SandboxNotFound):
+        await c.renew("p", "pu-nothing", 30)
+
+
+async def test_release_claim(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    claim = await c.claim("p", claim_key="job-9")
+    assert await c.release_claim("p", "job-9") is True
+    assert claim.id not in {m.id for m in (await c.snapshot("p")).members if m.state == "claimed"}
+    assert await c.release_claim("p", "job-9") is False  # already given back: a no-op
+    assert await c.release_claim("p", "never-seen") is False  # a key the pool never saw: a no-op
+    with pytest.raises(PoolNotFound):
+        await c.release_claim("nope", "job-9")
+
+
+async def test_claimed(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    async with c.claimed("p", lease=30) as claim:
+        snap = await c.snapshot("p")
+        assert {m.id: m.state for m in snap.members}[claim.id] == "claimed"
+    gone = {m.id for m in (await c.snapshot("p")).members if m.state == "claimed"}
+    assert claim.id not in gone  # released at the end of the block
+    with pytest.raises(RuntimeError, match="boom"):
+        async with c.claimed("p") as other:
+            raise RuntimeError("boom")
+    assert other.id not in {m.id for m in (await c.snapshot("p")).members if m.state == "claimed"}
 
 
 # ---------------------------------------------------------------- operations

@@ -12,6 +12,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from tui_support import screen_text, until
 
 from poolui.clock import FrozenClock
 from poolui.control import Control
-from poolui.core.model import Claim, Event, MaintenanceReport, MemberView, PoolSnapshot
+from poolui.core.holding import claimed
+from poolui.core.model import Claim, Event, Lease, MaintenanceReport, MemberView, PoolSnapshot
 from poolui.errors import ServerUnreachable
 from poolui.tui.app import PoolApp
 from poolui.tui.screens.confirm import ConfirmScreen
@@ -137,7 +139,7 @@ class ScriptedControl:
         return "config/local.toml"
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None) -> Claim:
         self.calls.append(("claim", pool))
         return Claim("pu-0003c0ffee", pool, "http://127.0.0.1:41003", T0 + 200, True, 0.0011)
 
@@ -166,6 +168,18 @@ class ScriptedControl:
     async def release(self, pool: str, sandbox_id: str) -> bool:
         self.calls.append(("release", pool, sandbox_id))
         return True
+
+    async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
+        self.calls.append(("renew", pool, sandbox_id))
+        return Lease(sandbox_id, pool, T0 + (lease or 30), T0 + 200)
+
+    async def release_claim(self, pool: str, claim_key: str) -> bool:
+        self.calls.append(("release_claim", pool, claim_key))
+        return False
+
+    def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
+                claim_key: str | None = None, lease: float | None = None) -> AbstractAsyncContextManager[Claim]:
+        return claimed(self, pool, timeout, check_health, claim_key, lease)
 
     async def maintain(self, pool: str) -> MaintenanceReport:
         self.calls.append(("maintain", pool))

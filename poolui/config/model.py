@@ -48,6 +48,7 @@ class PoolConfig:
     maintenance_interval: float = 30.0
     on_empty: str = "wait"  # wait (bounded, FIFO) | create (a cold claim) | fail (409 at once)
     claim_timeout: float = 10.0
+    claim_lease: float | None = None  # a claim ends unless renewed within this long (None: claims have no lease)
     max_concurrent_creates: int = 4
     create_retries: int = 3  # failures in a row before the pool is degraded
     limits: Limits = Limits()

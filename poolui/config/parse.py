@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from ..addresses import split_host_port
 from ..durations import format_duration
 from ..errors import ConfigError
+from . import bounds as b
 from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ServerConfig
 from .reader import TableReader
 from .sizes import size_problem
@@ -28,7 +29,7 @@ class ProviderTables(Protocol):
 POOL_KEYS = (
     "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
     "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
-    "claim_timeout", "max_concurrent_creates", "create_retries", "limits", "read_only",
+    "claim_timeout", "claim_lease", "max_concurrent_creates", "create_retries", "limits", "read_only",
 )
 
 
@@ -55,8 +56,8 @@ def _probe(t: TableReader | None, default: ProbeConfig | None, readiness: bool) 
             raise t.error("tcp", t.data.get("tcp"), "true")
     else:
         argv = t.argv("exec")
-    timeout = t.duration("timeout", default.timeout, minimum=0.001)
-    interval = t.duration("interval", default.interval, minimum=0.001)
+    timeout = t.duration("timeout", default.timeout, minimum=0.001, maximum=b.MAX_WAIT)
+    interval = t.duration("interval", default.interval, minimum=0.001, maximum=b.MAX_INTERVAL)
     t.finish(("enabled",))
     return ProbeConfig(kind=kind, path=path, argv=argv, timeout=timeout, interval=interval)
 
@@ -64,7 +65,10 @@ def _probe(t: TableReader | None, default: ProbeConfig | None, readiness: bool) 
 def _limits(t: TableReader | None) -> Limits:
     if t is None:
         return Limits()
-    limits = Limits(memory=t.size("memory"), pids=t.opt_int("pids", 1))
+    memory = t.size("memory")
+    if memory is not None and memory > b.MAX_MEMORY:
+        raise t.error("memory", t.data["memory"], "a size up to 1TiB")
+    limits = Limits(memory=memory, pids=t.opt_int("pids", 1, b.MAX_PIDS))
     t.finish(())
     return limits
 
@@ -80,20 +84,24 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
         name=name,
         provider=provider,
         command=command,
-        target_ready=t.int_("target_ready", d.target_ready),
-        min_ready=t.int_("min_ready", d.min_ready),
-        max_ready=t.int_("max_ready", d.max_ready),
-        max_total=t.int_("max_total", d.max_total, minimum=1),
-        ttl=t.duration("ttl", d.ttl, minimum=0.1),
-        min_remaining_ttl=t.duration("min_remaining_ttl", d.min_remaining_ttl),
+        target_ready=t.int_("target_ready", d.target_ready, maximum=b.MAX_SIZE),
+        min_ready=t.int_("min_ready", d.min_ready, maximum=b.MAX_SIZE),
+        max_ready=t.int_("max_ready", d.max_ready, maximum=b.MAX_SIZE),
+        max_total=t.int_("max_total", d.max_total, minimum=1, maximum=b.MAX_SIZE),
+        ttl=t.duration("ttl", d.ttl, minimum=0.1, maximum=b.MAX_TTL),
+        min_remaining_ttl=t.duration("min_remaining_ttl", d.min_remaining_ttl, maximum=b.MAX_TTL),
         ttl_jitter=t.float_("ttl_jitter", d.ttl_jitter, 0.0, 0.5),
         readiness=_probe(t.sub("readiness"), d.readiness, readiness=True) or d.readiness,
         health=_probe(t.sub("health"), d.health, readiness=False),
-        maintenance_interval=t.duration("maintenance_interval", d.maintenance_interval, minimum=0.05),
+        maintenance_interval=t.duration("maintenance_interval", d.maintenance_interval, minimum=0.05,
+                                        maximum=b.MAX_INTERVAL),
         on_empty=t.str_("on_empty", d.on_empty, ON_EMPTY),
-        claim_timeout=t.duration("claim_timeout", d.claim_timeout),
-        max_concurrent_creates=t.int_("max_concurrent_creates", d.max_concurrent_creates, minimum=1),
-        create_retries=t.int_("create_retries", d.create_retries, minimum=1),
+        claim_timeout=t.duration("claim_timeout", d.claim_timeout, maximum=b.MAX_WAIT),
+        claim_lease=t.duration("claim_lease", 0.0, minimum=b.MIN_LEASE, maximum=b.MAX_LEASE)
+        if t.has("claim_lease") else None,
+        max_concurrent_creates=t.int_("max_concurrent_creates", d.max_concurrent_creates, minimum=1,
+                                      maximum=b.MAX_CONCURRENT_CREATES),
+        create_retries=t.int_("create_retries", d.create_retries, minimum=1, maximum=b.MAX_CREATE_RETRIES),
         limits=_limits(t.sub("limits")),
         read_only=t.bool_("read_only", False),
         options=options,

@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import InvalidRequest
+from .bounds import MAX_SIZE
 from .model import PoolConfig
-
-MAX_SIZE = 100_000  # sandboxes in one pool; more would be a typo, not a plan
 
 
 def size_problem(min_ready: int, target_ready: int, max_ready: int, max_total: int) -> str:

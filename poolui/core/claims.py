@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..config.bounds import MAX_WAIT
 from ..errors import ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
+from . import leases
 from .member import Member
 from .model import Claim
 
@@ -27,16 +29,21 @@ def empty_reason(pool: Pool) -> str:
 
 
 def claim_of(pool: Pool, m: Member, warm: bool, latency: float, reason: str) -> Claim:
-    return Claim(m.id, pool.name, m.url, m.expires_at, warm, latency, m.claim_key, reason)
+    return Claim(m.id, pool.name, m.url, m.expires_at, warm, latency, m.claim_key, reason, m.lease_expires_at)
 
 
-async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key: str | None) -> Claim:
+async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key: str | None,
+                lease: float | None = None) -> Claim:
     start = pool.clock.monotonic()
     timeout = pool.cfg.claim_timeout if timeout is None else timeout
-    if timeout < 0:
-        raise InvalidRequest(f"timeout = {timeout} is not allowed: expected a number of seconds >= 0")
+    if isinstance(timeout, bool) or not 0 <= timeout <= MAX_WAIT:
+        raise InvalidRequest(f"timeout = {timeout!r} is not allowed: expected a number of seconds from 0 to "
+                             f"{MAX_WAIT:g}")
+    leases.check(lease)
     held = pool.handout.held(claim_key)
     if held is not None:
+        if held.lease is not None or lease is not None:  # a retry means its holder is alive: renew
+            leases.renew(pool, held.id, lease)
         return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
     if pool.mode == "draining":
         pool.metrics.claim("failed", None, "draining")
@@ -65,6 +72,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
         m.health_ok, m.health_detail = False, result.detail
         pool.end_claim(m, f"failed its health check at claim: {result.detail}")
         reason = "health check at claim failed"
+    leases.start(pool, m, lease)
     latency = pool.clock.monotonic() - start
     pool.metrics.claim("warm" if warm else "cold", latency, reason)
     return claim_of(pool, m, warm, latency, reason)

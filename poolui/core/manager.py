@@ -7,6 +7,7 @@ import asyncio
 import fcntl
 import os
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 from .. import paths
@@ -17,9 +18,10 @@ from ..errors import InvalidRequest, PoolError, PoolNotFound, WarmUpTimeout
 from ..providers.base import ProviderContext
 from ..providers.common import PortPicker
 from ..providers.registry import REGISTRY, make_provider
-from . import modes
+from . import leases, modes
 from .events import EventBus, Subscription
-from .model import Claim, Event, MaintenanceReport, PoolSnapshot
+from .holding import claimed
+from .model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 from .opening import open_pool
 from .pool import Pool
 from .store import Store, namespace_of
@@ -181,11 +183,31 @@ class PoolManager:
         return [p.snapshot(members) for p in self.pools.values()]
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None) -> Claim:
         """Hand out a ready sandbox, or wait for one up to `timeout` seconds (default: the pool's
         claim_timeout). Never hands out one sandbox twice; a claimer cancelled while waiting never keeps
-        one. Raises PoolExhausted (on_empty = "fail"), PoolDraining, ClaimTimeout, InvalidRequest."""
-        return await self.pool(pool).claim(timeout=timeout, check_health=check_health, claim_key=claim_key)
+        one. With a lease (default: the pool's claim_lease) the claim ends, and its sandbox goes, unless
+        renewed within `lease` seconds. Raises PoolExhausted (on_empty = "fail"), PoolDraining,
+        ClaimTimeout, InvalidRequest."""
+        return await self.pool(pool).claim(timeout=timeout, check_health=check_health, claim_key=claim_key,
+                                           lease=lease)
+
+    async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
+        """Extend a claim's lease by `lease` seconds (default: its own length), never past the sandbox's
+        TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""
+        return leases.renew(self.pool(pool), sandbox_id, lease)
+
+    async def release_claim(self, pool: str, claim_key: str) -> bool:
+        """End the claim `claim_key` holds; False, changing nothing, when it holds none."""
+        p = self.pool(pool)
+        m = p.handout.held(claim_key)
+        return await p.release(m.id) if m is not None else False
+
+    def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
+                claim_key: str | None = None, lease: float | None = None) -> AbstractAsyncContextManager[Claim]:
+        """`async with mgr.claimed(pool, lease=30) as claim:` holds a claim for the block: its lease renewed
+        (on the manager's clock) while the block runs, released at the end, also when cancelled."""
+        return claimed(self, pool, timeout, check_health, claim_key, lease, self.clock.sleep, self.clock.time)
 
     async def release(self, pool: str, sandbox_id: str) -> bool:
         """End a claim: the sandbox is terminated and replaced. False when released already;

@@ -27,6 +27,9 @@ class Member:
     health_detail: str = ""
     last_probe_at: float | None = None
     claim_key: str | None = None
+    lease: float | None = None  # seconds a renew extends the claim by (None: no lease)
+    lease_mono: float = float("inf")  # monotonic: the claim ends here unless renewed
+    lease_expires_at: float | None = None  # the same in wall time, for people and the store
     reason: str = ""  # why it is terminating / failed
     adopted: bool = False
     doomed: bool = False  # asked to go while its create was still running

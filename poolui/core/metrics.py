@@ -59,6 +59,7 @@ class PoolMetrics:
         self.creates = 0
         self.create_failures = 0
         self.terminated = 0
+        self.leases_expired = 0
 
     def claim(self, outcome: str, latency: float | None, reason: str = "") -> None:
         self.claims[(outcome, reason)] += 1
@@ -85,4 +86,5 @@ class PoolMetrics:
             "creates": self.creates,
             "create_failures": self.create_failures,
             "terminated": self.terminated,
+            "leases_expired": self.leases_expired,
         }

@@ -49,6 +49,7 @@ class MemberView:
     claim_key: str | None
     reason: str
     adopted: bool
+    lease_expires_at: float | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MemberView:
@@ -65,6 +66,7 @@ class Claim:
     latency: float  # seconds from asking to getting
     claim_key: str | None = None
     reason: str = ""  # why it was cold, when it was
+    lease_expires_at: float | None = None  # wall time the claim ends unless renewed (None: no lease)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -77,7 +79,27 @@ class Claim:
         return cls(
             id=d["id"], pool=d.get("pool", ""), url=d["url"], expires_at=d["expires_at"], warm=d["warm"],
             latency=latency, claim_key=d.get("claim_key"), reason=d.get("reason", ""),
+            lease_expires_at=d.get("lease_expires_at"),
         )
+
+
+@dataclass
+class Lease:
+    """A claim's lease after a renew: it ends at lease_expires_at unless renewed again (never after the
+    sandbox's own expires_at)."""
+
+    id: str
+    pool: str
+    lease_expires_at: float
+    expires_at: float
+    claim_key: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Lease:
+        return cls(**_known_fields(cls, d))
 
 
 @dataclass

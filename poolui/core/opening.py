@@ -65,5 +65,6 @@ async def adopt(pool: Pool, rows: list[StoredMember]) -> tuple[int, int]:
     for row in plan.lost:
         pool.store.delete(row.id)
         pool.bus.emit(now_w, pool.name, "lost", row.id, "gone", "not alive after a restart")
-    pool.adopted_all()
+    pool.handout.order_by_ready_time()
+    pool.next_scan = 0.0  # adopted members' deadlines are not known to the scan yet
     return len(plan.keep), len(plan.kill)

@@ -24,7 +24,7 @@ from ..clock import Clock
 from ..config import PoolConfig
 from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
-from . import claims, refill
+from . import claims, leases, refill
 from .bringup import bring_up
 from .eligibility import verdict
 from .events import EventBus
@@ -34,7 +34,7 @@ from .member import Member
 from .metrics import PoolMetrics
 from .model import Claim, MemberState, PoolSnapshot, PoolState
 from .store import Store, StoredMember
-from .views import pool_snapshot
+from .views import pool_snapshot, pool_state
 
 log = logging.getLogger("poolui.pool")
 
@@ -141,19 +141,13 @@ class Pool:
         return self.in_flight() + self._n[S.READY] + self._n[S.CLAIMED]
 
     def state(self) -> PoolState:
-        if self.mode == "draining":
-            return PoolState.DRAINED if not self.members else PoolState.DRAINING
-        if self.mode == "paused":
-            return PoolState.PAUSED
-        if self.degraded_reason:
-            return PoolState.DEGRADED
-        return PoolState.HEALTHY if len(self.handout) >= self.cfg.target_ready else PoolState.WARMING
+        return pool_state(self)
 
     # ------------------------------------------------------------------ claims
 
     async def claim(self, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None) -> Claim:
-        return await claims.claim(self, timeout, check_health, claim_key)
+                    claim_key: str | None = None, lease: float | None = None) -> Claim:
+        return await claims.claim(self, timeout, check_health, claim_key, lease)
 
     def take_ready(self, claim_key: str | None) -> Member | None:
         """Take the next member that may be handed out and mark it claimed, in one step."""
@@ -195,6 +189,7 @@ class Pool:
             return
         self._release_hold(m)
         m.claimed_at, m.claim_key = None, None
+        leases.clear(m)
         self._set(m, S.READY, "returned", "claimer gave up before using it")
         if not self._hand_to_waiter(m):
             self.handout.give_back(m)
@@ -211,6 +206,12 @@ class Pool:
         """A claimed member goes, whoever held it (failed check at claim, hard TTL, death)."""
         self._release_hold(m)
         self.retire(m, reason)
+
+    def lease_expired(self, m: Member) -> None:
+        """Its holder stopped renewing: the claim ends and the slot is free."""
+        self.metrics.leases_expired += 1
+        self.emit("lease_expired", m, m.claim_key or "")
+        self.end_claim(m, "lease expired")
 
     async def release(self, member_id: str) -> bool:
         """End a claim; the sandbox is single use and is terminated. A repeated release is a no-op (False)."""
@@ -384,10 +385,6 @@ class Pool:
             self.handout.hold(m.claim_key, m)
         self.store.put(m)
         self.emit("adopted", m, "found alive after a restart")
-
-    def adopted_all(self) -> None:
-        self.handout.order_by_ready_time()
-        self.next_scan = 0.0  # adopted members' deadlines are not known to the scan yet
 
     # ------------------------------------------------------------------ views and loops
 

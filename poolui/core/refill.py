@@ -70,10 +70,13 @@ def scan_deadlines(pool: Pool, now: float) -> None:
                 pool.retire(m, v.reason)
             else:
                 nxt = min(nxt, m.expires_mono - min_ttl)
-        elif m.state is S.CLAIMED and m.expires_mono <= now:
-            pool.end_claim(m, "hard TTL reached while claimed")
         elif m.state is S.CLAIMED:
-            nxt = min(nxt, m.expires_mono)
+            if m.expires_mono <= now:
+                pool.end_claim(m, "hard TTL reached while claimed")
+            elif m.lease_mono <= now:
+                pool.lease_expired(m)
+            else:
+                nxt = min(nxt, m.expires_mono, m.lease_mono)
     pool.next_scan = max(nxt, now + 0.001)
 
 

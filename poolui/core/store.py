@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS members (
     expires_at REAL NOT NULL,
     url TEXT NOT NULL DEFAULT '',
     ref TEXT NOT NULL DEFAULT '{}',
-    claim_key TEXT
+    claim_key TEXT,
+    lease REAL,
+    lease_expires_at REAL
 );
 CREATE INDEX IF NOT EXISTS members_pool ON members(pool);
 CREATE TABLE IF NOT EXISTS events (
@@ -63,6 +65,8 @@ class StoredMember:
     url: str
     ref: dict[str, Any]
     claim_key: str | None
+    lease: float | None = None
+    lease_expires_at: float | None = None
 
 
 class Store:
@@ -76,6 +80,10 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(members)")}
+        for column in ("lease", "lease_expires_at"):  # a state file written before leases existed
+            if column not in have:
+                self._db.execute(f"ALTER TABLE members ADD COLUMN {column} REAL")
         self._events_since_prune = 0
         self._pending: list[tuple[Any, ...]] = []
         self._closed = False
@@ -88,29 +96,28 @@ class Store:
     def put(self, m: Member) -> None:
         sb = m.sandbox
         self._db.execute(
-            "INSERT OR REPLACE INTO members VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO members (id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, "
+            "url, ref, claim_key, lease, lease_expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
-             sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key),
+             sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key, m.lease, m.lease_expires_at),
         )
 
     def set_state(self, m: Member) -> None:
         self._db.execute(
-            "UPDATE members SET state=?, ready_at=?, claimed_at=?, claim_key=? WHERE id=?",
-            (m.state.value, m.ready_at, m.claimed_at, m.claim_key, m.id),
+            "UPDATE members SET state=?, ready_at=?, claimed_at=?, claim_key=?, lease=?, lease_expires_at=? "
+            "WHERE id=?",
+            (m.state.value, m.ready_at, m.claimed_at, m.claim_key, m.lease, m.lease_expires_at, m.id),
         )
 
     def delete(self, member_id: str) -> None:
         self._db.execute("DELETE FROM members WHERE id=?", (member_id,))
 
     def members(self, pool: str) -> list[StoredMember]:
-        rows = self._db.execute("SELECT * FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
-        return [
-            StoredMember(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10])
-            for r in rows
-        ]
-
-    def pools(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT DISTINCT pool FROM members")]
+        rows = self._db.execute(
+            "SELECT id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, url, ref, claim_key, "
+            "lease, lease_expires_at FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
+        return [StoredMember(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10], r[11],
+                             r[12]) for r in rows]
 
     def add_event(self, e: Event) -> None:
         """Events are written in batches on the next loop turn: one commit for a burst, off the claim path.

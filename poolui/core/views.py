@@ -23,9 +23,19 @@ def member_view(m: Member, ttl_left: float) -> MemberView:
         id=m.id, state=m.state.value, url=m.url, created_at=m.created_at, ready_at=m.ready_at,
         claimed_at=m.claimed_at, expires_at=m.expires_at, ttl_left=max(0.0, ttl_left),
         health=health, health_detail=m.health_detail, last_probe_at=m.last_probe_at,
-        claim_key=m.claim_key, reason=m.reason, adopted=m.adopted,
+        claim_key=m.claim_key, reason=m.reason, adopted=m.adopted, lease_expires_at=m.lease_expires_at,
     )
     return m.view
+
+
+def pool_state(pool: Pool) -> PoolState:
+    if pool.mode == "draining":
+        return PoolState.DRAINED if not pool.members else PoolState.DRAINING
+    if pool.mode == "paused":
+        return PoolState.PAUSED
+    if pool.degraded_reason:
+        return PoolState.DEGRADED
+    return PoolState.HEALTHY if len(pool.handout) >= pool.cfg.target_ready else PoolState.WARMING
 
 
 def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:

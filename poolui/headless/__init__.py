@@ -67,8 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--check-health", action="store_true", help="probe it before it is handed out")
     c.add_argument("--key", metavar="CLAIM_KEY", default=None,
                    help="idempotency key: claiming again with it returns the same sandbox")
+    c.add_argument("--lease", metavar="SECONDS", type=float, default=None,
+                   help="the claim ends unless renewed within this long (default: the pool's claim_lease)")
     r = verb("release", "end a claim (the sandbox is terminated and replaced)")
-    r.add_argument("id", metavar="ID")
+    r.add_argument("id", metavar="ID", nargs="?", default=None)
+    r.add_argument("--key", metavar="CLAIM_KEY", default=None,
+                   help="release whatever claim this key holds instead (a key holding none is a no-op)")
+    rn = verb("renew", "extend a claim's lease")
+    rn.add_argument("id", metavar="ID")
+    rn.add_argument("--lease", metavar="SECONDS", type=float, default=None,
+                    help="seconds from now (default: the claim's own lease length)")
     t = verb("terminate", "terminate sandboxes, claimed or not")
     t.add_argument("ids", metavar="ID", nargs="+")
     z = verb("resize", "change how many sandboxes stay warm")

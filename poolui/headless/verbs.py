@@ -49,7 +49,8 @@ async def cmd_list(client: Control, args: argparse.Namespace) -> int:
 
 async def cmd_claim(client: Control, args: argparse.Namespace) -> int:
     pool = await _pool_name(client, args)
-    c = await client.claim(pool, timeout=args.wait, check_health=args.check_health, claim_key=args.key)
+    c = await client.claim(pool, timeout=args.wait, check_health=args.check_health, claim_key=args.key,
+                           lease=args.lease)
     if args.json:
         emit_json(c.to_dict())
     else:
@@ -60,14 +61,28 @@ async def cmd_claim(client: Control, args: argparse.Namespace) -> int:
 
 
 async def cmd_release(client: Control, args: argparse.Namespace) -> int:
+    if (args.id is None) == (args.key is None):
+        err("release: give a sandbox ID or --key CLAIM_KEY (one of them)")
+        return Exit.USAGE
     pool = await _pool_name(client, args)
-    released = await client.release(pool, args.id)
+    what = args.id or f"the claim of key {args.key}"
+    released = await (client.release(pool, args.id) if args.id else client.release_claim(pool, args.key))
     if args.json:
-        emit_json({"id": args.id, "released": released})
+        emit_json({"id": args.id or args.key, "released": released})
     elif released:
-        out(f"released {args.id}")
+        out(f"released {what}")
     else:
-        err(f"{args.id} was released already")
+        err(f"{what}: nothing to release (released already, or the key holds no claim)")
+    return Exit.OK
+
+
+async def cmd_renew(client: Control, args: argparse.Namespace) -> int:
+    pool = await _pool_name(client, args)
+    lease = await client.renew(pool, args.id, args.lease)
+    if args.json:
+        emit_json(lease.to_dict())
+    else:
+        out(f"renewed {lease.id}: lease ends at {lease.lease_expires_at:.0f} (sandbox TTL at {lease.expires_at:.0f})")
     return Exit.OK
 
 
@@ -144,7 +159,7 @@ async def cmd_events(client: Control, args: argparse.Namespace) -> int:
 
 
 VERBS: dict[str, Verb] = {
-    "list": cmd_list, "claim": cmd_claim, "release": cmd_release, "terminate": cmd_terminate,
+    "list": cmd_list, "claim": cmd_claim, "release": cmd_release, "renew": cmd_renew, "terminate": cmd_terminate,
     "resize": cmd_resize, "drain": cmd_drain, "pause": _mode_verb("pause"), "resume": _mode_verb("resume"),
     "maintain": cmd_maintain, "events": cmd_events,
 }

@@ -16,7 +16,8 @@ from ..errors import ConfigError
 from ..paths import read_token
 
 # Query parameters that look like someone tried to pass a secret in the URL; refused loudly, not ignored.
-QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "api_key", "apikey", "auth", "authorization", "key"})
+QUERY_TOKEN_NAMES = frozenset({"token", "access_token", "api_key", "api-key", "apikey", "x-api-key", "x_api_key",
+                               "auth", "authorization", "bearer", "key", "secret", "password"})
 
 
 def load_or_create_token(path: Path) -> tuple[str, bool]:

@@ -81,7 +81,8 @@ def render(snapshots: list[PoolSnapshot], stats: StreamStats) -> str:
                 out.sample("poolui_claims_total", 0, pool=s.name, outcome=outcome, reason="")
     counters = (("poolui_creates_total", "creates", "Sandboxes asked of the provider."),
                 ("poolui_create_failures_total", "create_failures", "Creates or readiness waits that failed."),
-                ("poolui_terminated_total", "terminated", "Sandboxes terminated."))
+                ("poolui_terminated_total", "terminated", "Sandboxes terminated."),
+                ("poolui_leases_expired_total", "leases_expired", "Claims ended because their lease was not renewed."))
     for name, key, help_ in counters:
         out.declare(name, "counter", help_)
         for s in snapshots:

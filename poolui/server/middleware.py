@@ -51,11 +51,12 @@ class TokenAuth:
                              "a token is never accepted in the query string (it would end up in logs); "
                              "send the header 'Authorization: Bearer <token>'", challenge)
             return
-        header = None
-        for k, v in scope.get("headers", []):
-            if k == b"authorization":
-                header = v.decode("latin-1")
-                break
+        given = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"]
+        if len(given) > 1:
+            # Which one a proxy, a framework or a logger reads differs; refuse rather than guess.
+            await send_error(send, 400, "bad_request", f"{len(given)} Authorization headers; send exactly one")
+            return
+        header = given[0] if given else None
         if not bearer_matches(header, self._token):
             why = "missing" if header is None else "wrong"
             log.info("refused %s %s: %s bearer token", scope.get("method"), scope["path"], why)

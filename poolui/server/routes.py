@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
@@ -18,7 +19,9 @@ from .schemas import (
     ClaimOut,
     DrainIn,
     InfoOut,
+    LeaseOut,
     ReleaseOut,
+    RenewIn,
     ResizeIn,
     TerminateIn,
     TerminateOut,
@@ -28,7 +31,22 @@ from .state import ServerState, version
 
 # The token is checked by TokenAuth before routing; the dependency only documents it in the OpenAPI.
 bearer = HTTPBearer(auto_error=False, description="the token from the server's token file")
-api = APIRouter(dependencies=[Security(bearer)], responses=ERROR_RESPONSES)
+
+
+def no_unknown_query(request: Request) -> None:
+    """A query parameter the endpoint does not take is a 422 naming it, never silently ignored (so a token
+    or a typo in the URL is seen at once)."""
+    route = request.scope.get("route")
+    allowed = {p.alias for p in route.dependant.query_params} if route is not None else set()
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise RequestValidationError([{
+            "type": "extra_forbidden", "loc": ("query", name), "input": request.query_params[name],
+            "msg": f"unknown query parameter; allowed here: {', '.join(sorted(allowed)) or 'none'}"}
+            for name in unknown])
+
+
+api = APIRouter(dependencies=[Security(bearer), Depends(no_unknown_query)], responses=ERROR_RESPONSES)
 
 
 def _control(request: Request) -> Control:
@@ -63,7 +81,8 @@ async def claim(request: Request, pool: str, body: ClaimIn | None = None) -> Res
     b = body or ClaimIn.model_validate({})
     control = _control(request)
     delivery = ClaimDelivery(
-        lambda: control.claim(pool, timeout=b.timeout, check_health=b.check_health, claim_key=b.claim_key),
+        lambda: control.claim(pool, timeout=b.timeout, check_health=b.check_health, claim_key=b.claim_key,
+                              lease=b.lease),
         lambda sandbox_id: control.release(pool, sandbox_id),
         request.receive,
         _state(request).background,
@@ -77,6 +96,19 @@ async def claim(request: Request, pool: str, body: ClaimIn | None = None) -> Res
 @api.post("/pools/{pool}/sandboxes/{sandbox_id}/release", response_model=ReleaseOut, tags=["claims"])
 async def release(request: Request, pool: str, sandbox_id: str) -> dict[str, Any]:
     return {"id": sandbox_id, "released": await _control(request).release(pool, sandbox_id)}
+
+
+@api.post("/pools/{pool}/sandboxes/{sandbox_id}/renew", response_model=LeaseOut, tags=["claims"])
+async def renew(request: Request, pool: str, sandbox_id: str, body: RenewIn | None = None) -> dict[str, Any]:
+    """Extend a claim's lease; 410 once the claim has ended."""
+    b = body or RenewIn.model_validate({})
+    return (await _control(request).renew(pool, sandbox_id, b.lease)).to_dict()
+
+
+@api.post("/pools/{pool}/claims/{claim_key}/release", response_model=ReleaseOut, tags=["claims"])
+async def release_claim(request: Request, pool: str, claim_key: str) -> dict[str, Any]:
+    """Give back whatever claim a key holds; a key that holds none is a no-op (released: false)."""
+    return {"id": claim_key, "released": await _control(request).release_claim(pool, claim_key)}
 
 
 @api.post("/pools/{pool}/terminate", response_model=TerminateOut, tags=["operations"])

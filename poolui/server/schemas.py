@@ -6,11 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_WAIT = 3600.0  # longest claim or drain wait one request may ask for
+from ..config.bounds import MAX_LEASE, MAX_SIZE, MAX_WAIT, MIN_LEASE
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a bool is not a number and "5" is not an int; the 422 names the field.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ClaimIn(_Body):
@@ -19,6 +20,21 @@ class ClaimIn(_Body):
     check_health: bool = Field(False, description="probe the sandbox before handing it out")
     claim_key: str | None = Field(None, min_length=1, max_length=200,
                                   description="idempotency key: repeating it returns the same claim")
+    lease: float | None = Field(None, ge=MIN_LEASE, le=MAX_LEASE, allow_inf_nan=False,
+                                description="seconds the claim lasts unless renewed; default: the pool's claim_lease")
+
+
+class RenewIn(_Body):
+    lease: float | None = Field(None, ge=MIN_LEASE, le=MAX_LEASE, allow_inf_nan=False,
+                                description="seconds from now; default: the claim's own lease length")
+
+
+class LeaseOut(BaseModel):
+    id: str
+    pool: str
+    lease_expires_at: float
+    expires_at: float
+    claim_key: str | None = None
 
 
 class ClaimOut(BaseModel):
@@ -30,6 +46,7 @@ class ClaimOut(BaseModel):
     latency: float
     latency_ms: float
     claim_key: str | None = None
+    lease_expires_at: float | None = None
     reason: str = ""
 
 
@@ -47,9 +64,9 @@ class TerminateOut(BaseModel):
 
 
 class ResizeIn(_Body):
-    target: int | None = Field(None, ge=0, le=100_000)
-    min_ready: int | None = Field(None, ge=0, le=100_000)
-    max_ready: int | None = Field(None, ge=0, le=100_000)
+    target: int | None = Field(None, ge=0, le=MAX_SIZE)
+    min_ready: int | None = Field(None, ge=0, le=MAX_SIZE)
+    max_ready: int | None = Field(None, ge=0, le=MAX_SIZE)
     persist: bool = Field(False, description="also write the new sizes into the pool file")
 
 
@@ -72,7 +89,9 @@ class ErrorOut(BaseModel):
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text}
-    for status, text in ((401, "missing or wrong bearer token"), (404, "no such pool or sandbox"),
+    for status, text in ((400, "two Authorization headers"), (401, "missing or wrong bearer token"),
+                         (404, "no such pool or sandbox"),
+                         (410, "the claim has ended (released, lease expired, terminated)"),
                          (409, "no sandbox can be handed out (exhausted, draining, degraded)"),
                          (413, "request body too large"), (422, "bad request body or value"),
                          (504, "timed out waiting"))

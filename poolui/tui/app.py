@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 
 from . import navigation, operations
 from .commands import PoolCommands
@@ -80,8 +81,11 @@ class PoolApp(Operations, Navigation):
         """TTL countdowns and the retry countdown move every second, between refreshes, without a fetch."""
         if not self.dashboard.is_attached or not self.dashboard.children:
             return  # shutting down: the widgets are already gone
-        self.table().refresh()
-        self.update_header()
+        try:
+            self.table().refresh()
+            self.update_header()
+        except NoMatches:
+            return  # shutting down: the widgets are being removed one by one
 
 
 def run(args: argparse.Namespace) -> int:
