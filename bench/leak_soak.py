@@ -1,0 +1,117 @@
+"""Claims under random cancels against a real `poolui serve`: how many leak, and how fast leases reclaim.
+
+Three runs on one `instant` pool (a sandbox costs nothing, so only the claim path is measured):
+
+  raw      plain httpx clients, 30% cancelled at a random moment, no lease, no rollback: the reference
+           (what a careless caller leaks, held until the TTL)
+  lease    the same clients, each claim with a 1 s lease: abandoned claims end when the lease runs out
+  client   PoolClient, 30% cancelled: its claim keys and background rollback leave nothing held
+
+Per run: claims asked, cancels, claims still held after every client finished (leaks; for `lease`,
+after lease + 1 s), and for `lease` how many claims their lease ended (the abandoned ones).
+
+Run: .venv/bin/python bench/leak_soak.py [--seconds 20] [--clients 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from http_claims import start_server  # noqa: E402
+
+from poolui.client import PoolClient  # noqa: E402
+
+LEASE = 1.0
+
+
+async def held(http: httpx.AsyncClient) -> int:
+    return int((await http.get("/pools/bench", params={"members": "false"})).json()["counts"]["claimed"])
+
+
+async def storm(one: object, clients: int, seconds: float, rng: random.Random) -> tuple[int, int]:
+    """Claims from `clients` loops for `seconds`, 30% cancelled at a random moment; (claims, cancels)."""
+    asked = cancels = 0
+    end = time.monotonic() + seconds
+
+    async def loop() -> None:
+        nonlocal asked, cancels
+        while time.monotonic() < end:
+            asked += 1
+            task = asyncio.ensure_future(one())  # type: ignore[operator]
+            if rng.random() < 0.3:
+                await asyncio.wait({task}, timeout=rng.random() * 0.005)
+                if not task.done():
+                    task.cancel()
+                    cancels += 1
+            try:
+                await task
+            except Exception:  # noqa: S110 - a cancelled or refused claim is part of the storm
+                pass
+            except asyncio.CancelledError:
+                pass
+
+    await asyncio.gather(*(loop() for _ in range(clients)))
+    return asked, cancels
+
+
+async def release_all(http: httpx.AsyncClient) -> None:
+    snap = (await http.get("/pools/bench")).json()
+    for m in snap["members"]:
+        if m["state"] == "claimed":
+            await http.post(f"/pools/bench/sandboxes/{m['id']}/release")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--clients", type=int, default=64)
+    args = ap.parse_args()
+    rng = random.Random(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, url, token = start_server(Path(tmp))
+        try:
+            async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"},
+                                         timeout=15, limits=httpx.Limits(max_connections=256)) as http:
+                print(f"{'run':<8} {'claims':>8} {'cancels':>8} {'leaks':>6} {'leases expired':>14}")
+                for name, body in (("raw", {"timeout": 10}), ("lease", {"timeout": 10, "lease": LEASE})):
+                    async def one(body: dict[str, float] = body) -> None:
+                        r = await http.post("/pools/bench/claim", json=body)
+                        if r.status_code == 200:
+                            await http.post(f"/pools/bench/sandboxes/{r.json()['id']}/release")
+
+                    asked, cancels = await storm(one, args.clients, args.seconds, rng)
+                    if name == "lease":
+                        await asyncio.sleep(LEASE + 1)  # what the issue allows: lease + 1 s
+                    leaks = await held(http)
+                    expired = ""
+                    if name == "lease":
+                        events = (await http.get("/events/recent", params={"pool": "bench", "limit": 1000})).json()
+                        expired = str(sum(e["kind"] == "lease_expired" for e in events["events"]))
+                    print(f"{name:<8} {asked:>8} {cancels:>8} {leaks:>6} {expired:>14}", flush=True)
+                    await release_all(http)
+                async with PoolClient(url, token) as c:
+                    async def one_client() -> None:
+                        claim = await c.claim("bench", timeout=10)
+                        await c.release("bench", claim.id)
+
+                    asked, cancels = await storm(one_client, args.clients, args.seconds, rng)
+                await asyncio.sleep(0.5)
+                print(f"{'client':<8} {asked:>8} {cancels:>8} {await held(http):>6}", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
