@@ -74,6 +74,9 @@ class ServerConfig:
     token_file: str | None = None
     on_shutdown: str = "keep"  # keep | terminate
     state_dir: str | None = None
+    allow_remote: bool = False  # listening beyond loopback; needs tls_cert and tls_key as well
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 @dataclass(frozen=True)

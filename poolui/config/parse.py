@@ -137,7 +137,13 @@ def _server(t: TableReader | None) -> ServerConfig:
         token_file=t.opt_str("token_file", "a path"),
         on_shutdown=t.str_("on_shutdown", d.on_shutdown, ("keep", "terminate")),
         state_dir=t.opt_str("state_dir", "a path"),
+        allow_remote=t.bool_("allow_remote", False),
+        tls_cert=t.opt_str("tls_cert", "a path to a PEM certificate"),
+        tls_key=t.opt_str("tls_key", "a path to a PEM private key"),
     )
+    if (cfg.tls_cert is None) != (cfg.tls_key is None):
+        raise t.error("tls_cert" if cfg.tls_cert is None else "tls_key", None,
+                      "tls_cert and tls_key together (or neither)")
     t.finish(())
     return cfg
 

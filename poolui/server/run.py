@@ -21,7 +21,7 @@ from pathlib import Path
 import uvicorn
 
 from .. import paths
-from ..addresses import split_host_port, url_of
+from ..addresses import is_loopback, split_host_port, url_of
 from ..config import Config
 from ..core.manager import PoolManager
 from ..errors import ConfigError
@@ -89,9 +89,28 @@ def _prepare(config: Config, opts: ServeOptions) -> tuple[Path, str, str, str]:
     return state_dir, on_shutdown, token, token_source
 
 
+def check_exposure(host: str, config: Config) -> bool:
+    """True when the server serves TLS. A listener beyond loopback would send the bearer token over the
+    network, so it needs `[server] allow_remote = true` and a certificate; else ConfigError saying so."""
+    srv = config.server
+    tls = srv.tls_cert is not None and srv.tls_key is not None
+    if is_loopback(host):
+        return tls
+    if not srv.allow_remote:
+        raise ConfigError(f"listen host {host!r} is not loopback: the API and its bearer token would be reachable "
+                          "from the network. Set [server] allow_remote = true with tls_cert and tls_key to "
+                          "serve HTTPS there, or listen on 127.0.0.1")
+    if not tls:
+        raise ConfigError(f"listen host {host!r} with allow_remote needs TLS: set [server] tls_cert and tls_key "
+                          "(PEM files); the token is never sent in plain HTTP beyond loopback")
+    return True
+
+
 async def serve(config: Config, opts: ServeOptions) -> int:
+    host, port = split_listen(opts.listen or config.server.listen)
+    tls = check_exposure(host, config)
     state_dir, on_shutdown, token, token_source = _prepare(config, opts)
-    sock = bind(*split_listen(opts.listen or config.server.listen))
+    sock = bind(host, port)
     manager = PoolManager(config, state_dir=state_dir)
     try:
         await manager.start()
@@ -101,7 +120,9 @@ async def serve(config: Config, opts: ServeOptions) -> int:
     server_opts = ServerOptions(events_queue=opts.events_queue, events_write_timeout=opts.events_write_timeout)
     app = create_app(manager, token, server_opts)
     server = _Server(uvicorn.Config(app, lifespan="off", access_log=False, log_level=opts.log_level,
-                                    timeout_graceful_shutdown=int(max(1, opts.grace)), server_header=False))
+                                    timeout_graceful_shutdown=int(max(1, opts.grace)), server_header=False,
+                                    ssl_certfile=config.server.tls_cert if tls else None,
+                                    ssl_keyfile=config.server.tls_key if tls else None))
     loop = asyncio.get_running_loop()
     signals = 0
 
@@ -121,7 +142,9 @@ async def serve(config: Config, opts: ServeOptions) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        print(f"poolui: serving {url_of(*sock.getsockname()[:2])} pools: {', '.join(manager.pools)}; "
+        bound_host, bound_port = sock.getsockname()[:2]
+        where = url_of(bound_host, bound_port, "https" if tls else "http")
+        print(f"poolui: serving {where} pools: {', '.join(manager.pools)}; "
               f"token: {token_source}; state: {state_dir}; on shutdown: {on_shutdown}", flush=True)
         await server.serve(sockets=[sock])
     finally:
