@@ -8,7 +8,8 @@ Three runs on one `instant` pool (a sandbox costs nothing, so only the claim pat
   client   PoolClient, 30% cancelled: its claim keys and background rollback leave nothing held
 
 Per run: claims asked, cancels, claims still held after every client finished (leaks; for `lease`,
-after lease + 1 s), and for `lease` how many claims their lease ended (the abandoned ones).
+after lease + 1 s), and for `lease` how many claims their lease ended (the abandoned ones) and the
+reclaim delay: the lease_expired event's time minus the lease's end, p50 / p99 in ms.
 
 Run: .venv/bin/python bench/leak_soak.py [--seconds 20] [--clients 64]
 """
@@ -28,7 +29,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from http_claims import start_server  # noqa: E402
+from http_claims import pct, start_server  # noqa: E402
 
 from poolui.client import PoolClient  # noqa: E402
 
@@ -65,6 +66,15 @@ async def storm(one: object, clients: int, seconds: float, rng: random.Random) -
     return asked, cancels
 
 
+async def watch_leases(http: httpx.AsyncClient, ends: dict[str, float]) -> None:
+    """Every 0.1 s, the lease end of each claimed member (an abandoned one is held for a whole lease)."""
+    while True:
+        for m in (await http.get("/pools/bench")).json()["members"]:
+            if m["state"] == "claimed" and m.get("lease_expires_at"):
+                ends[m["id"]] = m["lease_expires_at"]
+        await asyncio.sleep(0.1)
+
+
 async def release_all(http: httpx.AsyncClient) -> None:
     snap = (await http.get("/pools/bench")).json()
     for m in snap["members"]:
@@ -83,22 +93,30 @@ async def main() -> None:
         try:
             async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"},
                                          timeout=15, limits=httpx.Limits(max_connections=256)) as http:
-                print(f"{'run':<8} {'claims':>8} {'cancels':>8} {'leaks':>6} {'leases expired':>14}")
+                print(f"{'run':<8} {'claims':>8} {'cancels':>8} {'leaks':>6} {'leases expired':>14} "
+                      f"{'reclaim p50/p99':>16}")
                 for name, body in (("raw", {"timeout": 10}), ("lease", {"timeout": 10, "lease": LEASE})):
                     async def one(body: dict[str, float] = body) -> None:
                         r = await http.post("/pools/bench/claim", json=body)
                         if r.status_code == 200:
                             await http.post(f"/pools/bench/sandboxes/{r.json()['id']}/release")
 
+                    ends: dict[str, float] = {}
+                    watcher = asyncio.ensure_future(watch_leases(http, ends))
                     asked, cancels = await storm(one, args.clients, args.seconds, rng)
+                    watcher.cancel()
                     if name == "lease":
                         await asyncio.sleep(LEASE + 1)  # what the issue allows: lease + 1 s
                     leaks = await held(http)
-                    expired = ""
+                    expired = delay = ""
                     if name == "lease":
                         events = (await http.get("/events/recent", params={"pool": "bench", "limit": 1000})).json()
-                        expired = str(sum(e["kind"] == "lease_expired" for e in events["events"]))
-                    print(f"{name:<8} {asked:>8} {cancels:>8} {leaks:>6} {expired:>14}", flush=True)
+                        late = [e["ts"] - ends[e["member_id"]] for e in events["events"]
+                                if e["kind"] == "lease_expired" and e["member_id"] in ends]
+                        expired = str(len(late))
+                        if late:
+                            delay = f"{pct(late, 50) * 1000:.0f} / {pct(late, 99) * 1000:.0f}"
+                    print(f"{name:<8} {asked:>8} {cancels:>8} {leaks:>6} {expired:>14} {delay:>16}", flush=True)
                     await release_all(http)
                 async with PoolClient(url, token) as c:
                     async def one_client() -> None:
