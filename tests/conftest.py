@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The Docker engine and the fake Modal API, shared by every module that needs them (session fixtures made once).
+pytest_plugins = ["docker_support", "modal_support"]
+
 WATCHDOG_MARKER = b"poolui-watchdog"  # poolui.providers.local._watchdog.MARKER
 ENV_MARKER = b"POOLUI_SANDBOX="
 

@@ -1,4 +1,4 @@
-"""Small generic helpers for tests: `from helpers import wait_for`."""
+"""Small generic helpers for tests: `from helpers import Exits, wait_for`."""
 
 from __future__ import annotations
 
@@ -24,3 +24,24 @@ async def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"still false after {timeout:g}s: {what or getattr(cond, '__qualname__', cond)}")
         await asyncio.sleep(interval)
+
+
+class Exits:
+    """A provider's `on_exit` callback that records which members it reported dead, and how."""
+
+    def __init__(self) -> None:
+        self.members: list[str] = []
+        self.how: dict[str, str] = {}
+        self.changed = asyncio.Event()
+
+    def __call__(self, member_id: str, how: str = "") -> None:
+        self.members.append(member_id)
+        self.how[member_id] = how
+        self.changed.set()
+
+    async def wait_for(self, member_id: str, timeout: float = 15.0) -> None:
+        """Return once member_id has been reported; TimeoutError at the deadline."""
+        async with asyncio.timeout(timeout):
+            while member_id not in self.members:
+                self.changed.clear()
+                await self.changed.wait()

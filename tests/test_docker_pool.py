@@ -1,6 +1,6 @@
 """Docker pools through the engine: `PoolManager` over a real Docker engine.
 
-test_docker_provider.py drives the provider alone (its engine fixtures are imported from there, so these
+test_docker_provider.py drives the provider alone (both use tests/docker_support.py's engine fixtures, so these
 tests skip exactly where those do); here a whole PoolManager runs on top, so what is checked is the
 engine's reaction: warm-up, claims, replacement of containers killed from outside, OOM-killed or past
 their TTL, adoption by labels after a restart, strays, limits, and the engine stopped mid-run. A manager's
@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_docker_provider as provider_tests
+from docker_support import HTTPD, IMAGE, client_or_none, http_body, run_script
 from helpers import wait_for
-from test_docker_provider import HTTPD, IMAGE, _client_or_none, _run_script, http_body
 
 from poolui.config import Config
 from poolui.core.manager import PoolManager
 from poolui.core.model import Event
 from poolui.core.store import namespace_of
 from poolui.pool_file import parse_config
-
-# The provider tests' fixtures: the engine (started by scripts/docker-engine.sh when none answers; the tests
-# skip where none can run) and its dockerd pid when this suite may stop and restart it.
-engine = provider_tests.engine
-stoppable_engine = provider_tests.stoppable_engine
 
 POOL = "web"
 OK_BODY = (200, "poolui sandbox ok\n")
@@ -83,7 +77,7 @@ async def managers(engine: Any, request: pytest.FixtureRequest) -> Any:
     finally:
         for mgr in reversed(ms.made):
             await mgr.stop()
-    client = _client_or_none()  # the outage test may have replaced the engine's process
+    client = client_or_none()  # the outage test may have replaced the engine's process
     if client is None:
         return
     left = []
@@ -354,14 +348,14 @@ async def test_engine_stopped_mid_run_degrades_then_recovers(
         assert "creates failed in a row; last: create failed: pool 'web': no Docker engine answers at" in snap.reason
         assert "docker-engine.sh" in snap.reason, snap.reason
     finally:
-        if _client_or_none() is None:
-            r = await asyncio.to_thread(_run_script, "start")
+        if client_or_none() is None:
+            r = await asyncio.to_thread(run_script, "start")
             assert r.returncode == 0, f"could not restart dockerd:\n{r.stdout}{r.stderr}"
     await wait_for(lambda: mgr.pool(POOL).snapshot().state == "healthy", 30, what="healthy after the engine came back")
     assert events(mgr, "recovered") and mgr.pools[POOL].failures == 0
     claim = await mgr.claim(POOL, timeout=5)
     assert await http_body(claim.url) == OK_BODY
-    client = _client_or_none()  # a fresh client: the engine's process is a new one
+    client = client_or_none()  # a fresh client: the engine's process is a new one
     assert client is not None
     try:
         conserved(mgr, client)

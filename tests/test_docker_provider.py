@@ -11,15 +11,13 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from docker_support import HTTPD, IMAGE, http_body, run_script
+from helpers import Exits
 
 from poolui.errors import ConfigError, ProviderError, ProviderUnavailable, SandboxDied
 from poolui.pool_file import load_config, parse_config
@@ -27,9 +25,6 @@ from poolui.providers.base import ProviderContext
 from poolui.providers.docker import DockerOptions, DockerProvider, make, parse_options
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "docker-engine.sh"
-IMAGE = "poolui/busybox:local"
-HTTPD = ["httpd", "-f", "-p", "{port}", "-h", "/www"]
 
 
 # ---------------------------------------------------------------- config (no engine needed)
@@ -107,90 +102,12 @@ def test_pool_limits_and_docker_limits_combine() -> None:
 # ---------------------------------------------------------------- the engine
 
 
-def _client_or_none() -> Any:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-        return client
-    except Exception:
-        return None
-
-
-def _run_script(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Any]:
-    pytest.importorskip("docker", reason="the Docker SDK is not installed: pip install -e '.[docker]'")
-    import docker.errors
-
-    client = _client_or_none()
-    if client is None:
-        r = _run_script()
-        if r.returncode == 3:
-            pytest.skip(f"no Docker engine can run here: {r.stdout}{r.stderr}".strip())
-        assert r.returncode == 0, f"scripts/docker-engine.sh failed (exit {r.returncode}):\n{r.stdout}{r.stderr}"
-        client = _client_or_none()
-        assert client is not None, "scripts/docker-engine.sh succeeded but no engine answers"
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        r = _run_script("image")
-        assert r.returncode == 0, f"building {IMAGE} failed:\n{r.stdout}{r.stderr}"
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def ns(engine: Any) -> Iterator[str]:
-    """A namespace of this test's own; whatever carries it is removed afterwards, pass or fail."""
-    name = f"test-{uuid.uuid4().hex[:10]}"
-    yield name
-    client = _client_or_none()  # the engine-restart test may have replaced the engine's process
-    if client is None:
-        return
-    for c in client.api.containers(all=True, filters={"label": f"poolui.namespace={name}"}):
-        try:
-            client.api.remove_container(c["Id"], force=True)
-        except Exception:
-            pass
-    client.close()
-
-
-class Exits:
-    def __init__(self) -> None:
-        self.members: list[str] = []
-        self.how: dict[str, str] = {}
-        self.changed = asyncio.Event()
-
-    def __call__(self, member_id: str, how: str = "") -> None:
-        self.members.append(member_id)
-        self.how[member_id] = how
-        self.changed.set()
-
-    async def wait_for(self, member_id: str, timeout: float = 15.0) -> None:
-        async with asyncio.timeout(timeout):
-            while member_id not in self.members:
-                self.changed.clear()
-                await self.changed.wait()
-
-
 def provider(ns: str, pool: str = "web", exits: Exits | None = None, pool_keys: dict[str, Any] | None = None,
              **docker: Any) -> DockerProvider:
     table = {"provider": "docker", "target_ready": 1, "min_ready": 0, "max_ready": 2, "max_total": 4,
              **(pool_keys or {}), "docker": {"image": IMAGE, "command": HTTPD, **docker}}
     cfg = parse_config({"pools": {pool: table}}, "test.toml").pools[pool]
     return make(cfg, ProviderContext(ns, Path("/tmp"), exits or Exits()))
-
-
-async def http_body(url: str) -> tuple[int, str]:
-    async with httpx.AsyncClient(timeout=5) as c:
-        r = await c.get(url + "/")
-        return r.status_code, r.text
 
 
 async def test_create_ready_and_the_claim_url_answers(ns: str, engine: Any) -> None:
@@ -401,33 +318,6 @@ async def test_missing_image_and_missing_engine_say_what_to_do(ns: str) -> None:
 # ---------------------------------------------------------------- engine outage
 
 
-def _our_dockerd_pid() -> int | None:
-    """The running engine's pid, only when scripts/docker-engine.sh started it (never a system service's)."""
-    try:
-        pid = int(Path("/var/run/docker.pid").read_text().strip())
-        if pid != int(Path("/var/run/poolui-dockerd.pid").read_text().strip()):
-            return None
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
-
-
-@pytest.fixture
-def stoppable_engine(engine: Any) -> Iterator[int]:
-    """The local dockerd's pid; the engine is running again after the test, whatever happened."""
-    if os.environ.get("POOLUI_DOCKER_NO_ENGINE_RESTART"):
-        pytest.skip("POOLUI_DOCKER_NO_ENGINE_RESTART is set: not stopping the shared engine")
-    pid = _our_dockerd_pid()
-    if os.environ.get("DOCKER_HOST") or pid is None or os.geteuid() != 0:
-        pytest.skip("the engine was not started by scripts/docker-engine.sh (or DOCKER_HOST is set, or not root): "
-                    "not stopping an engine this suite does not own")
-    yield pid
-    if _client_or_none() is None:
-        r = _run_script("start")
-        assert r.returncode == 0, f"could not restart dockerd:\n{r.stdout}{r.stderr}"
-
-
 async def test_engine_stopped_mid_run_fails_fast_and_recovers(ns: str, stoppable_engine: int) -> None:
     import psutil
 
@@ -451,7 +341,7 @@ async def test_engine_stopped_mid_run_fails_fast_and_recovers(ns: str, stoppable
             await p.check()
         assert time.monotonic() - start < 5
 
-        r = await asyncio.to_thread(_run_script, "start")
+        r = await asyncio.to_thread(run_script, "start")
         assert r.returncode == 0, r.stdout + r.stderr
 
         # the sandbox died with the engine: reported once the event stream is back

@@ -1,11 +1,11 @@
 """Modal pools through the engine: `PoolManager` over the real `modal` SDK and the fake Modal API.
 
-test_modal_provider.py drives the provider alone; here the same fake (its fixtures are imported from
-there) sits under a whole PoolManager, so what is checked is the engine's reaction: warm-up, claims,
-replacement of sandboxes that die or time out, adoption by tags after a restart (also with the state file
-lost), strays, an API outage mid-run and at start, and missing credentials. Each test gets its own fake,
-state directory and namespace; the fixture below stops every manager, checks that no sandbox of the fake
-is left running and that no task is left on the loop (the fake's fixture checks its threads and ports).
+test_modal_provider.py drives the provider alone; here the same fake (tests/modal_support.py's fixtures)
+sits under a whole PoolManager, so what is checked is the engine's reaction: warm-up, claims, replacement
+of sandboxes that die or time out, adoption by tags after a restart (also with the state file lost),
+strays, an API outage mid-run and at start, and missing credentials. Each test gets its own fake, state
+directory and namespace; the fixture below stops every manager, checks that no sandbox of the fake is
+left running and that no task is left on the loop (the fake's fixture checks its threads and ports).
 """
 
 from __future__ import annotations
@@ -29,14 +29,8 @@ from poolui.pool_file import parse_config
 
 pytest.importorskip("modal", reason="the modal extra is not installed (pip install -e '.[modal]')")
 
-import test_modal_provider as provider_tests  # noqa: E402
 from fake_modal import FakeModal, SandboxView  # noqa: E402
-from test_modal_provider import get, pool_table  # noqa: E402
-
-# The provider tests' fixtures: a TLS certificate per session, and a fresh fake Modal per test with the SDK
-# pointed at it (its teardown checks that no thread, port or unimplemented call is left).
-certificate = provider_tests.certificate
-fake = provider_tests.fake
+from modal_support import get, pool_table  # noqa: E402
 
 POOL = "web"
 

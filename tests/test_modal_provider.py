@@ -10,17 +10,13 @@ no provider task is left behind.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from poolui.errors import ConfigError, ProviderError, ProviderUnavailable, ReadinessTimeout, SandboxDied
@@ -32,69 +28,13 @@ from poolui.providers.modal.tags import decode_member, encode_member
 
 modal = pytest.importorskip("modal", reason="the modal extra is not installed (pip install -e '.[modal]')")
 
-from fake_modal import Behaviour, FakeModal, make_certificate  # noqa: E402
+from fake_modal import Behaviour, FakeModal  # noqa: E402
+from modal_support import APP, get, pool_table, refused  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = "poolui-test"
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    try:
-        return make_certificate(tmp_path_factory.mktemp("fake-modal-tls"))
-    except (RuntimeError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"cannot make a TLS certificate for the fake Modal: {e}")
-
-
-@pytest.fixture
-def fake(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeModal]:
-    """A fresh fake Modal, with the SDK pointed at it and nothing of the user's Modal setup leaking in."""
-    server = FakeModal(*certificate).start()
-    for name in list(os.environ):
-        if name.startswith("MODAL_"):
-            monkeypatch.delenv(name)
-    for k, v in server.env().items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("MODAL_CONFIG_PATH", str(tmp_path / "modal.toml"))
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    # modal.config read ~/.modal.toml when it was first imported; these tests must not see it.
-    monkeypatch.setattr(modal.config, "_user_config", {})
-    monkeypatch.setattr(modal.config, "user_config_path", str(tmp_path / "modal.toml"))
-    try:
-        yield server
-    finally:
-        web_ports = [sb.web_port for sb in server.sandboxes()]
-        server.stop()
-        assert not [t.name for t in threading.enumerate() if t.name.startswith("fake-modal")]
-        for port in server.ports + web_ports:
-            assert _refused(port), f"port {port} still answers after the fake stopped"
-    assert server.calls.unimplemented == [], f"the SDK made calls the fake lacks: {server.calls.unimplemented}"
-
-
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return True
-    return False
-
-
-def pool_table(pool: dict[str, Any] | None = None, **modal_keys: Any) -> dict[str, Any]:
-    table: dict[str, Any] = {
-        "provider": "modal", "ttl": "60s", "target_ready": 1, "min_ready": 0, "max_ready": 2, "max_total": 4,
-        "readiness": {"tcp": True, "timeout": "5s", "interval": "50ms"},
-        "health": {"http": "/", "timeout": "2s", "interval": "1s"},
-        "modal": {
-            "app": APP, "command": ["python3", "-m", "http.server", "{port}"], "port": 8080,
-            "api_timeout": "1s", "watch_interval": "50ms", **modal_keys,
-        },
-    }
-    table.update(pool or {})
-    return table
 
 
 class Made:
@@ -135,11 +75,6 @@ async def eventually(check: Callable[[], bool], timeout: float = 5.0, what: str 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout}s")
         await asyncio.sleep(0.02)
-
-
-async def get(url: str) -> httpx.Response:
-    async with httpx.AsyncClient(verify=httpx.create_ssl_context()) as c:
-        return await c.get(url, timeout=5)
 
 
 async def timed(coro: Awaitable[Any]) -> tuple[Any, float]:
@@ -458,7 +393,7 @@ async def test_terminate_is_idempotent_and_tolerates_gone_sandboxes(fake: FakeMo
 
 
 def _answers(port: int) -> bool:
-    return not _refused(port)
+    return not refused(port)
 
 
 async def test_list_ours_finds_only_this_pool_and_namespace(fake: FakeModal, made: Made) -> None:

@@ -281,6 +281,9 @@ class DockerProvider:
 
     async def list_ours(self) -> list[Sandbox]:
         found = await self._call("listing containers", self._list_blocking)
+        # The engine's list can still say "running" just after its "die" event (its listing view is
+        # updated after the event is sent): a container seen dying is not listed as live again.
+        found = [sb for sb in found if sb.ref["container_id"] not in self._dead]
         with self._lock:
             for sb in found:
                 self._known[sb.ref["container_id"]] = sb.member_id
