@@ -55,7 +55,6 @@ def test_shipped_local_pool_is_the_embedded_default() -> None:
 
 
 def test_shipped_modal_pool_matches_modals_example() -> None:
-    pytest.importorskip("poolui.providers.modal")
     cfg = load_config(ROOT / "config" / "modal.toml")
     (pool,) = cfg.pools.values()
     assert pool.provider == "modal"

@@ -152,10 +152,9 @@ async def test_command_that_exits_at_once_is_a_clear_sandbox_died(ns: str) -> No
     p = provider(ns, command=["sh", "-c", "echo bad config >&2; exit 3"])
     try:
         sb = await p.create("m-1", ttl=60)
-        start = time.monotonic()
+        # SandboxDied, not a ReadinessTimeout after the 300 s: the death ends the wait
         with pytest.raises(SandboxDied, match="exited with code 3"):
-            await p.wait_ready(sb, timeout=20)
-        assert time.monotonic() - start < 5
+            await p.wait_ready(sb, timeout=300)
     finally:
         await p.close()
 
@@ -165,7 +164,7 @@ async def test_a_create_cancelled_midway_leaves_no_container(ns: str, engine: An
     since = time.time() - 1
     try:
         task = asyncio.create_task(p.create("m-1", ttl=60))
-        await asyncio.sleep(0)  # let it hand the blocking create to its thread, then cancel the waiter
+        await asyncio.sleep(0)  # one loop turn (not time): the create is in its thread; cancel the waiter
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -184,7 +183,7 @@ async def test_ttl_kills_the_container_without_the_controller(ns: str, engine: A
     import docker.errors
 
     p = provider(ns)
-    asked = time.monotonic()  # the in-container clock starts later, so the kill cannot come before asked + 2s
+    since = time.time() - 1
     sb = await p.create("m-1", ttl=2)
     await p.wait_ready(sb, timeout=10)
     await p.close()  # the controller is gone: only the container's own deadline is left
@@ -194,9 +193,17 @@ async def test_ttl_kills_the_container_without_the_controller(ns: str, engine: A
         await asyncio.to_thread(engine.api.wait, cid, timeout=15, condition="removed")
     except docker.errors.NotFound:
         pass  # removed before the wait was registered
-    lived = time.monotonic() - asked
-    assert 2.0 <= lived <= 8.0, lived
     assert engine.api.containers(all=True, filters={"id": cid}) == []
+
+    # The engine's own record: killed by the TTL command (SIGKILL, 137), and not before the TTL.
+    def life() -> dict[str, Any]:
+        evs = engine.events(since=since, until=time.time() + 1, decode=True,
+                            filters={"container": cid, "event": ["start", "die"]})
+        return {ev["Action"]: ev for ev in evs}
+
+    events = await asyncio.to_thread(life)
+    assert events["die"]["Actor"]["Attributes"]["exitCode"] == "137"
+    assert events["die"]["timeNano"] - events["start"]["timeNano"] >= 2 * 10**9
 
 
 async def test_list_ours_finds_only_this_namespace_and_pool_and_serves_adoption(ns: str, engine: Any) -> None:
@@ -274,10 +281,8 @@ async def test_host_network_and_tcp_readiness_through_the_proxy(ns: str) -> None
         assert await http_body(sb.url) == (200, "poolui sandbox ok\n")
         assert host.isolation == "container (host network)"
 
-        start = time.monotonic()
         sb2 = await late.create("m-2", ttl=60)
-        await late.wait_ready(sb2, timeout=10)
-        assert time.monotonic() - start >= 0.9
+        await late.wait_ready(sb2, timeout=10)  # the server starts a second late: answering proves it waited
         assert (await http_body(sb2.url))[0] == 200
     finally:
         await host.close()
@@ -330,16 +335,17 @@ async def test_engine_stopped_mid_run_fails_fast_and_recovers(ns: str, stoppable
         os.kill(stoppable_engine, signal.SIGTERM)
         await asyncio.to_thread(psutil.Process(stoppable_engine).wait, 60)
 
-        start = time.monotonic()
-        with pytest.raises(ProviderError) as e:
-            await p.create("m-2", ttl=60)
-        assert e.value.reason == "engine_unreachable" and "docker-engine.sh" in e.value.message
-        with pytest.raises(ProviderError):
-            await p.list_ours()
-        assert not (await p.health(before)).ok  # never raises
-        with pytest.raises(ProviderUnavailable):
-            await p.check()
-        assert time.monotonic() - start < 5
+        # Each call fails with the reason instead of hanging on the dead socket; the deadline only bounds
+        # how long a hang would take to show.
+        async with asyncio.timeout(30):
+            with pytest.raises(ProviderError) as e:
+                await p.create("m-2", ttl=60)
+            assert e.value.reason == "engine_unreachable" and "docker-engine.sh" in e.value.message
+            with pytest.raises(ProviderError):
+                await p.list_ours()
+            assert not (await p.health(before)).ok  # never raises
+            with pytest.raises(ProviderUnavailable):
+                await p.check()
 
         r = await asyncio.to_thread(run_script, "start")
         assert r.returncode == 0, r.stdout + r.stderr

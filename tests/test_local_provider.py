@@ -196,12 +196,9 @@ async def test_terminate_kills_a_setsid_escapee(make: Make, state: Path, isolati
     sb = await prov.create("pu-esc", 60)
     await prov.wait_ready(sb, 10)
     await wait_for(lambda: pids_of(["sleep", str(seconds)]), 5, what="the escapee started")
-    t0 = time.monotonic()
-    await prov.terminate(sb)
-    took = time.monotonic() - t0
+    await prov.terminate(sb)  # returns once everything is gone: no wait on our side
     assert pids_of(["sleep", str(seconds)]) == []
     assert gone(sb, state)
-    assert took < 3
 
 
 CHILD = r"""
@@ -364,10 +361,8 @@ async def test_list_ours_sees_only_its_namespace_and_pool(make: Make, state: Pat
 async def test_never_ready_is_a_readiness_timeout(make: Make) -> None:
     prov = await make(command=["sleep", "300"])
     sb = await prov.create("pu-slow", 60)
-    t0 = time.monotonic()
     with pytest.raises(ReadinessTimeout, match="not ready after 0.3s"):
         await prov.wait_ready(sb, 0.3)
-    assert time.monotonic() - t0 < 2.5
     assert prov.alive(sb)
     await prov.terminate(sb)
 
@@ -377,10 +372,9 @@ async def test_exiting_at_once_is_sandbox_died_fast_with_its_output(make: Make, 
     exits: list[str] = []
     prov = await make(isolation, command=["sh", "-c", "echo boom >&2; exit 3"], on_exit=exits.append)
     sb = await prov.create("pu-dies", 60)
-    t0 = time.monotonic()
+    # SandboxDied, not a ReadinessTimeout after the 30 s: the death ends the wait
     with pytest.raises(SandboxDied, match="exit status 3.*boom"):
         await prov.wait_ready(sb, 30)
-    assert time.monotonic() - t0 < 2
     assert not prov.alive(sb)
     await prov.terminate(sb)
 

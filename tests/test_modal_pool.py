@@ -138,16 +138,13 @@ async def test_warm_up_claim_returns_the_tunnel_url_and_it_answers(
     fake: FakeModal, managers: Managers, tmp_path: Path
 ) -> None:
     mgr = await managers.start(tmp_path)
-    started = time.monotonic()
     await warm(mgr)
-    warm_took = time.monotonic() - started
     snap = await mgr.snapshot(POOL)
     assert (snap.state, snap.provider, snap.isolation, snap.counts["ready"]) == ("healthy", "modal", "modal", 2)
     sandboxes = by_member(fake)
     assert set(sandboxes) == ready_ids(mgr) == running_members(fake)
     ns = namespace_of(tmp_path)
     assert {(s.tags["poolui.pool"], s.tags["poolui.namespace"]) for s in sandboxes.values()} == {(POOL, ns)}
-    assert warm_took < 10
 
     claim = await mgr.claim(POOL, timeout=5)
     sb = sandboxes[claim.id]
@@ -378,9 +375,8 @@ async def test_modal_unreachable_at_start_starts_degraded_then_adopts_and_refill
 
     fake.go_down("refuse")
     second = managers(tmp_path)
-    started = time.monotonic()
-    await second.start()  # must not fail: Modal being away is not a misconfiguration
-    assert time.monotonic() - started < 5
+    async with asyncio.timeout(30):  # bounds a start that waits on Modal instead of going degraded
+        await second.start()  # must not fail: Modal being away is not a misconfiguration
     snap = await second.snapshot(POOL)
     assert snap.state == "degraded" and snap.reason.startswith("provider unreachable: "), snap.reason
     assert "Modal API" in snap.reason
