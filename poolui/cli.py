@@ -9,6 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .config import bounds as b
+from .config.argtypes import seconds, whole
+
 
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poolui serve", description="Run every pool of the file as an HTTP service.")
@@ -23,12 +26,12 @@ def _serve_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-shutdown", choices=("keep", "terminate"), default=None,
                    help="on SIGTERM/SIGINT keep the sandboxes for the next start, or terminate them "
                         "(default: [server].on_shutdown, else keep)")
-    p.add_argument("--grace", metavar="SECONDS", type=float, default=10.0,
+    p.add_argument("--grace", metavar="SECONDS", type=seconds(0, b.MAX_WAIT), default=10.0,
                    help="how long in-flight requests may finish after the first signal (default 10)")
     p.add_argument("--log-level", default="warning", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--events-queue", type=int, default=1000, metavar="N",
+    p.add_argument("--events-queue", type=whole(1, 1_000_000), default=1000, metavar="N",
                    help="events a /events client may fall behind before it is dropped (default 1000)")
-    p.add_argument("--events-write-timeout", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--events-write-timeout", type=seconds(0.01, b.MAX_WAIT), default=10.0, metavar="SECONDS",
                    help="a /events client whose socket takes no data this long is dropped (default 10)")
     return p
 

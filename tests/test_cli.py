@@ -77,6 +77,25 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"poolui {version('poolui')}\n"
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--headless", "claim", "--wait", "inf"], "argument --wait: 'inf' is not allowed: expected seconds from 0 to"),
+    (["--headless", "claim", "--lease", "0"], "argument --lease: '0' is not allowed: expected seconds from 0.1 to"),
+    (["--headless", "--timeout", "nan", "list"], "argument --timeout: 'nan' is not allowed"),
+    (["--headless", "resize", "100000000000000000"], "expected a whole number from 0 to 100000"),
+    (["--headless", "resize", "--min", "-1"], "argument --min: '-1' is not allowed"),
+    (["--headless", "drain", "--wait", "--drain-timeout", "-5"], "argument --drain-timeout: '-5' is not allowed"),
+    (["serve", "--grace", "inf"], "argument --grace: 'inf' is not allowed: expected seconds from 0 to 3600"),
+    (["serve", "--events-queue", "0"], "argument --events-queue: '0' is not allowed: expected a whole number from 1"),
+])
+def test_out_of_range_numbers_on_the_command_line_are_usage_errors(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """inf, nan, negative and huge numbers stop at the argument parser (exit 2) before anything runs."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2 and says in capsys.readouterr().err
+
+
 def test_serve_with_a_bad_pool_file_names_it(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("[pools.a]\nprovider = 'nowhere'\n")

@@ -45,7 +45,7 @@ def test_shipped_docker_toml_loads() -> None:
         ({"image": 3}, "image", "an image name"),
         ({"image": IMAGE, "port": 0}, "port", "from 1 to 65535"),
         ({"image": IMAGE, "memory": "lots"}, "memory", "256MiB"),
-        ({"image": IMAGE, "memory": "1MiB"}, "memory", "at least 6MiB"),
+        ({"image": IMAGE, "memory": "1MiB"}, "memory", "from 6MiB"),
         ({"image": IMAGE, "cpus": 0}, "cpus", "0.01 to 1024"),
         ({"image": IMAGE, "network": "my net"}, "network", '"bridge", "host", "none"'),
         ({"image": IMAGE, "env": {"A B": "x"}}, "env", 'NAME = "value"'),

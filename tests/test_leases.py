@@ -111,3 +111,34 @@ def test_out_of_range_values_are_refused_naming_the_key(key: str, value: Any, sa
         parse_config({"pools": {"p": table}}, "pools.toml")
     text = str(e.value)
     assert text.startswith("pools.toml: pool 'p': ") and says in text, text
+
+
+@pytest.mark.parametrize(("table", "where", "allowed"), [
+    ({"claim_timeout": float("inf")}, ": key 'claim_timeout' = inf", "from 0ms to 1h"),
+    ({"ttl": float("nan")}, ": key 'ttl' = nan", "from 100ms to 168h"),
+    ({"ttl": "100000000h"}, ": key 'ttl'", "from 100ms to 168h"),
+    ({"maintenance_interval": "1000000000h"}, ": key 'maintenance_interval'", "to 24h"),
+    ({"claim_lease": "25h"}, ": key 'claim_lease'", "from 100ms to 24h"),
+    ({"max_total": 10**17}, ": key 'max_total'", "from 1 to 100000"),
+    ({"max_concurrent_creates": 10**6}, ": key 'max_concurrent_creates'", "from 1 to 1000"),
+    ({"ttl_jitter": float("nan")}, ": key 'ttl_jitter'", "from 0.0 to 0.5"),
+    ({"readiness": {"http": "/", "timeout": "2h"}}, ".readiness: key 'timeout'", "from 1ms to 1h"),
+    ({"health": {"http": "/", "interval": "inf"}}, ".health: key 'interval'", "from 1ms to 24h"),
+    ({"limits": {"pids": 10**9}}, ".limits: key 'pids'", "from 1 to 4194304"),
+    ({"limits": {"memory": "2000GiB"}}, ".limits: key 'memory'", "up to 1024GiB"),
+    ({"provider": "docker", "docker": {"image": "x", "api_timeout": "1000000000h"}}, ".docker: key 'api_timeout'",
+     "from 500ms to 1h"),
+    ({"provider": "docker", "docker": {"image": "x", "stop_timeout": "2h"}}, ".docker: key 'stop_timeout'",
+     "from 0ms to 1h"),
+    ({"provider": "modal", "modal": {"app": "a", "command": ["x"], "watch_interval": "inf"}},
+     ".modal: key 'watch_interval'", "from 50ms to 24h"),
+    ({"provider": "modal", "modal": {"app": "a", "command": ["x"], "port": 70000}}, ".modal: key 'port'",
+     "from 1 to 65535"),
+])
+def test_every_bound_is_named_in_the_error(table: dict[str, Any], where: str, allowed: str) -> None:
+    """Durations, sizes and counts, the pool's own and the providers': each refusal states the range."""
+    pool: dict[str, Any] = {"provider": "instant", "target_ready": 1, "max_ready": 5, "max_total": 10, **table}
+    with pytest.raises(ConfigError) as e:
+        parse_config({"pools": {"p": pool}}, "pools.toml")
+    text = str(e.value)
+    assert text.startswith(f"pools.toml: pool 'p'{where}") and text.endswith(allowed), text

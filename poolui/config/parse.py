@@ -65,9 +65,7 @@ def _probe(t: TableReader | None, default: ProbeConfig | None, readiness: bool) 
 def _limits(t: TableReader | None) -> Limits:
     if t is None:
         return Limits()
-    memory = t.size("memory")
-    if memory is not None and memory > b.MAX_MEMORY:
-        raise t.error("memory", t.data["memory"], "a size up to 1TiB")
+    memory = t.size("memory", maximum=b.MAX_MEMORY)
     limits = Limits(memory=memory, pids=t.opt_int("pids", 1, b.MAX_PIDS))
     t.finish(())
     return limits

@@ -32,19 +32,18 @@ class TableReader:
     def has(self, key: str) -> bool:
         return key in self.data
 
-    def int_(self, key: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    def int_(self, key: str, default: int, minimum: int = 0, *, maximum: int) -> int:
+        """A whole number from minimum to maximum (every number has a range: none may be open-ended)."""
         v = self.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (maximum is not None and v > maximum):
-            allowed = f"a whole number from {minimum} to {maximum}" if maximum is not None else \
-                f"a whole number >= {minimum}"
-            raise self.error(key, v, allowed)
+        if isinstance(v, bool) or not isinstance(v, int) or not minimum <= v <= maximum:
+            raise self.error(key, v, f"a whole number from {minimum} to {maximum}")
         return v
 
-    def opt_int(self, key: str, lo: int, hi: int | None = None) -> int | None:
-        """A whole number from lo (to hi), or None when the key is absent."""
+    def opt_int(self, key: str, lo: int, hi: int) -> int | None:
+        """A whole number from lo to hi, or None when the key is absent."""
         if self.get(key) is None:
             return None
-        return self.int_(key, 0, lo, hi)
+        return self.int_(key, 0, lo, maximum=hi)
 
     def float_(self, key: str, default: float, lo: float, hi: float) -> float:
         v = self.get(key, default)
@@ -52,31 +51,34 @@ class TableReader:
             raise self.error(key, v, f"a number from {lo} to {hi}")
         return float(v)
 
-    def duration(self, key: str, default: float, minimum: float = 0.0, maximum: float | None = None) -> float:
+    def duration(self, key: str, default: float, minimum: float = 0.0, *, maximum: float) -> float:
+        """Seconds from a duration (see parse_duration) within minimum..maximum; inf and nan never pass."""
         v = self.get(key, default)
         try:
             seconds = parse_duration(v)
         except ValueError:
-            raise self.error(key, v, DURATION_ALLOWED) from None
-        if seconds < minimum or (maximum is not None and seconds > maximum):
-            bound = f"from {format_duration(minimum)} to {format_duration(maximum)}" if maximum is not None \
-                else f"at least {format_duration(minimum)}"
-            raise self.error(key, v, f"{DURATION_ALLOWED}, {bound}")
+            seconds = math.nan  # unreadable, inf and nan get the same answer as out of range
+        if not minimum <= seconds <= maximum:  # False for nan too
+            raise self.error(key, v, f"{DURATION_ALLOWED}, from {format_duration(minimum)} to "
+                                     f"{format_duration(maximum)}")
         return seconds
 
     @overload
-    def size(self, key: str, default: int) -> int: ...
+    def size(self, key: str, default: int, *, maximum: int = ...) -> int: ...
     @overload
-    def size(self, key: str, default: None = None) -> int | None: ...
-    def size(self, key: str, default: int | None = None) -> int | None:
-        """Bytes (see parse_size), or None when the key is absent and there is no default."""
+    def size(self, key: str, default: None = None, *, maximum: int = ...) -> int | None: ...
+    def size(self, key: str, default: int | None = None, *, maximum: int = 1 << 40) -> int | None:
+        """Bytes (see parse_size) up to maximum, or None when the key is absent and there is no default."""
         v = self.get(key, default)
         if v is None:
             return None
         try:
-            return parse_size(v)
+            n = parse_size(v)
         except ValueError as e:
-            raise self.error(key, v, str(e)) from None
+            raise self.error(key, v, f"{e}, up to {_size_text(maximum)}") from None
+        if n > maximum:
+            raise self.error(key, v, f"a size up to {_size_text(maximum)}")
+        return n
 
     def str_(self, key: str, default: str, choices: tuple[str, ...] | None = None, *, nonempty: bool = False) -> str:
         v = self.get(key, default)
@@ -160,3 +162,8 @@ def parse_size(value: object) -> int:
         if math.isfinite(n) and n > 0 and unit in units:
             return int(n * units[unit])
     raise ValueError('a size such as "256MiB", "1GiB" or a number of bytes')
+
+
+def _size_text(n: int) -> str:
+    """A size as the pool file would write it."""
+    return f"{n >> 30}GiB" if n % (1 << 30) == 0 else f"{n >> 20}MiB"

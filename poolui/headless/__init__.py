@@ -17,6 +17,8 @@ import asyncio
 import sys
 from typing import Any
 
+from ..config import bounds as b
+from ..config.argtypes import seconds, whole
 from ..connect import open_control
 from ..errors import ClaimTimeout, ConfigError, PoolError, ServerUnreachable, Unauthorized, WarmUpTimeout
 from .check import cmd_check
@@ -40,7 +42,7 @@ def add_common(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     p.add_argument("--token-file", metavar="FILE", default=d(None),
                    help="token file (default: $POOLUI_TOKEN, else [server].token_file, else STATE_DIR/token)")
     p.add_argument("--state-dir", metavar="DIR", default=d(None), help="where the server keeps its state")
-    p.add_argument("--timeout", metavar="SECONDS", type=float, default=d(10.0),
+    p.add_argument("--timeout", metavar="SECONDS", type=seconds(0.001, b.MAX_WAIT), default=d(10.0),
                    help="HTTP timeout of each request (default 10)")
 
 
@@ -62,12 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     verb("check", "one status line per pool with Nagios exit codes")
     verb("list", "pools and their sandboxes")
     c = verb("claim", "claim a sandbox: prints 'ID URL'")
-    c.add_argument("--wait", metavar="SECONDS", type=float, default=None,
+    c.add_argument("--wait", metavar="SECONDS", type=seconds(0, b.MAX_WAIT), default=None,
                    help="how long to wait for one (default: the pool's claim_timeout)")
     c.add_argument("--check-health", action="store_true", help="probe it before it is handed out")
     c.add_argument("--key", metavar="CLAIM_KEY", default=None,
                    help="idempotency key: claiming again with it returns the same sandbox")
-    c.add_argument("--lease", metavar="SECONDS", type=float, default=None,
+    c.add_argument("--lease", metavar="SECONDS", type=seconds(b.MIN_LEASE, b.MAX_LEASE), default=None,
                    help="the claim ends unless renewed within this long (default: the pool's claim_lease)")
     r = verb("release", "end a claim (the sandbox is terminated and replaced)")
     r.add_argument("id", metavar="ID", nargs="?", default=None)
@@ -75,24 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="release whatever claim this key holds instead (a key holding none is a no-op)")
     rn = verb("renew", "extend a claim's lease")
     rn.add_argument("id", metavar="ID")
-    rn.add_argument("--lease", metavar="SECONDS", type=float, default=None,
+    rn.add_argument("--lease", metavar="SECONDS", type=seconds(b.MIN_LEASE, b.MAX_LEASE), default=None,
                     help="seconds from now (default: the claim's own lease length)")
     t = verb("terminate", "terminate sandboxes, claimed or not")
     t.add_argument("ids", metavar="ID", nargs="+")
     z = verb("resize", "change how many sandboxes stay warm")
-    z.add_argument("target", metavar="N", type=int, nargs="?", default=None, help="target ready")
-    z.add_argument("--min", type=int, default=None, help="min_ready")
-    z.add_argument("--max", type=int, default=None, help="max_ready")
+    z.add_argument("target", metavar="N", type=whole(0, b.MAX_SIZE), nargs="?", default=None, help="target ready")
+    z.add_argument("--min", type=whole(0, b.MAX_SIZE), default=None, help="min_ready")
+    z.add_argument("--max", type=whole(0, b.MAX_SIZE), default=None, help="max_ready")
     z.add_argument("--persist", action="store_true", help="also write the sizes into the pool file")
     dr = verb("drain", "no new claims; retire ready sandboxes; claimed ones finish")
     dr.add_argument("--wait", action="store_true", help="return once the pool is empty")
-    dr.add_argument("--drain-timeout", metavar="SECONDS", type=float, default=None,
+    dr.add_argument("--drain-timeout", metavar="SECONDS", type=seconds(0, b.MAX_WAIT), default=None,
                     help="with --wait: give up after this long (exit 4)")
     verb("pause", "keep serving claims, stop refilling")
     verb("resume", "undo pause or drain")
     verb("maintain", "probe ready sandboxes now, remove bad and expiring ones, refill")
     e = verb("events", "print state changes as they happen")
-    e.add_argument("--count", type=int, default=0, help="stop after this many (default: follow)")
+    e.add_argument("--count", type=whole(0, 10**9), default=0, help="stop after this many (default: follow)")
     demo = verb("demo", "run the pool in this process: warm it, claim, ask the sandbox, release, stop")
     demo.add_argument("--wait", metavar="SECONDS", type=float, default=60.0,
                       help="how long warming and claiming may take (default 60)")

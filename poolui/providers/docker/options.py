@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import TableReader
+from ...config import bounds as b
 from ..common import ENV_ALLOWED, ENV_NAME
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
@@ -60,7 +61,7 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
     memory = t.size("memory")
     tmpfs_size = t.size("tmpfs_size")
     if memory is not None and memory < 6 * 1024**2:
-        raise t.error("memory", raw["memory"], "at least 6MiB (the engine's minimum)")
+        raise t.error("memory", raw["memory"], "a size from 6MiB (the engine's minimum) to 1024GiB")
     cpus = t.get("cpus")
     if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float) or not 0.01 <= cpus <= 1024):
         raise t.error("cpus", cpus, "a number of CPUs from 0.01 to 1024, e.g. 0.5")
@@ -94,9 +95,9 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
         cap_add=t.str_list("cap_add", d.cap_add, CAPS_ALLOWED),
         no_new_privileges=t.bool_("no_new_privileges", d.no_new_privileges),
         ttl_command=ttl_command,
-        stop_timeout=t.duration("stop_timeout", d.stop_timeout),
+        stop_timeout=t.duration("stop_timeout", d.stop_timeout, maximum=b.MAX_WAIT),
         host=host,
-        api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.5),
+        api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.5, maximum=b.MAX_WAIT),
     )
     t.finish(KEYS, sort=False)
     return opts

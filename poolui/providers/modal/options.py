@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import TableReader, parse_size
+from ...config import bounds as b
 from ...errors import ConfigError
 from ..common import ENV_NAME
 
@@ -61,9 +62,7 @@ def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
     if environment and not _NAME_RE.match(environment):
         raise t.error("environment", environment, "a Modal environment name")
     command = t.argv("command") if t.has("command") else ()
-    port = t.int_("port", d.port, minimum=1)
-    if port > 65535:
-        raise t.error("port", port, "a TCP port from 1 to 65535")
+    port = t.int_("port", d.port, minimum=1, maximum=65535)
     cpu = None
     if t.has("cpu"):
         cpu = t.float_("cpu", 1.0, 0.125, 64.0)
@@ -88,10 +87,10 @@ def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
         env=_env(t),
         secrets=_names(t, "secrets", "a list of Modal secret names, e.g. [\"my-api-keys\"]"),
         region=_names(t, "region", 'a region or a list of regions, e.g. "us-east" or ["us-east", "eu-west"]'),
-        idle_timeout=t.duration("idle_timeout", 0.0, minimum=1.0) if t.has("idle_timeout") else None,
-        api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.1),
-        build_timeout=t.duration("build_timeout", d.build_timeout, minimum=1.0),
-        watch_interval=t.duration("watch_interval", d.watch_interval, minimum=0.05),
+        idle_timeout=t.duration("idle_timeout", 0.0, minimum=1.0, maximum=b.MAX_TTL) if t.has("idle_timeout") else None,
+        api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.1, maximum=b.MAX_WAIT),
+        build_timeout=t.duration("build_timeout", d.build_timeout, minimum=1.0, maximum=b.DAY),
+        watch_interval=t.duration("watch_interval", d.watch_interval, minimum=0.05, maximum=b.MAX_INTERVAL),
     )
     t.finish(KEYS)
     return opts
