@@ -42,9 +42,12 @@ async def held(http: httpx.AsyncClient) -> int:
     return int((await http.get("/pools/bench", params={"members": "false"})).json()["counts"]["claimed"])
 
 
-async def storm(one: Callable[[], Awaitable[None]], clients: int, seconds: float,
-                rng: random.Random) -> tuple[int, int]:
-    """Claims from `clients` loops for `seconds`, 30% cancelled at a random moment; (claims, cancels)."""
+async def storm(claim: Callable[[], Awaitable[str | None]], release: Callable[[str], Awaitable[None]],
+                clients: int, seconds: float, rng: random.Random) -> tuple[int, int]:
+    """Claims from `clients` loops for `seconds`, 30% cancelled at a random moment; (claims, cancels).
+
+    Only the claim is cancelled; a claim that arrives is released (a caller that cancels its own release
+    leaks by its own hand, which no server can tell from holding)."""
     asked = cancels = 0
     end = time.monotonic() + seconds
 
@@ -52,15 +55,18 @@ async def storm(one: Callable[[], Awaitable[None]], clients: int, seconds: float
         nonlocal asked, cancels
         while time.monotonic() < end:
             asked += 1
-            task = asyncio.ensure_future(one())
+            task = asyncio.ensure_future(claim())
             if rng.random() < 0.3:
                 await asyncio.wait({task}, timeout=rng.random() * 0.005)
                 if not task.done():
                     task.cancel()
                     cancels += 1
             # A cancelled or refused claim is part of the storm; what counts is what stays held.
+            got = None
             with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
+                got = await task
+            if got is not None:
+                await release(got)
 
     await asyncio.gather(*(loop() for _ in range(clients)))
     return asked, cancels
@@ -96,14 +102,16 @@ async def main() -> None:
                 print(f"{'run':<8} {'claims':>8} {'cancels':>8} {'leaks':>6} {'leases expired':>14} "
                       f"{'reclaim p50/p99':>16}")
                 for name, body in (("raw", {"timeout": 10}), ("lease", {"timeout": 10, "lease": LEASE})):
-                    async def one(body: dict[str, float] = body) -> None:
+                    async def one(body: dict[str, float] = body) -> str | None:
                         r = await http.post("/pools/bench/claim", json=body)
-                        if r.status_code == 200:
-                            await http.post(f"/pools/bench/sandboxes/{r.json()['id']}/release")
+                        return str(r.json()["id"]) if r.status_code == 200 else None
+
+                    async def release(sandbox_id: str) -> None:
+                        await http.post(f"/pools/bench/sandboxes/{sandbox_id}/release")
 
                     ends: dict[str, float] = {}
                     watcher = asyncio.ensure_future(watch_leases(http, ends))
-                    asked, cancels = await storm(one, args.clients, args.seconds, rng)
+                    asked, cancels = await storm(one, release, args.clients, args.seconds, rng)
                     watcher.cancel()
                     if name == "lease":
                         await asyncio.sleep(LEASE + 1)  # what the issue allows: lease + 1 s
@@ -119,11 +127,13 @@ async def main() -> None:
                     print(f"{name:<8} {asked:>8} {cancels:>8} {leaks:>6} {expired:>14} {delay:>16}", flush=True)
                     await release_all(http)
                 async with PoolClient(url, token) as c:
-                    async def one_client() -> None:
-                        claim = await c.claim("bench", timeout=10)
-                        await c.release("bench", claim.id)
+                    async def one_client() -> str | None:
+                        return (await c.claim("bench", timeout=10)).id
 
-                    asked, cancels = await storm(one_client, args.clients, args.seconds, rng)
+                    async def release_client(sandbox_id: str) -> None:
+                        await c.release("bench", sandbox_id)
+
+                    asked, cancels = await storm(one_client, release_client, args.clients, args.seconds, rng)
                 await asyncio.sleep(0.5)
                 print(f"{'client':<8} {asked:>8} {cancels:>8} {await held(http):>6}", flush=True)
         finally:

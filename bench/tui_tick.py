@@ -36,7 +36,7 @@ def config(n: int) -> object:
     claimed = n // 10
     return parse_config({"pools": {"bench": {
         "provider": "instant", "target_ready": n - claimed, "min_ready": 0, "max_ready": n, "max_total": n + n // 50,
-        "ttl": "2h", "min_remaining_ttl": "1m", "max_concurrent_creates": n,
+        "ttl": "2h", "min_remaining_ttl": "1m", "max_concurrent_creates": min(n, 1000),
         "health": {"http": "/", "interval": "1h", "timeout": "1s"}, "maintenance_interval": "1h",
     }}}, "bench")
 
