@@ -71,14 +71,13 @@ def test_fuzz_every_endpoint_no_5xx_no_lost_sandbox() -> None:
         handed_out: set[str] = set()
         seen_ops: list[str] = []
         failures: list[str] = []
-        deadline = time.monotonic() + 1.5 * BUDGET  # per-operation slices may each run a little over
         operations = [r.ok() for r in schema.get_all_operations()]  # type: ignore[union-attr]  # Err fails here
         operations = [op for op in operations if op.path != "/events"]
         per_op = BUDGET / (2 * len(operations))
         for op in operations:
+            # Each operation gets its own time slice (examples past it return at once), so a slow machine
+            # fuzzes each one less but never leaves one out.
             for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
-                if time.monotonic() > deadline:
-                    break
                 op_deadline = time.monotonic() + per_op
                 strategy = st.tuples(op.as_strategy(generation_mode=mode), st.booleans()).map(
                     lambda pair: _tame(*pair))
@@ -90,7 +89,7 @@ def test_fuzz_every_endpoint_no_5xx_no_lost_sandbox() -> None:
                     pass
                 seen_ops.append(f"{op.label} {mode.value}")
         assert not failures, "\n".join(failures[:10])
-        assert len(seen_ops) == 2 * len(operations), f"fuzz budget too small, only ran {seen_ops}"
+        assert len(seen_ops) == 2 * len(operations), seen_ops
 
         # No lost sandbox: everything claimed now was handed to us, counts add up, the pool still serves.
         snap = httpx.get(f"{s.url}/pools/p", headers=auth).json()
