@@ -58,8 +58,8 @@ def counts(mgr: PoolManager) -> dict[str, int]:
 
 
 async def test_gone_while_waiting_then_the_sandbox_arrives(mgr: PoolManager) -> None:
+    await mgr.pause("p")  # before the claim: no refill replaces the one it takes
     held = await mgr.claim("p")
-    await mgr.pause("p")
     gone = asyncio.Event()
     d = delivery(mgr, gone, timeout=30)
     run = asyncio.ensure_future(d.run())

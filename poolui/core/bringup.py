@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 async def bring_up(pool: Pool, m: Member, ttl: float) -> None:
     try:
         try:
+            await pool.store.durable()  # record before create: the member's row is committed first
             sb = await pool.provider.create(m.id, ttl)
         except Exception as e:
             pool.create_failed(m, f"create failed: {e}")

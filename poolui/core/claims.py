@@ -44,6 +44,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
     if held is not None:
         if held.lease is not None or lease is not None:  # a retry means its holder is alive: renew
             leases.renew(pool, held.id, lease)
+        pool.store.commit()
         return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
     if pool.mode == "draining":
         pool.metrics.claim("failed", None, "draining")
@@ -73,6 +74,9 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
         pool.end_claim(m, f"failed its health check at claim: {result.detail}")
         reason = "health check at claim failed"
     leases.start(pool, m, lease)
+    # Committed now, with whatever else this turn wrote: a claim is answered only once a restart would find
+    # it claimed, and without yielding to the loop (a claim never waits behind other work).
+    pool.store.commit()
     latency = pool.clock.monotonic() - start
     pool.metrics.claim("warm" if warm else "cold", latency, reason)
     return claim_of(pool, m, warm, latency, reason)

@@ -114,8 +114,8 @@ class Pool:
     def emit(self, kind: str, m: Member | None = None, detail: str = "") -> None:
         self.bus.emit(self.clock.time(), self.name, kind, m.id if m else None, m.state.value if m else None, detail)
 
-    def _set(self, m: Member, state: MemberState, kind: str, detail: str = "") -> None:
-        """The one place a member's state changes."""
+    def _set(self, m: Member, state: MemberState, kind: str, detail: str = "", row: bool = False) -> None:
+        """The one place a member's state changes; row: the whole row changed too (one write, not two)."""
         self._n[m.state] -= 1
         self._n[state] += 1
         m.state = state
@@ -124,7 +124,10 @@ class Pool:
             self.next_scan = min(self.next_scan, m.expires_mono - self.cfg.min_remaining_ttl)
         elif state is S.CLAIMED:
             self.next_scan = min(self.next_scan, m.expires_mono)
-        self.store.set_state(m)
+        if row:
+            self.store.put(m)
+        else:
+            self.store.set_state(m)
         self.emit(kind, m, detail)
 
     def ttl_left(self, m: Member) -> float:
@@ -329,8 +332,7 @@ class Pool:
         if m.doomed:
             self.kill_later(m)
             return False
-        self.store.put(m)
-        self._set(m, S.STARTING, "starting", sb.url)
+        self._set(m, S.STARTING, "starting", sb.url, row=True)  # the row now has the sandbox's ref
         return True
 
     def stopped_while_starting(self, m: Member) -> None:
@@ -350,8 +352,8 @@ class Pool:
             if was:
                 self.emit("recovered", None, "a sandbox became ready again")
         m.health_ok, m.health_detail, m.last_probe_at = True, "readiness probe passed", m.ready_at
-        self.store.put(m)  # some providers only know the URL once the sandbox is ready (a Modal tunnel)
-        self._set(m, S.READY, "ready", f"{(now - m.created_mono) * 1000:.0f}ms after create")
+        # the whole row: some providers only know the URL once the sandbox is ready (a Modal tunnel)
+        self._set(m, S.READY, "ready", f"{(now - m.created_mono) * 1000:.0f}ms after create", row=True)
         if self.mode == "draining":
             self.retire(m, "pool draining")
         elif not self._hand_to_waiter(m):

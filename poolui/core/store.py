@@ -1,7 +1,13 @@
 """SQLite state: one row per member (written before the provider is asked) and a bounded event log.
 
-WAL with synchronous=NORMAL: a committed row survives the controller being killed (-9); only a power loss
-could take the last commits, and then the providers' own hard TTLs bound what could be left running.
+Group commit: every write of one event-loop turn (member rows and events alike) goes into one transaction,
+committed on the next turn; `durable()` waits for it. A claim is answered, and a provider asked to create,
+only once the rows that describe them are committed.
+
+WAL with synchronous=NORMAL: a committed transaction survives the controller being killed (-9), since
+it is in the OS's page cache before COMMIT returns; only a power loss or a kernel crash can take the last
+commits (WAL is synced at checkpoints), and then the providers' own hard TTLs bound what could be left
+running.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .checkpoint import Checkpointer
 from .member import Member
 from .model import Event
 
@@ -79,6 +86,7 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint.py: never on the loop's thread
         self._db.executescript(SCHEMA)
         have = {r[1] for r in self._db.execute("PRAGMA table_info(members)")}
         for column in ("lease", "lease_expires_at"):  # a state file written before leases existed
@@ -86,16 +94,74 @@ class Store:
                 self._db.execute(f"ALTER TABLE members ADD COLUMN {column} REAL")
         self._events_since_prune = 0
         self._pending: list[tuple[Any, ...]] = []
+        self._in_txn = False
+        self._committed: asyncio.Future[None] | None = None  # resolved by the commit of the open transaction
         self._closed = False
+        self.commits = 0
+        self._checkpoints = Checkpointer(self.path)
 
     def close(self) -> None:
-        self.flush_events()
+        self.commit()
         self._closed = True
-        self._db.close()
+        self._checkpoints.close()
+        self._db.close()  # the last connection to close checkpoints the WAL into the database
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        if not self._in_txn:
+            self._open()
+        self._db.execute(sql, args)
+
+    def _open(self) -> None:
+        """Begin this turn's transaction and have the next turn commit it (at once when no loop runs)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._db.execute("BEGIN")
+        self._in_txn = True
+        if loop is None:
+            self.commit()
+        else:
+            loop.call_soon(self.commit)
+
+    def commit(self) -> None:
+        """Commit what this turn wrote (the member rows and the events), and wake whoever waits on it."""
+        if self._closed:
+            return
+        if self._pending:
+            if not self._in_txn:
+                self._db.execute("BEGIN")
+                self._in_txn = True
+            rows, self._pending = self._pending, []
+            self._db.executemany(
+                "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)", rows
+            )
+            self._events_since_prune += len(rows)
+            if self._events_since_prune >= 500:
+                self._events_since_prune = 0
+                self._db.execute(
+                    "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.max_events,)
+                )
+        if self._in_txn:
+            self._in_txn = False
+            self._db.execute("COMMIT")
+            self.commits += 1
+            self._checkpoints.committed()
+        done, self._committed = self._committed, None
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    async def durable(self) -> None:
+        """Return once everything written so far is committed (at once when nothing is waiting)."""
+        if not self._in_txn and not self._pending:
+            return
+        if self._committed is None:
+            self._committed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._committed)
 
     def put(self, m: Member) -> None:
         sb = m.sandbox
-        self._db.execute(
+        self._write(
             "INSERT OR REPLACE INTO members (id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, "
             "url, ref, claim_key, lease, lease_expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
@@ -103,14 +169,14 @@ class Store:
         )
 
     def set_state(self, m: Member) -> None:
-        self._db.execute(
+        self._write(
             "UPDATE members SET state=?, ready_at=?, claimed_at=?, claim_key=?, lease=?, lease_expires_at=? "
             "WHERE id=?",
             (m.state.value, m.ready_at, m.claimed_at, m.claim_key, m.lease, m.lease_expires_at, m.id),
         )
 
     def delete(self, member_id: str) -> None:
-        self._db.execute("DELETE FROM members WHERE id=?", (member_id,))
+        self._write("DELETE FROM members WHERE id=?", (member_id,))
 
     def members(self, pool: str) -> list[StoredMember]:
         rows = self._db.execute(
@@ -120,34 +186,16 @@ class Store:
                              r[12]) for r in rows]
 
     def add_event(self, e: Event) -> None:
-        """Events are written in batches on the next loop turn: one commit for a burst, off the claim path.
-
-        Member rows, which adoption depends on, are always written at once."""
+        """Events go into the same turn's transaction as the member rows (one commit for a burst)."""
         self._pending.append((e.ts, e.pool, e.kind, e.member_id, e.state, e.detail))
-        if len(self._pending) == 1:
+        if not self._in_txn and len(self._pending) == 1:
             try:
-                asyncio.get_running_loop().call_soon(self.flush_events)
+                asyncio.get_running_loop().call_soon(self.commit)
             except RuntimeError:
-                self.flush_events()
-
-    def flush_events(self) -> None:
-        if not self._pending or self._closed:
-            return
-        rows, self._pending = self._pending, []
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)", rows
-            )
-        self._events_since_prune += len(rows)
-        if self._events_since_prune >= 500:
-            self._events_since_prune = 0
-            self._db.execute(
-                "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.max_events,)
-            )
+                self.commit()
 
     def events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
-        self.flush_events()
+        self.commit()
         q = "SELECT seq, ts, pool, kind, member_id, state, detail FROM events"
         args: tuple[Any, ...] = ()
         if pool:
