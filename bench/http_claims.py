@@ -136,18 +136,47 @@ async def warm(client: PoolClient, ready: int) -> None:
     raise SystemExit(f"the pool did not reach {ready} ready")
 
 
+def start_bare() -> tuple[subprocess.Popen[bytes], str]:
+    """bench/bare_server.py: the same HTTP stack answering a constant body (the bare limit)."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_server.py")],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    line = proc.stdout.readline().decode() if ready else ""
+    if "serving http://" not in line:
+        proc.kill()
+        raise SystemExit(f"bare_server.py did not start: {line!r}")
+    return proc, line.split("serving ", 1)[1].split()[0]
+
+
 async def claims(url: str, token: str, total: int) -> list[str]:
     rows = []
-    async with PoolClient(url, token, timeout=30) as client:
-        await warm(client, 64)
-        await cycles(client, 8, 500)  # warm the connections and the code paths
-        for concurrency in (1, 8, 64):
-            rows.append(row("PoolClient", concurrency, *await cycles(client, concurrency, total)))
-            rows.append(row("raw HTTP", concurrency, *await raw_cycles(url, token, concurrency, total)))
-        server_p99 = (await client.snapshot("bench", members=False)).metrics["claim_latency"]["p99"]
-        rows.append(f"the engine's own claim p99 inside the server: {server_p99 * 1e6:.0f} us")
-        await client.resize("bench", target=100, max_ready=256)
-        await warm(client, 100)
+    bare, bare_url = start_bare()
+    try:
+        async with PoolClient(url, token, timeout=30) as client:
+            await warm(client, 64)
+            await cycles(client, 8, 500)  # warm the connections and the code paths
+            await raw_cycles(bare_url, token, 8, 500)
+            for concurrency in (1, 8, 64):
+                pc, pc_elapsed = await cycles(client, concurrency, total)
+                raw, raw_elapsed = await raw_cycles(url, token, concurrency, total)
+                ref, ref_elapsed = await raw_cycles(bare_url, token, concurrency, total)
+                rows.append(row("PoolClient", concurrency, pc, pc_elapsed))
+                rows.append(row("raw HTTP", concurrency, raw, raw_elapsed))
+                rows.append(row("bare limit", concurrency, ref, ref_elapsed))
+                rows.append(f"{'':<10} {concurrency:>3} claimers  poolui/bare cycles/s = "
+                            f"{raw_elapsed and (ref_elapsed / raw_elapsed) * 100:.0f}%  "
+                            f"PoolClient/raw p50 = {pct(pc, 50) / pct(raw, 50):.2f}x  "
+                            f"p99 = {pct(pc, 99) / pct(raw, 99):.2f}x")
+            server_p99 = (await client.snapshot("bench", members=False)).metrics["claim_latency"]["p99"]
+            rows.append(f"the engine's own claim p99 inside the server: {server_p99 * 1e6:.0f} us")
+            await client.resize("bench", target=100, max_ready=256)
+            await warm(client, 100)
+    finally:
+        bare.terminate()
+        bare.wait(30)
+        if bare.stdout:
+            bare.stdout.close()
     return rows
 
 

@@ -38,7 +38,6 @@ def _serve_parser() -> argparse.ArgumentParser:
 
 def serve_main(argv: list[str]) -> int:
     args = _serve_parser().parse_args(argv)
-    import asyncio
     import logging
 
     from .connect import load
@@ -47,13 +46,13 @@ def serve_main(argv: list[str]) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from .server.run import ServeOptions, serve
+        from .server.run import ServeOptions, run_loop, serve
 
         config = load(args.config)
         opts = ServeOptions(listen=args.listen, token_file=args.token_file, state_dir=args.state_dir,
                             on_shutdown=args.on_shutdown, grace=args.grace, log_level=args.log_level,
                             events_queue=args.events_queue, events_write_timeout=args.events_write_timeout)
-        return asyncio.run(serve(config, opts))
+        return run_loop(serve(config, opts))
     except PoolError as e:
         print(f"poolui serve: {e}", file=sys.stderr)
         return 1

@@ -69,9 +69,10 @@ class Claim:
     lease_expires_at: float | None = None  # wall time the claim ends unless renewed (None: no lease)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["latency_ms"] = round(self.latency * 1000, 3)
-        return d
+        # Spelled out, not asdict(): this is on every claim's answer, and asdict copies recursively.
+        return {"id": self.id, "pool": self.pool, "url": self.url, "expires_at": self.expires_at,
+                "warm": self.warm, "latency": self.latency, "claim_key": self.claim_key, "reason": self.reason,
+                "lease_expires_at": self.lease_expires_at, "latency_ms": round(self.latency * 1000, 3)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Claim:

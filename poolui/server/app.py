@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..control import Control
 from ..errors import PoolError, Unauthorized
+from .fast import FastPath
 from .middleware import BoundedBody, TokenAuth
 from .routes import api
 from .state import ServerOptions, ServerState, version
@@ -75,8 +76,9 @@ async def _bug(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": "internal_error", "detail": f"{type(exc).__name__}: {exc}"}, status_code=500)
 
 
-def create_app(control: Control, token: str, options: ServerOptions | None = None) -> FastAPI:
-    """The ASGI app. The caller starts and stops what `control` runs; the app only serves it."""
+def create_app(control: Control, token: str, options: ServerOptions | None = None) -> FastPath:
+    """The ASGI app: claim, release and renew on the fast path (fast.py), the rest on FastAPI (`.app`).
+    The caller starts and stops what `control` runs; the app only serves it."""
     opts = options or ServerOptions()
     app = FastAPI(title="poolui", version=version(),
                   description="Pools of warm sandboxes: claim one, get the URL of a server that is already up.")
@@ -94,4 +96,4 @@ def create_app(control: Control, token: str, options: ServerOptions | None = Non
     app.include_router(api)
     app.add_middleware(BoundedBody)
     app.add_middleware(TokenAuth, token=token)
-    return app
+    return FastPath(app, app.state.poolui, token)

@@ -14,7 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.responses import JSONResponse
+import msgspec
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..core.claims import REPEATED
@@ -111,9 +112,13 @@ class ClaimDelivery:
         return ClaimResponse(claim, self)
 
 
-class ClaimResponse(JSONResponse):
+class ClaimResponse(Response):
+    """The claim's answer; written only while the client is still there, else the claim is given back."""
+
+    media_type = "application/json"
+
     def __init__(self, claim: Claim, delivery: ClaimDelivery) -> None:
-        super().__init__(claim.to_dict())
+        super().__init__(msgspec.json.encode(claim.to_dict()))
         self._claim = claim
         self._delivery = delivery
 

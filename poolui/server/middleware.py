@@ -17,13 +17,18 @@ PUBLIC_PATHS = frozenset({"/healthz"})
 MAX_BODY = 64 * 1024
 
 
-async def send_error(send: Send, status: int, code: str, detail: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"error": code, "detail": detail}).encode()
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """One whole JSON answer."""
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or []),
     ]})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, status: int, code: str, detail: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """The API's error shape: {"error": code, "detail": message}."""
+    await send_json(send, status, json.dumps({"error": code, "detail": detail}).encode(), headers)
 
 
 def _query_keys(scope: Scope) -> list[str]:
@@ -31,6 +36,28 @@ def _query_keys(scope: Scope) -> list[str]:
 
     raw = scope.get("query_string", b"").decode("latin-1")
     return [k for k, _ in parse_qsl(raw, keep_blank_values=True)]
+
+
+Refusal = tuple[int, str, str, list[tuple[bytes, bytes]]]  # status, error code, detail, extra headers
+CHALLENGE = [(b"www-authenticate", b'Bearer realm="poolui"')]
+
+
+def auth_refusal(scope: Scope, token: str) -> Refusal | None:
+    """Why this request may not pass the token check, or None when it may."""
+    if scope.get("query_string") and any(k.lower() in QUERY_TOKEN_NAMES for k in _query_keys(scope)):
+        return (401, "unauthorized", "a token is never accepted in the query string (it would end up in logs); "
+                "send the header 'Authorization: Bearer <token>'", CHALLENGE)
+    given = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"]
+    if len(given) > 1:
+        # Which one a proxy, a framework or a logger reads differs; refuse rather than guess.
+        return 400, "bad_request", f"{len(given)} Authorization headers; send exactly one", []
+    header = given[0] if given else None
+    if not bearer_matches(header, token):
+        why = "missing" if header is None else "wrong"
+        log.info("refused %s %s: %s bearer token", scope.get("method"), scope["path"], why)
+        return (401, "unauthorized", f"{why} bearer token: send 'Authorization: Bearer <token>' with the token "
+                "from the server's token file (or $POOLUI_TOKEN)", CHALLENGE)
+    return None
 
 
 class TokenAuth:
@@ -45,26 +72,32 @@ class TokenAuth:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        challenge = [(b"www-authenticate", b'Bearer realm="poolui"')]
-        if any(k.lower() in QUERY_TOKEN_NAMES for k in _query_keys(scope)):
-            await send_error(send, 401, "unauthorized",
-                             "a token is never accepted in the query string (it would end up in logs); "
-                             "send the header 'Authorization: Bearer <token>'", challenge)
-            return
-        given = [v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"authorization"]
-        if len(given) > 1:
-            # Which one a proxy, a framework or a logger reads differs; refuse rather than guess.
-            await send_error(send, 400, "bad_request", f"{len(given)} Authorization headers; send exactly one")
-            return
-        header = given[0] if given else None
-        if not bearer_matches(header, self._token):
-            why = "missing" if header is None else "wrong"
-            log.info("refused %s %s: %s bearer token", scope.get("method"), scope["path"], why)
-            await send_error(send, 401, "unauthorized",
-                             f"{why} bearer token: send 'Authorization: Bearer <token>' with the token from "
-                             f"the server's token file (or $POOLUI_TOKEN)", challenge)
+        refused = auth_refusal(scope, self._token)
+        if refused is not None:
+            await send_error(send, *refused)
             return
         await self.app(scope, receive, send)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes | None:
+    """The whole request body (None when the client left first); BodyTooLarge past `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 class BoundedBody:
@@ -79,22 +112,14 @@ class BoundedBody:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await send_error(send, 413, "body_too_large",
-                                 f"request body is larger than {self.limit} bytes")
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replay: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        try:
+            body = await read_body(receive, self.limit)
+        except BodyTooLarge as e:
+            await send_error(send, 413, "body_too_large", str(e))
+            return
+        if body is None:
+            return
+        replay: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replaying_receive() -> Any:
             if replay:

@@ -33,7 +33,7 @@ from .state import ServerState, version
 bearer = HTTPBearer(auto_error=False, description="the token from the server's token file")
 
 
-def no_unknown_query(request: Request) -> None:
+async def no_unknown_query(request: Request) -> None:
     """A query parameter the endpoint does not take is a 422 naming it, never silently ignored (so a token
     or a typo in the URL is seen at once)."""
     route = request.scope.get("route")

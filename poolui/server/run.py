@@ -14,9 +14,10 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import uvicorn
 
@@ -27,6 +28,8 @@ from ..core.manager import PoolManager
 from ..errors import ConfigError
 from .app import ServerOptions, create_app
 from .auth import loose_permissions, server_token
+
+T = TypeVar("T")
 
 log = logging.getLogger("poolui.server")
 
@@ -56,6 +59,15 @@ def split_listen(listen: str) -> tuple[str, int]:
         return split_host_port(listen)
     except ValueError as e:
         raise ConfigError(f"listen address {listen!r} is not allowed: expected {e}") from None
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run the server's coroutine on uvloop when it is installed (a dependency on Linux), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -1,0 +1,144 @@
+"""The claim path without the framework: claim, release and renew served as plain ASGI in one pass.
+
+These three are what callers do all day; through FastAPI each paid for about ten layers (middleware,
+routing, dependency solving, pydantic, the response model) for a body of four fields. Here one function
+does the token check, the body bound, strict decoding into typed structs (msgspec), the call into the
+control contract, the disconnect watch of a claim, and the same error shape as every other endpoint.
+Everything else, and the OpenAPI document that still describes these three (routes.py), is FastAPI's;
+tests/test_fast_path.py holds both to the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ..config.bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
+from ..control import Control
+from ..errors import PoolError, Unauthorized
+from .claims import ClaimDelivery
+from .middleware import MAX_BODY, BodyTooLarge, auth_refusal, read_body, send_error, send_json
+from .state import ServerState
+
+Wait = Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT)]
+LeaseSeconds = Annotated[float, msgspec.Meta(ge=MIN_LEASE, le=MAX_LEASE)]
+ClaimKey = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ClaimBody(msgspec.Struct, forbid_unknown_fields=True):
+    timeout: Wait | None = None
+    check_health: bool = False
+    claim_key: ClaimKey | None = None
+    lease: LeaseSeconds | None = None
+
+
+class RenewBody(msgspec.Struct, forbid_unknown_fields=True):
+    lease: LeaseSeconds | None = None
+
+
+class Invalid(Exception):
+    """A 422: the detail names the field and what is allowed."""
+
+
+_ROUTES = re.compile(r"^/pools/([^/]+)/(?:(claim)|sandboxes/([^/]+)/(release|renew))$")
+
+
+def _detail(e: msgspec.ValidationError) -> str:
+    text = str(e)
+    msg, _, where = text.partition(" - at `$")
+    field = where.rstrip("`").lstrip(".") if where else ""
+    if not field and "unknown field" in msg:
+        field = msg.rsplit("`", 2)[-2] if msg.count("`") >= 2 else ""
+    return f"{field or 'body'}: {msg}"
+
+
+def decode(body: bytes, headers: list[tuple[bytes, bytes]], kind: type[Any]) -> Any:
+    """A request body as `kind` with strict types (a bool is not a number, "5" is not one either)."""
+    if not body.strip():
+        return kind()
+    ctype = next((v for k, v in headers if k == b"content-type"), b"").decode("latin-1")
+    if "json" not in ctype:
+        raise Invalid(f"the body must be JSON sent with 'Content-Type: application/json' (got {ctype or 'none'})")
+    try:
+        return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as e:
+        raise Invalid(_detail(e)) from None
+    except msgspec.DecodeError as e:
+        try:  # Infinity and NaN are not JSON, but a careless client sends them: name the field they are in
+            loose = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise Invalid(f"body: not valid JSON ({e})") from None
+        try:
+            return msgspec.convert(loose, type=kind, strict=True)
+        except msgspec.ValidationError as e2:
+            raise Invalid(_detail(e2)) from None
+
+
+class FastPath:
+    """ASGI: the three hot routes answered here; every other request goes on to `app` (FastAPI)."""
+
+    def __init__(self, app: ASGIApp, state: ServerState, token: str) -> None:
+        self.app = app
+        self.state = state
+        self.control: Control = state.control
+        self._token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _ROUTES.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        refused = auth_refusal(scope, self._token)
+        if refused is not None:
+            await send_error(send, *refused)
+            return
+        try:
+            await self._serve(scope, receive, send, match)
+        except PoolError as e:
+            body: dict[str, Any] = {"error": e.code, "detail": e.message}
+            if e.reason:
+                body["reason"] = e.reason
+            extra = [(b"www-authenticate", b'Bearer realm="poolui"')] if isinstance(e, Unauthorized) else None
+            await send_json(send, e.http_status, msgspec.json.encode(body), extra)
+        except Invalid as e:
+            await send_error(send, 422, "invalid_request", str(e))
+        except BodyTooLarge as e:
+            await send_error(send, 413, "body_too_large", str(e))
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, match: re.Match[str]) -> None:
+        if scope.get("query_string"):
+            names = sorted({k for k, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)})
+            raise Invalid("; ".join(f"query.{n}: unknown query parameter; allowed here: none" for n in names)
+                          or "unknown query parameter; allowed here: none")
+        raw = await read_body(receive, MAX_BODY)
+        if raw is None:
+            return  # the client left before its request was whole
+        pool, sandbox_id = match[1], match[3] or ""  # the server decoded the path already
+        if match[2]:
+            await self._claim(pool, decode(raw, scope["headers"], ClaimBody), scope, receive, send)
+        elif match[4] == "release":  # takes no body, as its FastAPI route
+            released = await self.control.release(pool, sandbox_id)
+            await send_json(send, 200, msgspec.json.encode({"id": sandbox_id, "released": released}))
+        else:
+            b = decode(raw, scope["headers"], RenewBody)
+            lease = await self.control.renew(pool, sandbox_id, b.lease)
+            await send_json(send, 200, msgspec.json.encode(lease.to_dict()))
+
+    async def _claim(self, pool: str, b: ClaimBody, scope: Scope, receive: Receive, send: Send) -> None:
+        control = self.control
+        delivery = ClaimDelivery(
+            lambda: control.claim(pool, timeout=b.timeout, check_health=b.check_health, claim_key=b.claim_key,
+                                  lease=b.lease),
+            lambda sandbox_id: control.release(pool, sandbox_id),
+            receive,
+            self.state.background,
+        )
+        made = await delivery.run()
+        if made is None:
+            return  # nobody is listening any more; no answer is sent
+        await delivery.response(made)(scope, receive, send)
