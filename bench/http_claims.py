@@ -46,19 +46,23 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    cfg = workdir / "pools.toml"
-    cfg.write_text(POOL)
-    proc = subprocess.Popen([sys.executable, "-m", "poolui.cli", "serve", "--config", str(cfg), "--listen",
-                             "127.0.0.1:0", "--state-dir", str(workdir / "state"), "--on-shutdown", "terminate"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+def spawn(cmd: list[str], what: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a server process and wait for its "serving http://..." line; (process, URL)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline().decode() if ready else ""
     if "serving http://" not in line:
         proc.kill()
-        raise SystemExit(f"poolui serve did not start: {line!r}")
-    url = line.split("serving ", 1)[1].split()[0]
+        raise SystemExit(f"{what} did not start: {line!r}")
+    return proc, line.split("serving ", 1)[1].split()[0]
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    cfg = workdir / "pools.toml"
+    cfg.write_text(POOL)
+    proc, url = spawn([sys.executable, "-m", "poolui.cli", "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
+                       "--state-dir", str(workdir / "state"), "--on-shutdown", "terminate"], "poolui serve")
     return proc, url, (workdir / "state" / "token").read_text().strip()
 
 
@@ -138,15 +142,7 @@ async def warm(client: PoolClient, ready: int) -> None:
 
 def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     """bench/bare_server.py: the same HTTP stack answering a constant body (the bare limit)."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "bare_server.py")],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], 30)
-    line = proc.stdout.readline().decode() if ready else ""
-    if "serving http://" not in line:
-        proc.kill()
-        raise SystemExit(f"bare_server.py did not start: {line!r}")
-    return proc, line.split("serving ", 1)[1].split()[0]
+    return spawn([sys.executable, str(Path(__file__).parent / "bare_server.py")], "bare_server.py")
 
 
 async def claims(url: str, token: str, total: int) -> list[str]:
