@@ -13,10 +13,11 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
+from .client_http import Broken, Http11
 from .client_rollback import Rollbacks
 from .client_sync import error_from
 from .core.holding import claimed
@@ -101,6 +102,9 @@ class PoolClient:
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self.http = httpx.AsyncClient(base_url=self.url, headers=headers, timeout=timeout, transport=transport,
                                       trust_env=False, verify=self.url.startswith("https://"), limits=limits)
+        # Request/answer calls go over poolui's own keep-alive connections (client_http.py); a transport
+        # given by the caller (tests, an ASGI app in-process) and the events stream use httpx.
+        self._fast = Http11(self.url, headers, max_connections) if transport is None else None
         self._claim_timeouts: dict[str, float] = {}
         self.rollbacks = Rollbacks(self.release_claim)
 
@@ -120,6 +124,8 @@ class PoolClient:
         """Finish giving back claims this client could not receive (bounded), then close its connections;
         the server and its pools go on."""
         await self.rollbacks.finish()
+        if self._fast is not None:
+            await self._fast.aclose()
         await self.http.aclose()
 
     # ------------------------------------------------------------------ transport
@@ -132,17 +138,33 @@ class PoolClient:
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+        wait = self.timeout if timeout is None else timeout
+        if self._fast is not None:
+            status, content = await self._fast_call(method, path, body, params, wait)
+        else:
+            try:
+                r = await self.http.request(method, path, json=body, params=params, timeout=wait)
+            except httpx.TransportError as e:  # timeouts included
+                raise self.unreachable(e) from None
+            status, content = r.status_code, r.content
+        if status >= 400:
+            raise error_from(status, content)
         try:
-            r = await self.http.request(method, path, json=body, params=params,
-                                        timeout=self.timeout if timeout is None else timeout)
-        except httpx.TransportError as e:  # timeouts included
-            raise self.unreachable(e) from None
-        if r.status_code >= 400:
-            raise error_from(r.status_code, r.content)
-        try:
-            return r.json()
+            return json.loads(content)
         except ValueError:
             raise PoolError(f"the server at {self.url} answered {path} with something that is not JSON") from None
+
+    async def _fast_call(self, method: str, path: str, body: dict[str, Any] | None,
+                         params: dict[str, Any] | None, wait: float) -> tuple[int, bytes]:
+        assert self._fast is not None
+        target = path + ("?" + urlencode(params) if params else "")
+        try:
+            async with asyncio.timeout(wait):
+                return await self._fast.request(method, target, json.dumps(body).encode() if body else None)
+        except TimeoutError:
+            raise ServerUnreachable(f"poolui server at {self.url} did not answer in time (after {wait:g}s)") from None
+        except (Broken, OSError) as e:
+            raise ServerUnreachable(f"no poolui server at {self.url}: {e or type(e).__name__}") from None
 
     def _seen(self, snap: PoolSnapshot) -> PoolSnapshot:
         timeout = snap.config.get("claim_timeout") if snap.config else None

@@ -201,8 +201,9 @@ async def test_events_stream(web: Served) -> None:
 async def test_client_disconnecting_mid_claim_loses_no_sandbox() -> None:
     with served({"web": pool_table(target_ready=1, min_ready=0, max_ready=3)}, on_shutdown="terminate") as s:
         async with s.client() as c:
+            until(lambda: get(s)["counts"]["ready"] == 1, 20, "the pool warm")
+            await c.pause("web")  # before the claim: nothing refills while the waiting claimer is cut off
             held = await c.claim("web", timeout=20)  # the only warm one
-            await c.pause("web")  # nothing refills while the waiting claimer is cut off
             sock = raw_claim(s.url, s.token)
             until(lambda: get(s)["waiting"] == 1, 10, "the raw claim to wait")
             sock.close()
