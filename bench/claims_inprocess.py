@@ -3,7 +3,8 @@
     .venv/bin/python bench/claims_inprocess.py [--claims 20000] [--local 30]
 
 Part 1 uses the instant provider (create costs nothing), so the figure is the engine's own cost per claim:
-claim (pop + mark claimed + SQLite commit + event) and release. Part 2 starts real local sandboxes and
+claim (pop + mark claimed + SQLite commit + event) and release, beside the bare floor measured in the
+same run (a dict pop and one committed SQLite UPDATE). Part 2 starts real local sandboxes and
 compares spawn-to-ready with a warm claim from a pool of them.
 """
 
@@ -55,9 +56,37 @@ async def warm_claims(n: int) -> None:
                 if len(mgr.pools["b"].handout) < 8:
                     await mgr.warm_up(30)  # let the refill catch up so every timed claim is a warm one
             wall = time.perf_counter() - t_all
+            ref = bare_reference(n)
             print(line("warm claim (instant provider)", claims))
             print(line("release (instant provider)", releases))
+            print(line("bare: dict pop + SQLite UPDATE", ref))
+            print(f"{'claim / bare':<34} p50 {pct(claims, 50) / pct(ref, 50):.1f}x  "
+                  f"p99 {pct(claims, 99) / pct(ref, 99):.1f}x")
             print(f"{'claim+release cycles/s':<34} {n / wall:,.0f} (cold claims: {cold})")
+
+
+def bare_reference(n: int) -> list[float]:
+    """The floor a claim is measured against in the same run: a dict pop and one committed SQLite UPDATE
+    (WAL, synchronous=NORMAL, as the store runs), then the member put back."""
+    import sqlite3
+
+    with tempfile.TemporaryDirectory() as d:
+        db = sqlite3.connect(f"{d}/ref.sqlite3", isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE m (id TEXT PRIMARY KEY, state TEXT, claimed_at REAL)")
+        ready = {f"m{i}": i for i in range(64)}
+        for k in ready:
+            db.execute("INSERT INTO m VALUES (?, 'ready', NULL)", (k,))
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            k, v = ready.popitem()
+            db.execute("UPDATE m SET state='claimed', claimed_at=? WHERE id=?", (t0, k))
+            out.append(time.perf_counter() - t0)
+            ready[k] = v
+        db.close()
+    return out
 
 
 async def local_cold_vs_warm(n: int) -> None:

@@ -34,3 +34,10 @@ def test_http_claims_pool_parses() -> None:
     import http_claims
 
     assert parse_config(tomllib.loads(http_claims.POOL), "bench").pools["bench"].max_total == 1024
+
+
+def test_scale_pools_parse() -> None:
+    import scale
+
+    for n in (64, 1000, 10_000):
+        assert parse_config({"pools": {"p": scale.table(n)}}, "bench").pools["p"].target_ready == n
