@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import bounds as b
-from .config.argtypes import seconds, whole
+from . import bounds as b
+from .argtypes import seconds, whole
 
 
 def _serve_parser() -> argparse.ArgumentParser:

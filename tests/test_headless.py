@@ -44,6 +44,21 @@ def test_headless_never_imports_textual_or_the_server() -> None:
     assert r.stdout.splitlines()[-1] == "[]"
 
 
+def test_check_loads_neither_asyncio_nor_the_engine() -> None:
+    """`check` has a wall-time budget (monitoring runs it every minute): the standard library's HTTP only."""
+    code = (
+        "import sys\n"
+        "from poolui.cli import main\n"
+        "assert main(['--headless', 'check', '--server', 'http://127.0.0.1:9', '--timeout', '2']) == 3\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('asyncio', 'httpx', 'sqlite3')\n"
+        "             or m.startswith(('poolui.core.manager', 'poolui.providers', 'poolui.config'))))\n"
+    )
+    r = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "POOLUI_TOKEN": "t"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "[]"
+
+
 def test_check_unknown_without_a_server_or_a_readable_pool_file(tmp_path: Path) -> None:
     r = run("check", "--server", "http://127.0.0.1:9", env={"POOLUI_TOKEN": "t"})
     assert r.returncode == Nagios.UNKNOWN and r.stdout.startswith("POOLUI UNKNOWN - no poolui server at")

@@ -7,10 +7,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Protocol
 
+from .. import bounds as b
 from ..addresses import split_host_port
 from ..durations import format_duration
 from ..errors import ConfigError
-from . import bounds as b
 from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ServerConfig
 from .reader import TableReader
 from .sizes import size_problem

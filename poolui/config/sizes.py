@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from ..bounds import MAX_SIZE
 from ..errors import InvalidRequest
-from .bounds import MAX_SIZE
 from .model import PoolConfig
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..config.bounds import MAX_WAIT
+from ..bounds import MAX_WAIT
 from ..errors import ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
 from . import leases
 from .member import Member

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ..config.bounds import MAX_LEASE, MIN_LEASE
+from ..bounds import MAX_LEASE, MIN_LEASE
 from ..errors import ClaimEnded, InvalidRequest, SandboxNotFound
 from .member import Member
 from .model import Lease, MemberState

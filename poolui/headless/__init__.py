@@ -13,18 +13,14 @@ verb: 0 done, 1 refused by the pool (unknown pool or sandbox, exhausted, bad val
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from typing import Any
 
-from ..config import bounds as b
-from ..config.argtypes import seconds, whole
-from ..connect import open_control
+from .. import bounds as b
+from ..argtypes import seconds, whole
 from ..errors import ClaimTimeout, ConfigError, PoolError, ServerUnreachable, Unauthorized, WarmUpTimeout
 from .check import cmd_check
-from .demo import cmd_demo
 from .output import Exit, Nagios, UsageError, err, out
-from .verbs import VERBS
 
 
 def add_common(p: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -111,7 +107,12 @@ def _exit_for(e: PoolError) -> int:
 
 async def run_async(args: argparse.Namespace) -> int:
     if args.verb == "demo":
+        from .demo import cmd_demo
+
         return await cmd_demo(args)
+    from ..connect import open_control
+    from .verbs import VERBS
+
     async with open_control(args.server, args.config, args.token_file, args.state_dir, embedded=False,
                             timeout=args.timeout) as opened:
         return await VERBS[args.verb](opened.control, args)
@@ -148,6 +149,8 @@ def main(argv: list[str]) -> int:
         except BrokenPipeError:
             return Nagios.UNKNOWN
     _import_httpx_lean()
+    import asyncio  # here, not at the top: `check` (above) never needs it, and it costs ~50 ms to import
+
     try:
         return asyncio.run(run_async(args))
     except KeyboardInterrupt:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..config.bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
+from ..bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
 from ..control import Control
 from ..errors import PoolError, Unauthorized
 from .claims import ClaimDelivery

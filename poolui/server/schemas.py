@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..config.bounds import MAX_LEASE, MAX_SIZE, MAX_WAIT, MIN_LEASE
+from ..bounds import MAX_LEASE, MAX_SIZE, MAX_WAIT, MIN_LEASE
 
 
 class _Body(BaseModel):

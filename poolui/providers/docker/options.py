@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import bounds as b
 from ...config import TableReader
-from ...config import bounds as b
 from ..common import ENV_ALLOWED, ENV_NAME
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import bounds as b
 from ...config import TableReader, parse_size
-from ...config import bounds as b
 from ...errors import ConfigError
 from ..common import ENV_NAME
 

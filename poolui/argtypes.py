@@ -10,7 +10,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from ..durations import format_duration
+from .durations import format_duration
 
 
 def seconds(lo: float, hi: float) -> Callable[[str], float]:
