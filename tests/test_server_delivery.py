@@ -215,7 +215,7 @@ def test_reader_that_stops_reading_does_not_slow_claims() -> None:
 
         def metric(name: str) -> int:
             text = httpx.get(s.url + "/metrics", headers=auth).text
-            return int(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " ")))
+            return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " "))))
 
         until(lambda: metric("poolui_event_clients") == 1, 10, "the reader to subscribe")
         with httpx.Client(base_url=s.url, headers=auth) as http:

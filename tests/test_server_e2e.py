@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from helpers import wait_for
+from prometheus_client.parser import text_string_to_metric_families
 from server_fixtures import PYTHON, Served, pool_table, port_closed, sandbox_processes, served, until
 
 from poolui.errors import PoolNotFound, SandboxNotFound
@@ -169,15 +170,20 @@ def test_metrics_are_prometheus_text(web: Served) -> None:
                        ("poolui_claim_latency_seconds", "histogram"), ("poolui_pool_state", "gauge"),
                        ("poolui_create_to_ready_seconds", "histogram"), ("poolui_event_clients", "gauge")):
         assert families.get(name) == kind, name
-    buckets = [v for k, v in samples.items() if k.startswith('poolui_claim_latency_seconds_bucket{pool="web"')]
+    buckets = [v for k, v in samples.items()
+               if k.startswith("poolui_claim_latency_seconds_bucket{") and 'pool="web"' in k]
     assert buckets == sorted(buckets) and buckets[-1] == samples['poolui_claim_latency_seconds_count{pool="web"}']
     assert samples['poolui_pool_state{pool="web",state="healthy"}'] + samples[
         'poolui_pool_state{pool="web",state="warming"}'] == 1
+    assert 'poolui_claims_total{outcome="warm",pool="web",reason=""}' in samples  # a counter's samples: _total
+    # The text parses as Prometheus would read it (prometheus-client's own parser).
+    parsed = {f.name: f.type for f in text_string_to_metric_families(r.text)}
+    assert parsed["poolui_claims"] == "counter" and parsed["poolui_claim_latency_seconds"] == "histogram"
 
 
 def event_clients(s: Served) -> int:
     text = httpx.get(s.url + "/metrics", headers={"authorization": f"Bearer {s.token}"}).text
-    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("poolui_event_clients ")))
+    return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith("poolui_event_clients "))))
 
 
 async def test_events_stream(web: Served) -> None:

@@ -1,100 +1,93 @@
-"""Prometheus text exposition (format 0.0.4) built from pool snapshots; no client library needed."""
+"""/metrics: the pools in Prometheus text format, written by prometheus-client from pool snapshots.
+
+Each scrape builds metric families from the snapshots it is given (a collector, not live metric objects):
+the engine keeps its own counters (core/metrics.py) and knows nothing of Prometheus.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from ..core.model import MemberState, PoolSnapshot, PoolState
 from .state import StreamStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SIZES = (("poolui_target_ready", "target_ready", "Ready sandboxes the pool keeps."),
+         ("poolui_min_ready", "min_ready", "Ready sandboxes below which the pool is critical."),
+         ("poolui_max_ready", "max_ready", "Most ready sandboxes the pool may keep."),
+         ("poolui_max_total", "max_total", "Most sandboxes the pool may have at once."),
+         ("poolui_waiting_claims", "waiting", "Claimers waiting for a sandbox."))
+COUNTERS = (("poolui_creates", "creates", "Sandboxes asked of the provider."),
+            ("poolui_create_failures", "create_failures", "Creates or readiness waits that failed."),
+            ("poolui_terminated", "terminated", "Sandboxes terminated."),
+            ("poolui_leases_expired", "leases_expired", "Claims ended because their lease was not renewed."))
+HISTOGRAMS = (("poolui_claim_latency_seconds", "claim_latency", "Time from asking for a sandbox to getting one."),
+              ("poolui_create_to_ready_seconds", "create_to_ready", "Time from create to passing readiness."))
 
 
-def _esc(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class _Pools(Collector):
+    def __init__(self, snapshots: list[PoolSnapshot], stats: StreamStats) -> None:
+        self.snapshots = snapshots
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        snaps = self.snapshots
+        members = GaugeMetricFamily("poolui_members", "Sandboxes by state.", labels=["pool", "state"])
+        states = GaugeMetricFamily("poolui_pool_state", "1 for the state the pool is in, 0 for the others.",
+                                   labels=["pool", "state"])
+        for s in snaps:
+            for ms in MemberState:
+                if ms is not MemberState.GONE:
+                    members.add_metric([s.name, ms.value], s.counts.get(ms.value, 0))
+            for ps in PoolState:
+                states.add_metric([s.name, ps.value], int(s.state == ps.value))
+        yield members
+        yield states
+        for name, attr, help_ in SIZES:
+            g = GaugeMetricFamily(name, help_, labels=["pool"])
+            for s in snaps:
+                g.add_metric([s.name], getattr(s, attr))
+            yield g
+        yield _claims(snaps)
+        for name, key, help_ in COUNTERS:
+            c = CounterMetricFamily(name, help_, labels=["pool"])
+            for s in snaps:
+                c.add_metric([s.name], s.metrics.get(key, 0))
+            yield c
+        for name, key, help_ in HISTOGRAMS:
+            h = HistogramMetricFamily(name, help_, labels=["pool"])
+            for s in snaps:
+                summary: dict[str, Any] = s.metrics.get(key, {})
+                buckets = [("+Inf" if le == "+Inf" else repr(float(le)), count)
+                           for le, count in summary.get("buckets", [])] or [("+Inf", 0)]
+                h.add_metric([s.name], buckets, float(summary.get("sum", 0.0)))
+            yield h
+        yield GaugeMetricFamily("poolui_event_clients", "Clients on /events now.", value=self.stats.open)
+        yield CounterMetricFamily("poolui_event_clients_dropped", "Events clients dropped for not keeping up.",
+                                  value=self.stats.dropped)
 
 
-def _labels(**labels: object) -> str:
-    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items()) + "}"
-
-
-def _num(v: float | int | None) -> str:
-    if v is None:
-        return "NaN"
-    if isinstance(v, float) and v == float("inf"):
-        return "+Inf"
-    return repr(v) if isinstance(v, float) else str(v)
-
-
-class _Out:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self._declared: set[str] = set()
-
-    def declare(self, name: str, kind: str, help_: str) -> None:
-        if name not in self._declared:
-            self._declared.add(name)
-            self.lines.append(f"# HELP {name} {help_}")
-            self.lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, value: float | int | None, **labels: object) -> None:
-        self.lines.append(f"{name}{_labels(**labels) if labels else ''} {_num(value)}")
-
-    def histogram(self, name: str, help_: str, summary: dict[str, Any], **labels: object) -> None:
-        self.declare(name, "histogram", help_)
-        for le, count in summary.get("buckets", []):
-            bound = "+Inf" if le == "+Inf" else _num(float(le))
-            self.sample(f"{name}_bucket", count, **labels, le=bound)
-        self.sample(f"{name}_sum", float(summary.get("sum", 0.0)), **labels)
-        self.sample(f"{name}_count", int(summary.get("count", 0)), **labels)
-
-
-def render(snapshots: list[PoolSnapshot], stats: StreamStats) -> str:
-    out = _Out()
-    for s in snapshots:
-        out.declare("poolui_members", "gauge", "Sandboxes by state.")
-        for state in MemberState:
-            if state is not MemberState.GONE:
-                out.sample("poolui_members", s.counts.get(state.value, 0), pool=s.name, state=state.value)
-    for s in snapshots:
-        out.declare("poolui_pool_state", "gauge", "1 for the state the pool is in, 0 for the others.")
-        for ps in PoolState:
-            out.sample("poolui_pool_state", int(s.state == ps.value), pool=s.name, state=ps.value)
-    sizes = (("poolui_target_ready", "target_ready", "Ready sandboxes the pool keeps."),
-             ("poolui_min_ready", "min_ready", "Ready sandboxes below which the pool is critical."),
-             ("poolui_max_ready", "max_ready", "Most ready sandboxes the pool may keep."),
-             ("poolui_max_total", "max_total", "Most sandboxes the pool may have at once."),
-             ("poolui_waiting_claims", "waiting", "Claimers waiting for a sandbox."))
-    for name, attr, help_ in sizes:
-        out.declare(name, "gauge", help_)
-        for s in snapshots:
-            out.sample(name, getattr(s, attr), pool=s.name)
-    out.declare("poolui_claims_total", "counter", "Claims by outcome (warm, cold, failed, timed_out) and reason.")
-    for s in snapshots:
+def _claims(snaps: list[PoolSnapshot]) -> CounterMetricFamily:
+    c = CounterMetricFamily("poolui_claims", "Claims by outcome (warm, cold, failed, timed_out) and reason.",
+                            labels=["pool", "outcome", "reason"])
+    for s in snaps:
         rows = s.metrics.get("claims_by_reason", [])
         seen = {r["outcome"] for r in rows}
         for row in rows:
-            out.sample("poolui_claims_total", row["count"], pool=s.name, outcome=row["outcome"],
-                       reason=row["reason"])
+            c.add_metric([s.name, row["outcome"], row["reason"]], row["count"])
         for outcome in ("warm", "cold", "failed", "timed_out"):
             if outcome not in seen:  # every series exists from the start, so rate() works on the first claim
-                out.sample("poolui_claims_total", 0, pool=s.name, outcome=outcome, reason="")
-    counters = (("poolui_creates_total", "creates", "Sandboxes asked of the provider."),
-                ("poolui_create_failures_total", "create_failures", "Creates or readiness waits that failed."),
-                ("poolui_terminated_total", "terminated", "Sandboxes terminated."),
-                ("poolui_leases_expired_total", "leases_expired", "Claims ended because their lease was not renewed."))
-    for name, key, help_ in counters:
-        out.declare(name, "counter", help_)
-        for s in snapshots:
-            out.sample(name, s.metrics.get(key, 0), pool=s.name)
-    for s in snapshots:
-        out.histogram("poolui_claim_latency_seconds", "Time from asking for a sandbox to getting one.",
-                      s.metrics.get("claim_latency", {}), pool=s.name)
-    for s in snapshots:
-        out.histogram("poolui_create_to_ready_seconds", "Time from create to passing readiness.",
-                      s.metrics.get("create_to_ready", {}), pool=s.name)
-    out.declare("poolui_event_clients", "gauge", "Clients on /events now.")
-    out.sample("poolui_event_clients", stats.open)
-    out.declare("poolui_event_clients_dropped_total", "counter", "Events clients dropped for not keeping up.")
-    out.sample("poolui_event_clients_dropped_total", stats.dropped)
-    return "\n".join(out.lines) + "\n"
+                c.add_metric([s.name, outcome, ""], 0)
+    return c
+
+
+def render(snapshots: list[PoolSnapshot], stats: StreamStats) -> str:
+    """The text exposition of these snapshots (one registry per scrape: nothing is kept between them)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Pools(snapshots, stats))
+    return generate_latest(registry).decode()
