@@ -139,6 +139,7 @@ class FastPath:
             self.state.background,
         )
         made = await delivery.run()
-        if made is None:
-            return  # nobody is listening any more; no answer is sent
+        if made is None:  # nobody is listening any more; the server drops this answer (as the FastAPI route's)
+            await send_error(send, 408, "client_gone", "client disconnected")
+            return
         await delivery.response(made)(scope, receive, send)
