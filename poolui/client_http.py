@@ -47,7 +47,8 @@ class Http11:
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.tls = u.scheme == "https"
         self._ssl: ssl.SSLContext | None = None
-        self._host_header = u.netloc
+        self._host_header = u.netloc.rsplit("@", 1)[-1]  # never user:password, should the URL carry one
+        self._prefix = u.path.rstrip("/")  # a server behind a path (https://host/poolui)
         self._fixed = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self._idle: deque[_Conn] = deque()
         self._slots = asyncio.Semaphore(limit)
@@ -76,12 +77,12 @@ class Http11:
 
     async def request(self, method: str, target: str, body: bytes | None) -> tuple[int, bytes]:
         """(status, body). Broken when the connection fails; the caller's cancel or timeout closes it."""
-        head = (f"{method} {target} HTTP/1.1\r\nhost: {self._host_header}\r\n{self._fixed}"
+        head = (f"{method} {self._prefix}{target} HTTP/1.1\r\nhost: {self._host_header}\r\n{self._fixed}"
                 f"content-length: {len(body or b'')}\r\n"
                 + ("content-type: application/json\r\n" if body else "") + "\r\n").encode("latin-1")
         async with self._slots:
             for attempt in (1, 2):
-                reused = self._take()
+                reused = self._take() if attempt == 1 else None  # the retry: always a new connection
                 conn = reused or await self._connect()
                 done = keep = False
                 try:
@@ -89,13 +90,16 @@ class Http11:
                     status, answer, keep = await _read_answer(conn.reader)
                     done = True
                     return status, answer
-                except asyncio.IncompleteReadError as e:
-                    # A kept-alive connection the server closed just as we sent: nothing of an answer came
-                    # back, so it never read the request. Once more on a new connection.
-                    if reused is not None and not e.partial and attempt == 1:
+                except _NoAnswer as e:
+                    # A kept-alive connection the server closed as we sent: not one byte of an answer came
+                    # back. Once more on a new connection (a claim carries its claim key, so even a request
+                    # the server did read gives back the same claim).
+                    if reused is not None:
                         continue
+                    raise Broken(f"the server closed the connection without answering ({e})") from None
+                except asyncio.IncompleteReadError as e:
                     raise Broken(f"the connection closed mid-answer ({len(e.partial)} bytes in)") from None
-                except (OSError, ValueError) as e:
+                except (OSError, ValueError, asyncio.LimitOverrunError) as e:
                     raise Broken(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__) from None
                 finally:
                     if done and keep:
@@ -112,8 +116,19 @@ class Http11:
         self._idle.clear()
 
 
+class _NoAnswer(Exception):
+    """Nothing at all came back: the connection ended (or was reset) before the answer's first byte."""
+
+
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    raw = await reader.readuntil(b"\r\n\r\n")
+    try:
+        raw = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        if e.partial:
+            raise
+        raise _NoAnswer("end of stream") from None
+    except ConnectionResetError as e:
+        raise _NoAnswer(str(e) or "reset") from None
     lines = raw.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1."):

@@ -56,6 +56,9 @@ REFUSED: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("/pools/p/claim", b'{"timeout": 1}', {"content-type": "application/x-www-form-urlencoded"}, 422,
      "Content-Type: application/json"),
     ("/pools/p/claim", b"x" * 70_000, JSON, 413, "body_too_large"),
+    ("/pools/p/claim", b'{"timeout": 1}', {"content-type": "text/json"}, 422, "Content-Type: application/json"),
+    ("/pools/p/claim", b"   ", JSON, 422, "JSON"),
+    ("/pools/p/claim", b'{"timeout": 1}', {}, 422, "Content-Type: application/json"),
     ("/pools/p/claim?token=abc", b"{}", JSON, 401, "query string"),
     ("/pools/p/claim?wait=1", b"{}", JSON, 422, "wait"),
     ("/pools/nope/claim", b"{}", JSON, 404, "pool_not_found"),
@@ -104,3 +107,17 @@ async def test_claim_renew_release_answer_alike(mgr: PoolManager) -> None:
             shapes.append({k: type(v) for k, v in claim.items()})
     assert shapes[0] == shapes[1]
     assert (await mgr.snapshot("p")).counts["claimed"] == 0
+
+
+@pytest.mark.parametrize(("body", "headers"), [
+    (b"null", JSON),  # JSON null: every default
+    (b"", {}),
+    (b'{"timeout": 5}', {"content-type": "application/vnd.poolui+json; charset=utf-8"}),
+])
+async def test_bodies_both_paths_accept(mgr: PoolManager, body: bytes, headers: dict[str, str]) -> None:
+    fast, slow = clients(mgr)
+    async with fast, slow:
+        for c in (fast, slow):
+            r = await c.post("/pools/p/claim", content=body, headers=headers)
+            assert r.status_code == 200, (c is fast, r.text)
+            assert (await c.post(f"/pools/p/sandboxes/{r.json()['id']}/release")).json()["released"] is True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
 from helpers import wait_for
 
 from poolui.core import checkpoint
@@ -73,3 +74,22 @@ async def test_checkpoints_run_on_their_own_thread(tmp_path: Path) -> None:
         assert len(again.members("p")) == checkpoint.EVERY + 1
     finally:
         again.close()
+
+
+async def test_a_failed_write_raises_and_leaves_the_store_usable(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    try:
+        store.put(member(1))
+        store.commit()
+        store._db.execute("PRAGMA query_only = ON")  # every write now fails, as on a full disk
+        with pytest.raises(sqlite3.OperationalError):
+            store.put(member(2))
+        with pytest.raises(sqlite3.OperationalError):
+            store.delete("m1")
+        store._db.execute("PRAGMA query_only = OFF")
+        store.put(member(3))
+        await store.durable()
+        assert not store._db.in_transaction
+        assert committed_ids(store) == {"m1", "m3"}  # the failed writes changed nothing
+    finally:
+        store.close()

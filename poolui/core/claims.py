@@ -76,7 +76,11 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
     leases.start(pool, m, lease)
     # Committed now, with whatever else this turn wrote: a claim is answered only once a restart would find
     # it claimed, and without yielding to the loop (a claim never waits behind other work).
-    pool.store.commit()
+    try:
+        pool.store.commit()
+    except Exception:
+        pool.give_back(m)  # not recorded: it must not stay claimed in memory either
+        raise
     latency = pool.clock.monotonic() - start
     pool.metrics.claim("warm" if warm else "cold", latency, reason)
     return claim_of(pool, m, warm, latency, reason)

@@ -116,6 +116,9 @@ class PoolManager:
             await pool.stop(keep=True)
             await pool.provider.close()
         self.pools.clear()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
         self._unlock()
 
     def _exit_handler(self, name: str) -> Callable[[str, str], None]:
@@ -195,13 +198,20 @@ class PoolManager:
     async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
         """Extend a claim's lease by `lease` seconds (default: its own length), never past the sandbox's
         TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""
-        return leases.renew(self.pool(pool), sandbox_id, lease)
+        p = self.pool(pool)
+        renewed = leases.renew(p, sandbox_id, lease)
+        p.store.commit()  # answered only once a restart would keep the new lease
+        return renewed
 
     async def release_claim(self, pool: str, claim_key: str) -> bool:
         """End the claim `claim_key` holds; False, changing nothing, when it holds none."""
         p = self.pool(pool)
         m = p.handout.held(claim_key)
-        return await p.release(m.id) if m is not None else False
+        if m is None:
+            return False
+        released = await p.release(m.id)
+        p.store.commit()
+        return released
 
     def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
                 claim_key: str | None = None, lease: float | None = None) -> AbstractAsyncContextManager[Claim]:
@@ -212,7 +222,10 @@ class PoolManager:
     async def release(self, pool: str, sandbox_id: str) -> bool:
         """End a claim: the sandbox is terminated and replaced. False when released already;
         SandboxNotFound for an id the pool never had; InvalidRequest for one that is not claimed."""
-        return await self.pool(pool).release(sandbox_id)
+        p = self.pool(pool)
+        released = await p.release(sandbox_id)
+        p.store.commit()  # answered only once a restart would not find it claimed again
+        return released
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:
         """Terminate sandboxes, claimed or not; the ids that were not already going. SandboxNotFound,

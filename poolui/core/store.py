@@ -108,26 +108,37 @@ class Store:
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
         if not self._in_txn:
-            self._open()
+            self._db.execute("BEGIN")
+            self._in_txn = True
+            try:
+                asyncio.get_running_loop().call_soon(self.commit)  # the next turn commits this one's writes
+            except RuntimeError:
+                self._db.execute(sql, args)  # no loop (a script, a test): each write commits at once
+                self.commit()
+                return
         self._db.execute(sql, args)
 
-    def _open(self) -> None:
-        """Begin this turn's transaction and have the next turn commit it (at once when no loop runs)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        self._db.execute("BEGIN")
-        self._in_txn = True
-        if loop is None:
-            self.commit()
-        else:
-            loop.call_soon(self.commit)
-
     def commit(self) -> None:
-        """Commit what this turn wrote (the member rows and the events), and wake whoever waits on it."""
+        """Commit what this turn wrote (the member rows and the events), and wake whoever waits on it.
+
+        On a SQLite error (a full disk) the turn's writes are rolled back, waiters get the error, and the
+        error is raised: the store is left with no transaction open, ready for the next write."""
         if self._closed:
             return
+        done, self._committed = self._committed, None
+        try:
+            self._commit_turn()
+        except sqlite3.Error as e:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            self._in_txn = False
+            if done is not None and not done.done():
+                done.set_exception(e)
+            raise
+        if done is not None and not done.done():
+            done.set_result(None)
+
+    def _commit_turn(self) -> None:
         if self._pending:
             if not self._in_txn:
                 self._db.execute("BEGIN")
@@ -143,13 +154,10 @@ class Store:
                     "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.max_events,)
                 )
         if self._in_txn:
-            self._in_txn = False
             self._db.execute("COMMIT")
+            self._in_txn = False
             self.commits += 1
             self._checkpoints.committed()
-        done, self._committed = self._committed, None
-        if done is not None and not done.done():
-            done.set_result(None)
 
     async def durable(self) -> None:
         """Return once everything written so far is committed (at once when nothing is waiting)."""

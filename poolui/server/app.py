@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..control import Control
 from ..errors import PoolError, Unauthorized
-from .fast import FastPath
+from .fast import FastPath, is_json
 from .middleware import BoundedBody, TokenAuth
 from .routes import api
 from .state import ServerOptions, ServerState, version
@@ -55,7 +55,7 @@ async def _invalid(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     detail = _validation_detail(exc)
     ctype = request.headers.get("content-type", "")
-    if request.method == "POST" and "json" not in ctype and int(request.headers.get("content-length") or 0):
+    if request.method == "POST" and not is_json(ctype) and int(request.headers.get("content-length") or 0):
         # FastAPI reads a body of another type as form data, which then fails as "not a dictionary"
         detail = f"the body must be JSON sent with 'Content-Type: application/json' (got {ctype or 'none'})"
     return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)

@@ -11,6 +11,7 @@ tests/test_fast_path.py holds both to the same answers.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -45,6 +46,7 @@ class Invalid(Exception):
     """A 422: the detail names the field and what is allowed."""
 
 
+log = logging.getLogger("poolui.server")
 _ROUTES = re.compile(r"^/pools/([^/]+)/(?:(claim)|sandboxes/([^/]+)/(release|renew))$")
 
 
@@ -57,15 +59,24 @@ def _detail(e: msgspec.ValidationError) -> str:
     return f"{field or 'body'}: {msg}"
 
 
+def is_json(ctype: str) -> bool:
+    """application/json or application/*+json, parameters aside (as FastAPI decides it)."""
+    main, _, sub = ctype.split(";", 1)[0].strip().lower().partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
 def decode(body: bytes, headers: list[tuple[bytes, bytes]], kind: type[Any]) -> Any:
-    """A request body as `kind` with strict types (a bool is not a number, "5" is not one either)."""
-    if not body.strip():
+    """A request body as `kind` with strict types (a bool is not a number, "5" is not one either).
+
+    No body, or JSON null, means every default; a body must come as application/json (or a +json type),
+    as the FastAPI routes require."""
+    if not body:
         return kind()
     ctype = next((v for k, v in headers if k == b"content-type"), b"").decode("latin-1")
-    if "json" not in ctype:
+    if not is_json(ctype):
         raise Invalid(f"the body must be JSON sent with 'Content-Type: application/json' (got {ctype or 'none'})")
     try:
-        return msgspec.json.decode(body, type=kind)
+        got = msgspec.json.decode(body, type=kind | None)
     except msgspec.ValidationError as e:
         raise Invalid(_detail(e)) from None
     except msgspec.DecodeError as e:
@@ -74,9 +85,10 @@ def decode(body: bytes, headers: list[tuple[bytes, bytes]], kind: type[Any]) -> 
         except (ValueError, UnicodeDecodeError):
             raise Invalid(f"body: not valid JSON ({e})") from None
         try:
-            return msgspec.convert(loose, type=kind, strict=True)
+            got = msgspec.convert(loose, type=kind | None, strict=True)
         except msgspec.ValidationError as e2:
             raise Invalid(_detail(e2)) from None
+    return kind() if got is None else got
 
 
 class FastPath:
@@ -109,6 +121,9 @@ class FastPath:
             await send_error(send, 422, "invalid_request", str(e))
         except BodyTooLarge as e:
             await send_error(send, 413, "body_too_large", str(e))
+        except Exception as e:  # as FastAPI's last handler (app.py): logged, and a JSON 500 that says what
+            log.exception("unexpected error answering POST %s", scope["path"])
+            await send_error(send, 500, "internal_error", f"{type(e).__name__}: {e}")
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, match: re.Match[str]) -> None:
         if scope.get("query_string"):

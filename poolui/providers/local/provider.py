@@ -162,11 +162,11 @@ class LocalProvider:
         try:
             pid, r = await asyncio.shield(spawned)
         except asyncio.CancelledError:
-            try:
-                pid, r = await spawned  # let it finish; the bring-up's cleanup then kills it
-            except OSError:
-                raise asyncio.CancelledError() from None
-            self._watch_of(member_id, pid, r)
+            while not spawned.done():  # let it finish (milliseconds), however often we are cancelled meanwhile
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await asyncio.shield(spawned)
+            if not spawned.cancelled() and spawned.exception() is None:
+                self._watch_of(member_id, *spawned.result())  # so the bring-up's cleanup kills it
             raise
         except OSError as e:
             shutil.rmtree(mdir, ignore_errors=True)
