@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..control import Control
-from ..errors import PoolError, Unauthorized
+from ..errors import PoolError
 from .fast import FastPath, is_json
-from .middleware import BoundedBody, TokenAuth
+from .middleware import BoundedBody, TokenAuth, error_body
 from .routes import api
 from .state import ServerOptions, ServerState, version
 
@@ -28,11 +28,8 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized",
 
 
 def error_response(e: PoolError) -> JSONResponse:
-    body: dict[str, Any] = {"error": e.code, "detail": e.message}
-    if e.reason:
-        body["reason"] = e.reason
-    headers = {"www-authenticate": 'Bearer realm="poolui"'} if isinstance(e, Unauthorized) else None
-    return JSONResponse(body, status_code=e.http_status, headers=headers)
+    body, headers = error_body(e)
+    return JSONResponse(body, status_code=e.http_status, headers=headers or None)
 
 
 def _validation_detail(exc: RequestValidationError) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..errors import PoolError, Unauthorized
 from .auth import QUERY_TOKEN_NAMES, bearer_matches
 
 log = logging.getLogger("poolui.server")
@@ -36,6 +37,14 @@ def _query_keys(scope: Scope) -> list[str]:
 
     raw = scope.get("query_string", b"").decode("latin-1")
     return [k for k, _ in parse_qsl(raw, keep_blank_values=True)]
+
+
+def error_body(e: PoolError) -> tuple[dict[str, Any], dict[str, str]]:
+    """The API's answer to a poolui error: its JSON body and extra headers (a challenge for Unauthorized)."""
+    body: dict[str, Any] = {"error": e.code, "detail": e.message}
+    if e.reason:
+        body["reason"] = e.reason
+    return body, ({"www-authenticate": 'Bearer realm="poolui"'} if isinstance(e, Unauthorized) else {})
 
 
 Refusal = tuple[int, str, str, list[tuple[bytes, bytes]]]  # status, error code, detail, extra headers
