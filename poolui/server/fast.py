@@ -21,9 +21,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
 from ..control import Control
-from ..errors import PoolError, Unauthorized
+from ..errors import PoolError
 from .claims import ClaimDelivery
-from .middleware import MAX_BODY, BodyTooLarge, auth_refusal, read_body, send_error, send_json
+from .middleware import MAX_BODY, BodyTooLarge, auth_refusal, error_body, read_body, send_error, send_json
 from .state import ServerState
 
 Wait = Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT)]
@@ -59,6 +59,16 @@ def _detail(e: msgspec.ValidationError) -> str:
     return f"{field or 'body'}: {msg}"
 
 
+_DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def _decoder(kind: type[Any]) -> msgspec.json.Decoder[Any]:
+    """One decoder per body type, made once: building one per request is most of msgspec's cost."""
+    if kind not in _DECODERS:
+        _DECODERS[kind] = msgspec.json.Decoder(kind | None)
+    return _DECODERS[kind]
+
+
 def is_json(ctype: str) -> bool:
     """application/json or application/*+json, parameters aside (as FastAPI decides it)."""
     main, _, sub = ctype.split(";", 1)[0].strip().lower().partition("/")
@@ -76,7 +86,7 @@ def decode(body: bytes, headers: list[tuple[bytes, bytes]], kind: type[Any]) -> 
     if not is_json(ctype):
         raise Invalid(f"the body must be JSON sent with 'Content-Type: application/json' (got {ctype or 'none'})")
     try:
-        got = msgspec.json.decode(body, type=kind | None)
+        got = _decoder(kind).decode(body)
     except msgspec.ValidationError as e:
         raise Invalid(_detail(e)) from None
     except msgspec.DecodeError as e:
@@ -112,10 +122,8 @@ class FastPath:
         try:
             await self._serve(scope, receive, send, match)
         except PoolError as e:
-            body: dict[str, Any] = {"error": e.code, "detail": e.message}
-            if e.reason:
-                body["reason"] = e.reason
-            extra = [(b"www-authenticate", b'Bearer realm="poolui"')] if isinstance(e, Unauthorized) else None
+            body, headers = error_body(e)
+            extra = [(k.encode(), v.encode()) for k, v in headers.items()]
             await send_json(send, e.http_status, msgspec.json.encode(body), extra)
         except Invalid as e:
             await send_error(send, 422, "invalid_request", str(e))
