@@ -175,6 +175,7 @@ def test_member_ids_survive_the_tag(member: str) -> None:
         ("TimeoutError", True, ReadinessTimeout, "boom"),
         ("AuthError", False, ProviderUnavailable, "modal token new"),
         ("ConnectionError", False, ProviderError, "cannot reach the Modal API"),
+        ("ClientClosed", False, ProviderError, "cannot reach the Modal API (the call's client was closed"),
     ],
 )
 def test_modal_exceptions_map_onto_poolui_errors(exc: str, readiness: bool, expected: type, text: str) -> None:

@@ -57,6 +57,10 @@ def translate(e: BaseException, what: str, *, readiness: bool = False) -> PoolEr
         return ProviderError(f"{what}: already exists on Modal ({text})")
     if isinstance(e, exc.ConnectionError):
         return ProviderError(f"{what}: cannot reach the Modal API ({text})")
+    if isinstance(e, exc.ClientClosed):
+        # Another call's connection failure closed the shared client while this one was under way.
+        return ProviderError(f"{what}: cannot reach the Modal API (the call's client was closed after a "
+                             "connection failure; the next call connects again)")
     if isinstance(e, exc.ResourceExhaustedError):
         return ProviderError(f"{what}: Modal says a quota or rate limit is reached ({text})")
     if isinstance(e, exc.ImageBuildError):
