@@ -164,7 +164,9 @@ async def test_warm_up_claim_url_answers_and_release_removes(engine: Any, manage
 
 
 async def test_container_killed_from_outside_is_replaced(engine: Any, managers: Managers, tmp_path: Path) -> None:
-    mgr = await managers.start(tmp_path)
+    # Health probes an hour apart: the engine's exit report is what must take them out (on a busy machine a
+    # probe every second could see the dead container first, with its own, vaguer reason).
+    mgr = await managers.start(tmp_path, config({"health": {"http": "/", "timeout": "2s", "interval": "1h"}}))
     await warm(mgr)
     claim = await mgr.claim(POOL, timeout=5)
     await warm(mgr)

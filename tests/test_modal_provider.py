@@ -274,10 +274,11 @@ async def test_tunnel_in_the_create_answer_is_used(fake: FakeModal, made: Made) 
 
 async def test_http_readiness_waits_for_a_2xx_through_the_tunnel(fake: FakeModal, made: Made) -> None:
     fake.behaviour = Behaviour(http_status=503)
-    p = made(pool={"readiness": {"http": "/healthz", "timeout": "700ms", "interval": "50ms"}})
+    # Probes 300 ms apart, each allowed that long: a busy machine still gets the fake's 503 back in time.
+    p = made(pool={"readiness": {"http": "/healthz", "timeout": "2s", "interval": "300ms"}})
     sb = await p.create("pu-1", 60)
     with pytest.raises(ReadinessTimeout, match=r"GET /healthz not ready after .*HTTP 503"):
-        await p.wait_ready(sb, 0.7)
+        await p.wait_ready(sb, 2.0)
     assert fake.sandboxes()[0].definition.readiness_probe.tcp_port == 8080
 
     fake.behaviour = Behaviour(http_status=200)
