@@ -114,8 +114,9 @@ class Pool:
     def emit(self, kind: str, m: Member | None = None, detail: str = "") -> None:
         self.bus.emit(self.clock.time(), self.name, kind, m.id if m else None, m.state.value if m else None, detail)
 
-    def _set(self, m: Member, state: MemberState, kind: str, detail: str = "", row: bool = False) -> None:
-        """The one place a member's state changes; row: the whole row changed too (one write, not two)."""
+    def _set(self, m: Member, state: MemberState, kind: str, detail: str = "", row: bool | None = False) -> None:
+        """The one place a member's state changes; row: the whole row changed too (one write, not two);
+        None: no write (a state a restart treats like the one already stored)."""
         self._n[m.state] -= 1
         self._n[state] += 1
         m.state = state
@@ -126,7 +127,7 @@ class Pool:
             self.next_scan = min(self.next_scan, m.expires_mono)
         if row:
             self.store.put(m)
-        else:
+        elif row is not None:
             self.store.set_state(m)
         self.emit(kind, m, detail)
 
@@ -332,7 +333,9 @@ class Pool:
         if m.doomed:
             self.kill_later(m)
             return False
-        self._set(m, S.STARTING, "starting", sb.url, row=True)  # the row now has the sandbox's ref
+        # Not written: adoption finds sandboxes through list_ours and kills a member that was not ready, so
+        # a row saying "creating" leads a restart to the same end; the ready write stores the whole row.
+        self._set(m, S.STARTING, "starting", sb.url, row=None)
         return True
 
     def stopped_while_starting(self, m: Member) -> None:
