@@ -107,11 +107,32 @@ class ServerUnreachable(PoolError):
     http_status = 503
 
 
+class Forbidden(PoolError):
+    """A valid token that does not allow this: a claim's token used on another sandbox or an admin verb."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class FileNotFound(PoolError):
+    """A path in a sandbox that names no file."""
+
+    code = "file_not_found"
+    http_status = 404
+
+
+class NotSupported(PoolError):
+    """This pool's provider cannot do it (the instant provider has nothing to exec in)."""
+
+    code = "not_supported"
+    http_status = 501
+
+
 ERRORS_BY_CODE: dict[str, type[PoolError]] = {
     cls.code: cls
     for cls in (
         PoolError, ConfigError, InvalidRequest, PoolNotFound, SandboxNotFound, ClaimEnded, PoolExhausted,
         PoolDraining, ClaimTimeout, WarmUpTimeout, ProviderError, ReadinessTimeout, SandboxDied,
-        ProviderUnavailable, Unauthorized, ServerUnreachable,
+        ProviderUnavailable, Unauthorized, ServerUnreachable, Forbidden, FileNotFound, NotSupported,
     )
 }

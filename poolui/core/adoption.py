@@ -57,6 +57,6 @@ def adopted_member(k: Keep, pool: str, now_wall: float, now_mono: float) -> Memb
         expires_at=now_wall + k.left, expires_mono=now_mono + k.left,
         created_mono=now_mono - (now_wall - row.created_at), sandbox=k.sandbox, claim_key=row.claim_key,
         adopted=True, holders=1 if row.state == MemberState.CLAIMED.value else 0,
-        lease=row.lease, lease_expires_at=row.lease_expires_at,
+        lease=row.lease, lease_expires_at=row.lease_expires_at, token_hash=row.token_hash,
         lease_mono=now_mono + (row.lease_expires_at - now_wall) if row.lease_expires_at is not None else math.inf,
     )

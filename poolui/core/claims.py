@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..bounds import MAX_WAIT
 from ..errors import ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
-from . import leases
+from . import leases, use
 from .member import Member
 from .model import Claim
 
@@ -29,11 +29,13 @@ def empty_reason(pool: Pool) -> str:
 
 
 def claim_of(pool: Pool, m: Member, warm: bool, latency: float, reason: str) -> Claim:
-    return Claim(m.id, pool.name, m.url, m.expires_at, warm, latency, m.claim_key, reason, m.lease_expires_at)
+    return Claim(m.id, pool.name, m.url, m.expires_at, warm, latency, m.claim_key, reason, m.lease_expires_at,
+                 m.claim_token)
 
 
 async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key: str | None,
-                lease: float | None = None) -> Claim:
+                lease: float | None = None, env: tuple[tuple[str, str], ...] = (),
+                files: dict[str, bytes] | None = None) -> Claim:
     start = pool.clock.monotonic()
     timeout = pool.cfg.claim_timeout if timeout is None else timeout
     if isinstance(timeout, bool) or not 0 <= timeout <= MAX_WAIT:
@@ -73,6 +75,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
         m.health_ok, m.health_detail = False, result.detail
         pool.end_claim(m, f"failed its health check at claim: {result.detail}")
         reason = "health check at claim failed"
+    await use.apply_claim(pool, m, env, files or {})  # no await at all when no files were given
     leases.start(pool, m, lease)
     # Committed now, with whatever else this turn wrote: a claim is answered only once a restart would find
     # it claimed, and without yielding to the loop (a claim never waits behind other work).

@@ -15,6 +15,7 @@ from ..clock import Clock
 from ..config import Config
 from ..config.edit import save_pool_sizes
 from ..errors import InvalidRequest, PoolError, PoolNotFound, WarmUpTimeout
+from ..sandbox_io import check_env, check_files
 from ..providers.base import ProviderContext
 from ..providers.common import PortPicker
 from ..providers.registry import REGISTRY, make_provider
@@ -22,6 +23,7 @@ from . import leases, modes
 from .events import EventBus, Subscription
 from .holding import claimed
 from .model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
+from .manager_use import UseVerbs
 from .opening import open_pool
 from .pool import Pool
 from .store import Store, namespace_of
@@ -29,7 +31,7 @@ from .store import Store, namespace_of
 WAIT_POLL = 0.01  # how often warm_up and drain(wait=True) look again
 
 
-class PoolManager:
+class PoolManager(UseVerbs):
     """The pools of one Config, run in this process. Use it as `async with PoolManager(cfg) as mgr:`.
 
     One manager per state directory (a second one refuses to start): the directory holds the SQLite state
@@ -186,14 +188,16 @@ class PoolManager:
         return [p.snapshot(members) for p in self.pools.values()]
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None, lease: float | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None, env: dict[str, str] | None = None,
+                    files: dict[str, bytes | str] | None = None) -> Claim:
         """Hand out a ready sandbox, or wait for one up to `timeout` seconds (default: the pool's
         claim_timeout). Never hands out one sandbox twice; a claimer cancelled while waiting never keeps
         one. With a lease (default: the pool's claim_lease) the claim ends, and its sandbox goes, unless
-        renewed within `lease` seconds. Raises PoolExhausted (on_empty = "fail"), PoolDraining,
-        ClaimTimeout, InvalidRequest."""
+        renewed within `lease` seconds. env applies to every exec of the claim (a secret: never stored or
+        shown); files land in the work directory before the claim returns. Raises PoolExhausted
+        (on_empty = "fail"), PoolDraining, ClaimTimeout, InvalidRequest."""
         return await self.pool(pool).claim(timeout=timeout, check_health=check_health, claim_key=claim_key,
-                                           lease=lease)
+                                           lease=lease, env=check_env(env), files=check_files(files))
 
     async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
         """Extend a claim's lease by `lease` seconds (default: its own length), never past the sandbox's

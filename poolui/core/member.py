@@ -35,6 +35,12 @@ class Member:
     doomed: bool = False  # asked to go while its create was still running
     holders: int = 0  # how many claimers hold it: the double hand-out oracle, must stay <= 1
     view: MemberView | None = None  # the last view made of it; dropped on every change (snapshots reuse it)
+    # The claim's own: its token (only its hash is stored), env (secrets: memory only, never stored or shown)
+    # and the bytes of files put into it, against the per-claim cap.
+    claim_token: str | None = None
+    token_hash: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    files_in: int = 0
 
     @property
     def url(self) -> str:

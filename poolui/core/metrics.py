@@ -60,6 +60,8 @@ class PoolMetrics:
         self.create_failures = 0
         self.terminated = 0
         self.leases_expired = 0
+        self.execs = 0
+        self.runs = 0
 
     def claim(self, outcome: str, latency: float | None, reason: str = "") -> None:
         self.claims[(outcome, reason)] += 1
@@ -87,4 +89,6 @@ class PoolMetrics:
             "create_failures": self.create_failures,
             "terminated": self.terminated,
             "leases_expired": self.leases_expired,
+            "execs": self.execs,
+            "runs": self.runs,
         }

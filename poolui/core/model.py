@@ -67,12 +67,16 @@ class Claim:
     claim_key: str | None = None
     reason: str = ""  # why it was cold, when it was
     lease_expires_at: float | None = None  # wall time the claim ends unless renewed (None: no lease)
+    # Allows exec, files, renew and release of this sandbox and nothing else (a secret: never logged).
+    # None for a claim adopted after a restart and asked for again by its claim_key.
+    token: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out, not asdict(): this is on every claim's answer, and asdict copies recursively.
         return {"id": self.id, "pool": self.pool, "url": self.url, "expires_at": self.expires_at,
                 "warm": self.warm, "latency": self.latency, "claim_key": self.claim_key, "reason": self.reason,
-                "lease_expires_at": self.lease_expires_at, "latency_ms": round(self.latency * 1000, 3)}
+                "lease_expires_at": self.lease_expires_at, "latency_ms": round(self.latency * 1000, 3),
+                "token": self.token}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Claim:
@@ -80,7 +84,7 @@ class Claim:
         return cls(
             id=d["id"], pool=d.get("pool", ""), url=d["url"], expires_at=d["expires_at"], warm=d["warm"],
             latency=latency, claim_key=d.get("claim_key"), reason=d.get("reason", ""),
-            lease_expires_at=d.get("lease_expires_at"),
+            lease_expires_at=d.get("lease_expires_at"), token=d.get("token"),
         )
 
 

@@ -2,11 +2,9 @@
 
 Every decision (claim, hand-off, retire, refill) ends in a synchronous step here with no `await` between
 checking a state and setting it, so no sandbox can be handed out twice. Creating, probing and killing run in
-background tasks; claimers wait only on a future the pool resolves, with a deadline. The ideas around it
-have rooms of their own, all calling back in here to change a state: handout.py (who gets which ready
-member), claims.py (a claim's waiting), bringup.py (a create's waiting), refill.py (the reconcile loop),
-housekeeping.py (health, maintenance, strays), eligibility.py (who may be handed out), adoption.py and
-opening.py (what a restart keeps), views.py (what the outside sees).
+background tasks; claimers wait only on a future the pool resolves, with a deadline. Around it, each calling
+in here to change a state: handout.py (who gets which ready member), claims.py, bringup.py, refill.py,
+housekeeping.py, eligibility.py, claim_scope.py, adoption.py and opening.py, views.py.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from ..clock import Clock
 from ..config import PoolConfig
 from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
-from . import claims, leases, refill
+from . import claim_scope, claims, leases, refill
 from .bringup import bring_up
 from .eligibility import verdict
 from .events import EventBus
@@ -57,6 +55,7 @@ class Pool:
         self.handout = Handout()
         self.housekeeper = Housekeeper(self)
         self.recently_gone: OrderedDict[str, str] = OrderedDict()  # id -> why, for friendly double releases
+        self.tokens: dict[str, str] = {}  # claim token hash -> member id (claim_scope.py)
         self.mode = "normal"  # normal | paused | draining
         self.failures = 0
         self.degraded_reason = ""
@@ -147,11 +146,9 @@ class Pool:
     def state(self) -> PoolState:
         return pool_state(self)
 
-    # ------------------------------------------------------------------ claims
-
-    async def claim(self, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None, lease: float | None = None) -> Claim:
-        return await claims.claim(self, timeout, check_health, claim_key, lease)
+    async def claim(self, timeout: float | None = None, check_health: bool = False, claim_key: str | None = None,
+                    lease: float | None = None, **use: Any) -> Claim:  # use: env, files (claims.claim)
+        return await claims.claim(self, timeout, check_health, claim_key, lease, **use)
 
     def take_ready(self, claim_key: str | None) -> Member | None:
         """Take the next member that may be handed out and mark it claimed, in one step."""
@@ -172,12 +169,14 @@ class Pool:
         m.claim_key = claim_key
         if claim_key is not None:
             self.handout.hold(claim_key, m)
+        claim_scope.begin(self, m)
         self._set(m, S.CLAIMED, "claimed", claim_key or "")
         self.kick()
 
     def _release_hold(self, m: Member) -> None:
         m.holders -= 1
         self.handout.unhold(m)
+        claim_scope.end(self, m)
 
     def abandon(self, w: Waiter) -> None:
         """The claimer gave up; if a member reached it in the meantime, it goes back (never leaks)."""
@@ -333,8 +332,7 @@ class Pool:
         if m.doomed:
             self.kill_later(m)
             return False
-        # Not written: adoption finds sandboxes through list_ours and kills a member that was not ready, so
-        # a row saying "creating" leads a restart to the same end; the ready write stores the whole row.
+        # Not written: a restart kills a member that was not ready either way (adoption goes by list_ours)
         self._set(m, S.STARTING, "starting", sb.url, row=None)
         return True
 
@@ -388,6 +386,7 @@ class Pool:
             self.handout.add(m)
         elif m.claim_key:
             self.handout.hold(m.claim_key, m)
+        claim_scope.adopted(self, m)
         self.store.put(m)
         self.emit("adopted", m, "found alive after a restart")
 

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS members (
     ref TEXT NOT NULL DEFAULT '{}',
     claim_key TEXT,
     lease REAL,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    token_hash TEXT
 );
 CREATE INDEX IF NOT EXISTS members_pool ON members(pool);
 CREATE TABLE IF NOT EXISTS events (
@@ -74,6 +75,7 @@ class StoredMember:
     claim_key: str | None
     lease: float | None = None
     lease_expires_at: float | None = None
+    token_hash: str | None = None
 
 
 class Store:
@@ -89,9 +91,9 @@ class Store:
         self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint.py: never on the loop's thread
         self._db.executescript(SCHEMA)
         have = {r[1] for r in self._db.execute("PRAGMA table_info(members)")}
-        for column in ("lease", "lease_expires_at"):  # a state file written before leases existed
-            if column not in have:
-                self._db.execute(f"ALTER TABLE members ADD COLUMN {column} REAL")
+        for column, kind in (("lease", "REAL"), ("lease_expires_at", "REAL"), ("token_hash", "TEXT")):
+            if column not in have:  # a state file written before leases or claim tokens existed
+                self._db.execute(f"ALTER TABLE members ADD COLUMN {column} {kind}")
         self._events_since_prune = 0
         self._pending: list[tuple[Any, ...]] = []
         self._in_txn = False
@@ -171,16 +173,17 @@ class Store:
         sb = m.sandbox
         self._write(
             "INSERT OR REPLACE INTO members (id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, "
-            "url, ref, claim_key, lease, lease_expires_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "url, ref, claim_key, lease, lease_expires_at, token_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
-             sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key, m.lease, m.lease_expires_at),
+             sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key, m.lease, m.lease_expires_at,
+             m.token_hash),
         )
 
     def set_state(self, m: Member) -> None:
         self._write(
-            "UPDATE members SET state=?, ready_at=?, claimed_at=?, claim_key=?, lease=?, lease_expires_at=? "
-            "WHERE id=?",
-            (m.state.value, m.ready_at, m.claimed_at, m.claim_key, m.lease, m.lease_expires_at, m.id),
+            "UPDATE members SET state=?, ready_at=?, claimed_at=?, claim_key=?, lease=?, lease_expires_at=?, "
+            "token_hash=? WHERE id=?",
+            (m.state.value, m.ready_at, m.claimed_at, m.claim_key, m.lease, m.lease_expires_at, m.token_hash, m.id),
         )
 
     def delete(self, member_id: str) -> None:
@@ -189,9 +192,9 @@ class Store:
     def members(self, pool: str) -> list[StoredMember]:
         rows = self._db.execute(
             "SELECT id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, url, ref, claim_key, "
-            "lease, lease_expires_at FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
+            "lease, lease_expires_at, token_hash FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
         return [StoredMember(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10], r[11],
-                             r[12]) for r in rows]
+                             r[12], r[13]) for r in rows]
 
     def add_event(self, e: Event) -> None:
         """Events go into the same turn's transaction as the member rows (one commit for a burst)."""

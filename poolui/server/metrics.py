@@ -25,7 +25,9 @@ SIZES = (("poolui_target_ready", "target_ready", "Ready sandboxes the pool keeps
 COUNTERS = (("poolui_creates", "creates", "Sandboxes asked of the provider."),
             ("poolui_create_failures", "create_failures", "Creates or readiness waits that failed."),
             ("poolui_terminated", "terminated", "Sandboxes terminated."),
-            ("poolui_leases_expired", "leases_expired", "Claims ended because their lease was not renewed."))
+            ("poolui_leases_expired", "leases_expired", "Claims ended because their lease was not renewed."),
+            ("poolui_execs", "execs", "Commands run in claimed sandboxes."),
+            ("poolui_runs", "runs", "One-shot runs (claim, exec, release)."))
 HISTOGRAMS = (("poolui_claim_latency_seconds", "claim_latency", "Time from asking for a sandbox to getting one."),
               ("poolui_create_to_ready_seconds", "create_to_ready", "Time from create to passing readiness."))
 

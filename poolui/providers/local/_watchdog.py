@@ -208,6 +208,22 @@ def rmtree(top: str) -> None:
 # ---------------------------------------------------------------- the sandbox
 
 
+def listen_agent(mdir: str) -> None:
+    """The agent's listening socket, as fd 3 for the sandbox to inherit. Bound here, outside the sandbox,
+    in the member's directory, which the sandbox cannot see: only the controller can connect."""
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    os.chdir(mdir)  # a relative name: the full path may be longer than a socket address allows
+    sock.bind("agent.sock")
+    sock.listen(64)
+    fd = sock.detach()
+    if fd != 3:
+        os.dup2(fd, 3)
+        os.close(fd)
+    os.set_inheritable(3, True)
+
+
 def _stop(signum: int, frame: object) -> None:
     raise Stop()
 
@@ -332,6 +348,8 @@ def main(args: list[str]) -> int:
     pid, reason, tail, started = 0, "failed", b"", False
     marker = one("marker")
     try:
+        if one("agent") == "1":
+            listen_agent(one("dir"))
         deadline = time.monotonic() + float(one("expires")) - time.time()
         memory = int(one("mem", "0"))
         cgroups, mem_limited = make_cgroups(opts.get("cg", []), memory, int(one("pids", "0")))
@@ -346,6 +364,8 @@ def main(args: list[str]) -> int:
             pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, pdeath=True)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        if one("agent") == "1":
+            os.close(3)  # the agent holds it now; a connect after it is gone must fail, not hang
         os.close(out_w)
         st = proc_stat(pid)
         limit = "cgroup" if mem_limited else "rlimit" if rlimit_as else "none"

@@ -10,7 +10,7 @@ from ...config import TableReader
 from ..common import ENV_ALLOWED, ENV_NAME
 
 ISOLATIONS = ("auto", "bubblewrap", "none")
-OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size")
+OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size", "agent")
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,7 @@ class LocalOptions:
     env: tuple[tuple[str, str], ...] = ()  # extra environment of the sandbox
     ro_paths: tuple[str, ...] = ()  # more host paths shown read-only under bubblewrap
     tmp_size: int = 64 << 20  # bytes of the private /tmp under bubblewrap
+    agent: bool = True  # the in-sandbox agent that runs exec and file requests (_agent.py)
 
 
 def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
@@ -32,6 +33,7 @@ def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
     if not isinstance(ro_paths, list) or not all(isinstance(p, str) and os.path.isabs(p) for p in ro_paths):
         raise t.error("ro_paths", ro_paths, 'a list of absolute paths, e.g. ["/opt/app"]')
     tmp_size = t.size("tmp_size", d.tmp_size)
+    agent = t.bool_("agent", d.agent)
     t.finish(OPTION_KEYS, sort=False)
     return LocalOptions(isolation, cgroups, tuple(sorted(env.items())),
-                        tuple(os.path.normpath(p) for p in ro_paths), tmp_size)
+                        tuple(os.path.normpath(p) for p in ro_paths), tmp_size, agent)

@@ -24,6 +24,7 @@ from .bwrap import static_args, try_bwrap
 from .host import BOOT_ID, PYTHON, SAFE_ID, SANDBOX_PATH, SYSTEM_DIRS, cgroup_bases, ref_alive, resolve, under
 from .options import LocalOptions, parse_options
 from .scan import scan
+from .use import AGENT_DIR, AGENT_MOUNT, AgentUse, agent_argv
 from .watch import Watch, wait_set
 
 log = logging.getLogger("poolui.providers.local")
@@ -33,7 +34,7 @@ WATCHDOG_CODE = (f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}]; 
                  "_watchdog.run()")
 
 
-class LocalProvider:
+class LocalProvider(AgentUse):
     kind = "local"
 
     def __init__(self, pool: PoolConfig, ctx: ProviderContext) -> None:
@@ -136,10 +137,13 @@ class LocalProvider:
         marker = f"{self._ns}/{self.pool.name}/{member_id}"
         env = self._env(port, work)
         cmd = [program, *fill(self.pool.command[1:], port=port)]
+        if self.has_agent:
+            cmd = agent_argv(cmd, "/work" if self._use_bwrap else str(work), self._use_bwrap)
         if self._use_bwrap:
             assert self._bwrap
             setenv = [x for k, v in {**env, wd.ENV_MARKER: marker}.items() for x in ("--setenv", k, v)]
-            cmd = [self._bwrap, *self._static, "--bind", str(work), "/work", "--chdir", "/work", *setenv,
+            shown = ["--ro-bind", AGENT_DIR, AGENT_MOUNT] if self.has_agent else []
+            cmd = [self._bwrap, *self._static, *shown, "--bind", str(work), "/work", "--chdir", "/work", *setenv,
                    "--", *cmd]
         limits = self.pool.limits
         return [
@@ -147,7 +151,7 @@ class LocalProvider:
             f"member={member_id}", f"port={port}", f"expires={expires:.3f}", f"dir={mdir}", f"work={work}",
             f"mode={'bwrap' if self._use_bwrap else 'plain'}", f"marker={marker}",
             *(f"cg={d}" for d in self._cgroup_dirs(member_id)),
-            f"mem={limits.memory or 0}", f"pids={limits.pids or 0}", "--", *cmd,
+            f"mem={limits.memory or 0}", f"pids={limits.pids or 0}", f"agent={int(self.has_agent)}", "--", *cmd,
         ]
 
     def _env(self, port: int, work: Path) -> dict[str, str]:

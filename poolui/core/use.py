@@ -1,0 +1,98 @@
+"""Using a claimed sandbox: exec, files in and out, a claim's own env and files, and one-shot runs.
+
+Only a claimed member may be used, and only through its provider's exec and file calls (a provider
+without them answers NotSupported). A claim's env is added to every exec of that claim (the exec's own
+env wins on a clash) and is never stored, logged or shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ClaimEnded, InvalidRequest, NotSupported, SandboxNotFound
+from ..sandbox_io import MAX_CLAIM_FILES, MAX_FILE, ExecChunk, ExecRequest, ExecResult, check_path
+from .member import Member
+from .model import MemberState
+
+if TYPE_CHECKING:
+    from .pool import Pool
+
+
+def _uses(pool: Pool, verb: str) -> Any:
+    fn = getattr(pool.provider, verb, None)
+    if fn is None:
+        raise NotSupported(f"pool '{pool.name}': the {pool.provider.kind} provider has no {verb}: its sandboxes "
+                           "cannot be used through poolui")
+    return fn
+
+
+def claimed_member(pool: Pool, sandbox_id: str) -> Member:
+    """The member, when it is claimed now; else the error that says why it cannot be used."""
+    m = pool.members.get(sandbox_id)
+    if m is None:
+        if sandbox_id in pool.recently_gone:
+            raise ClaimEnded(f"sandbox '{sandbox_id}' of pool '{pool.name}' is gone "
+                             f"({pool.recently_gone[sandbox_id]})")
+        raise SandboxNotFound(f"pool '{pool.name}' has no sandbox '{sandbox_id}'")
+    if m.state is not MemberState.CLAIMED or m.sandbox is None:
+        if m.state in (MemberState.TERMINATING, MemberState.GONE):
+            raise ClaimEnded(f"sandbox '{sandbox_id}' of pool '{pool.name}' is {m.state.value} ({m.reason})")
+        raise InvalidRequest(f"sandbox '{sandbox_id}' is {m.state.value}, not claimed: claim one first")
+    return m
+
+
+async def exec_in(pool: Pool, sandbox_id: str, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+    """The command's output as it comes, then one ExecResult; the checks run before anything is yielded,
+    so a caller gets its error from the first step."""
+    m = claimed_member(pool, sandbox_id)
+    run = _uses(pool, "exec")
+    if m.env:
+        req = ExecRequest(req.argv, tuple({**dict(m.env), **dict(req.env)}.items()), req.cwd, req.stdin,
+                          req.timeout, req.max_output)
+    pool.metrics.execs += 1
+    async for item in run(m.sandbox, req):
+        yield item
+
+
+async def put_file(pool: Pool, sandbox_id: str, path: str, data: bytes, mode: int = 0o644) -> int:
+    """Write a file under the claim's work directory; its size. Refused, writing nothing, past the caps."""
+    rel = check_path(path)
+    if not isinstance(data, bytes):
+        raise InvalidRequest("the content of a file must be bytes")
+    if not 0 <= mode <= 0o777:
+        raise InvalidRequest(f"mode = {mode!r} is not allowed: permission bits from 0 to 0o777")
+    m = claimed_member(pool, sandbox_id)
+    if len(data) > MAX_FILE:
+        raise InvalidRequest(f"{rel} is {len(data)} bytes; at most {MAX_FILE} per file")
+    if m.files_in + len(data) > MAX_CLAIM_FILES:
+        raise InvalidRequest(f"this claim has had {m.files_in} bytes of files; {len(data)} more would pass the "
+                             f"{MAX_CLAIM_FILES} a claim may put")
+    put = _uses(pool, "put_file")
+    m.files_in += len(data)
+    await put(m.sandbox, rel, data, mode)
+    return len(data)
+
+
+async def get_file(pool: Pool, sandbox_id: str, path: str) -> bytes:
+    """A file's content from under the claim's work directory (at most MAX_FILE bytes)."""
+    rel = check_path(path)
+    m = claimed_member(pool, sandbox_id)
+    data: bytes = await _uses(pool, "get_file")(m.sandbox, rel, MAX_FILE)
+    return data
+
+
+async def apply_claim(pool: Pool, m: Member, env: tuple[tuple[str, str], ...], files: dict[str, bytes]) -> None:
+    """A new claim's own env and files, before it is handed out; any failure ends the claim (the sandbox
+    may hold half of them, so it serves nobody else)."""
+    m.env = env
+    if not files:
+        return
+    try:
+        put = _uses(pool, "put_file")
+        for rel, data in files.items():
+            m.files_in += len(data)
+            await put(m.sandbox, rel, data, 0o644)
+    except BaseException:
+        pool.end_claim(m, "the claim's files could not be written")
+        raise

@@ -1,0 +1,361 @@
+"""The agent: the first process inside a local sandbox. It starts the sandbox's own command, then runs the
+controller's exec and file requests inside the sandbox (its namespaces, cgroups, limits and root).
+
+    python3 -I -S -c "import sys; sys.path[:0] = [DIR]; import _agent; _agent.main()" WORKDIR -- ARGV...
+
+fd 3 is a listening Unix socket that the watchdog bound outside the sandbox: its path is in the
+controller's private directory, which the sandbox cannot see, so only the controller can connect. When
+the sandbox's command exits, the agent ends the same way, so the watchdog sees the sandbox end.
+
+One connection is one request: a JSON line, then (put, exec with stdin) `size` raw bytes. The answer is
+frames of one kind byte and a 4-byte big-endian length: b"o" stdout, b"e" stderr, b"d" file data, and
+one b"x" last, a JSON object saying how it ended ({"error": ...} for a request that could not be done).
+
+Standard library only; it starts before the sandbox's command, so nothing is imported before the fork
+that the fork does not need.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+LISTEN_FD = 3
+EXEC_MARKER = "POOLUI_EXEC"
+READ = 65536
+
+
+def start_server(argv: list[str], work: str) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()  # a session of its own: an exec's timeout kill never reaches it
+            os.chdir(work)
+            os.execvp(argv[0], argv)
+        except BaseException as e:
+            os.write(2, f"{argv[0]}: {e}\n".encode(errors="replace"))
+        os._exit(127)
+    return pid
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    work, argv = args[0], args[2:]
+    os.set_inheritable(LISTEN_FD, False)  # the sandbox's command and execs never get the socket
+    server = start_server(argv, work)
+    sys.exit(serve(server, work))
+
+
+# ---------------------------------------------------------------- after the fork
+
+
+def serve(server: int, work: str) -> int:
+    import select
+    import signal
+    import socket
+    import threading
+
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    listener = socket.socket(fileno=LISTEN_FD)
+    pidfd = os.pidfd_open(server)
+    while True:
+        ready, _, _ = select.select([listener.fileno(), pidfd], [], [])
+        if pidfd in ready:
+            _, status = os.waitpid(server, 0)
+            return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.waitstatus_to_exitcode(status)
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            continue
+        threading.Thread(target=handle, args=(conn, work), daemon=True).start()
+
+
+def frame(conn: Any, kind: bytes, data: bytes) -> None:
+    conn.sendall(kind + len(data).to_bytes(4, "big") + data)
+
+
+def end(conn: Any, **result: Any) -> None:
+    import json
+
+    frame(conn, b"x", json.dumps(result).encode())
+
+
+def read_request(conn: Any) -> tuple[dict[str, Any], bytes]:
+    import json
+
+    buf = b""
+    while b"\n" not in buf:
+        chunk = conn.recv(READ)
+        if not chunk:
+            raise ValueError("the request ended before its header")
+        buf += chunk
+        if len(buf) > (1 << 22):
+            raise ValueError("request header too long")
+    head, _, rest = buf.partition(b"\n")
+    req = json.loads(head)
+    size = int(req.get("size", 0))
+    while len(rest) < size:
+        chunk = conn.recv(min(READ, size - len(rest)))
+        if not chunk:
+            raise ValueError("the request ended before its data")
+        rest += chunk
+    return req, rest[:size]
+
+
+def handle(conn: Any, work: str) -> None:
+    try:
+        req, data = read_request(conn)
+        op = req.get("op")
+        if op == "exec":
+            run(conn, req, data, work)
+        elif op == "put":
+            put(conn, req, data, work)
+        elif op == "get":
+            get(conn, req, work)
+        else:
+            end(conn, error=f"unknown op {op!r}")
+    except OSError:
+        pass  # the controller went away mid-answer
+    except Exception as e:
+        try:
+            end(conn, error=f"{type(e).__name__}: {e}")
+        except OSError:
+            pass
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- paths
+
+
+class Refused(Exception):
+    pass
+
+
+def open_dir(work: str, parts: list[str], create: bool) -> int:
+    """A directory fd for work/parts[0]/..., each step refusing a symlink (so nothing resolves outside)."""
+    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i, name in enumerate(parts):
+            try:
+                nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise Refused(f"{'/'.join(parts[:i + 1])}: no such directory") from None
+                os.mkdir(name, 0o755, dir_fd=fd)
+                nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (40, 20):  # ELOOP: a symlink; ENOTDIR: a file
+                    raise Refused(f"{'/'.join(parts[:i + 1])} is a symlink or not a directory; paths may not "
+                                  "pass through symlinks") from None
+                raise
+            os.close(fd)
+            fd = nxt
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def put(conn: Any, req: dict[str, Any], data: bytes, work: str) -> None:
+    parts = str(req["path"]).split("/")
+    try:
+        d = open_dir(work, parts[:-1], create=True)
+    except Refused as e:
+        end(conn, error=str(e), refused=True)
+        return
+    tmp = f".poolui-put-{os.getpid()}-{id(conn)}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, int(req.get("mode", 0o644)), dir_fd=d)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        try:
+            os.rename(tmp, parts[-1], src_dir_fd=d, dst_dir_fd=d)  # replaces a symlink, never follows it
+        except IsADirectoryError:
+            os.unlink(tmp, dir_fd=d)
+            end(conn, error=f"{req['path']} is a directory", refused=True)
+            return
+    finally:
+        os.close(d)
+    end(conn, size=len(data))
+
+
+def get(conn: Any, req: dict[str, Any], work: str) -> None:
+    parts = str(req["path"]).split("/")
+    limit = int(req.get("max", 0))
+    try:
+        d = open_dir(work, parts[:-1], create=False)
+    except Refused as e:
+        end(conn, error=str(e), refused=True)
+        return
+    try:
+        try:
+            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=d)
+        except FileNotFoundError:
+            end(conn, error=f"{req['path']}: no such file", missing=True)
+            return
+        except OSError as e:
+            if e.errno == 40:
+                end(conn, error=f"{req['path']} is a symlink; paths may not pass through symlinks", refused=True)
+                return
+            raise
+    finally:
+        os.close(d)
+    try:
+        import stat
+
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            end(conn, error=f"{req['path']} is not a regular file", refused=True)
+            return
+        if st.st_size > limit:
+            end(conn, error=f"{req['path']} is {st.st_size} bytes; at most {limit} may be read", too_large=True)
+            return
+        sent = 0
+        while sent <= limit and (chunk := os.read(fd, READ)):
+            sent += len(chunk)
+            frame(conn, b"d", chunk[:max(0, limit - sent + len(chunk))])
+        end(conn, size=min(sent, limit))
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- exec
+
+
+def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
+    import select
+    import subprocess
+    import time
+
+    argv = [str(a) for a in req["argv"]]
+    marker = os.urandom(8).hex()
+    env = {**os.environ, **{str(k): str(v) for k, v in req.get("env", {}).items()}, EXEC_MARKER: marker}
+    start = time.monotonic()
+    deadline = start + float(req.get("timeout", 60))
+    cap = int(req.get("max_output", 1 << 20))
+    try:
+        # Popen forks and execs in C, which is safe beside this agent's other threads.
+        proc = subprocess.Popen(argv, cwd=os.path.join(work, req.get("cwd") or ""), env=env, bufsize=0,
+                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    except OSError as e:
+        end(conn, exit_code=127, signal=None, error=f"{argv[0]}: {e.strerror or e}", duration=time.monotonic() - start)
+        return
+    assert proc.stdout is not None and proc.stderr is not None
+    streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e"}
+    in_w = proc.stdin.fileno() if proc.stdin is not None else None
+    if in_w is not None:
+        os.set_blocking(in_w, False)
+    pidfd = os.pidfd_open(proc.pid)
+    pending = memoryview(stdin)
+    sent, truncated, timed_out = 0, False, False
+
+    def forward(fd: int, chunk: bytes) -> None:
+        nonlocal sent, truncated
+        keep = chunk[:max(0, cap - sent)]
+        sent += len(chunk)
+        truncated = truncated or len(keep) < len(chunk)
+        if keep:
+            frame(conn, streams[fd], keep)
+
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        r, w, _ = select.select([*streams, pidfd], [in_w] if in_w is not None else [], [], left)
+        if in_w is not None and w:
+            try:
+                pending = pending[os.write(in_w, pending[:READ]):]
+            except BlockingIOError:
+                pass
+            except OSError:
+                pending = pending[:0]
+            if not pending:
+                proc.stdin.close()  # type: ignore[union-attr]
+                in_w = None
+        for fd in [f for f in r if f in streams]:
+            chunk = os.read(fd, READ)
+            if chunk:
+                forward(fd, chunk)
+            else:
+                del streams[fd]
+        if pidfd in r:
+            # What is buffered is read; a background child still holding the pipes keeps nobody waiting.
+            for fd in list(streams):
+                os.set_blocking(fd, False)
+                try:
+                    while chunk := os.read(fd, READ):
+                        forward(fd, chunk)
+                except BlockingIOError:
+                    pass
+            break
+    if timed_out:
+        kill_tree(proc.pid, marker)
+    os.close(pidfd)
+    status = proc.wait()
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f is not None and not f.closed:
+            f.close()
+    result: dict[str, Any] = {"timed_out": timed_out, "truncated": truncated, "duration": time.monotonic() - start}
+    if status < 0:
+        result.update(exit_code=None, signal=-status)
+    else:
+        result.update(exit_code=status, signal=None)
+    end(conn, **result)
+
+
+def kill_tree(pid: int, marker: str) -> None:
+    """SIGKILL the command and everything it started: its session, and whatever still carries its marker
+    (a child that left the session); never the sandbox's own server."""
+    import signal
+    import time
+
+    needle = f"\0{EXEC_MARKER}={marker}\0".encode()
+    for _ in range(250):
+        found = [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))]
+        if not found:
+            return
+        for p in found:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.002)
+
+
+def _procs() -> list[int]:
+    return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+
+
+def _stat(pid: int) -> list[bytes]:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return []
+    return data[data.rfind(b")") + 2:].split()
+
+
+def _live(pid: int) -> bool:
+    st = _stat(pid)
+    return bool(st) and st[0] not in (b"Z", b"X")  # a zombie is dead already; its parent reaps it
+
+
+def _session(pid: int) -> int:
+    st = _stat(pid)
+    return int(st[3]) if len(st) > 3 else -1
+
+
+def _has(pid: int, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return needle in b"\0" + f.read()
+    except OSError:
+        return False

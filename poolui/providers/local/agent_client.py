@@ -1,0 +1,105 @@
+"""Talking to a local sandbox's agent (_agent.py) over its Unix socket: exec with streamed output, files in
+and out. One connection per request; the socket lives in the member's private directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import FileNotFound, InvalidRequest, ProviderError, SandboxDied
+from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
+
+SOCKET = "agent.sock"
+STREAMS = {b"o": "stdout", b"e": "stderr"}
+SLACK = 5.0  # beyond an exec's own timeout, how long the agent may take to say how it ended
+
+
+async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    dirfd = -1
+    try:
+        where = str(path)
+        if len(where.encode()) > 100:  # a Unix socket's path is at most 107 bytes; a deep state directory
+            dirfd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+            where = f"/proc/self/fd/{dirfd}/{path.name}"
+        await asyncio.get_running_loop().sock_connect(sock, where)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        sock.close()
+        raise SandboxDied(f"the sandbox's agent does not answer ({e.strerror}): the sandbox has ended") from None
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        if dirfd >= 0:
+            os.close(dirfd)
+    return await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+
+
+async def frames(path: Path, header: dict[str, Any], data: bytes = b"") -> AsyncIterator[tuple[bytes, bytes]]:
+    """Send one request; yield its answer's frames (kind, payload), the b"x" frame last."""
+    reader, writer = await _connect(path)
+    try:
+        writer.write(json.dumps({**header, "size": len(data)}).encode() + b"\n")
+        if data:
+            writer.write(data)
+        await writer.drain()
+        while True:
+            try:
+                head = await reader.readexactly(5)
+                payload = await reader.readexactly(int.from_bytes(head[1:], "big"))
+            except asyncio.IncompleteReadError:
+                raise SandboxDied("the sandbox ended during the request") from None
+            yield head[:1], payload
+            if head[:1] == b"x":
+                return
+    finally:
+        writer.close()
+
+
+def _end(payload: bytes, doing: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(payload)
+    if result.get("missing"):
+        raise FileNotFound(result["error"])
+    if result.get("refused") or result.get("too_large"):
+        raise InvalidRequest(result["error"])
+    if "error" in result and "exit_code" not in result:
+        raise ProviderError(f"{doing}: {result['error']}")
+    return result
+
+
+async def run(path: Path, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+    """The command's output as it comes, then one ExecResult."""
+    header = {"op": "exec", "argv": list(req.argv), "env": dict(req.env), "cwd": req.cwd,
+              "timeout": req.timeout, "max_output": req.max_output}
+    start = time.monotonic()
+    async with asyncio.timeout(req.timeout + SLACK):
+        async for kind, payload in frames(path, header, req.stdin):
+            if kind in STREAMS:
+                yield ExecChunk(STREAMS[kind], payload)
+            elif kind == b"x":
+                res = ExecResult.from_dict(_end(payload, "exec"))
+                res.duration = res.duration or time.monotonic() - start
+                yield res
+
+
+async def put(path: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
+    async for kind, payload in frames(path, {"op": "put", "path": rel, "mode": mode}, data):
+        if kind == b"x":
+            _end(payload, f"writing {rel}")
+
+
+async def get(path: Path, rel: str, limit: int) -> bytes:
+    parts: list[bytes] = []
+    async for kind, payload in frames(path, {"op": "get", "path": rel, "max": limit}):
+        if kind == b"d":
+            parts.append(payload)
+        elif kind == b"x":
+            _end(payload, f"reading {rel}")
+    return b"".join(parts)

@@ -1,0 +1,73 @@
+"""Using a local sandbox: exec and files go to the agent that runs inside it (_agent.py), so a command runs
+in the sandbox's own namespaces, cgroups, limits and root, never on the host.
+
+Chosen over entering the sandbox's namespaces from outside (setns): the agent needs no privilege, works
+the same with and without bubblewrap, is inside the sandbox's cgroups and limits by birth, and kills a
+timed-out command from inside; a setns() path would need root and a second copy of the sandbox's
+shape (namespaces, root, cgroups, environment) kept in step with bwrap's. bench/exec_roundtrip.py
+measures what it costs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import NotSupported, SandboxDied
+from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
+from . import agent_client
+from .host import PYTHON, under
+
+if TYPE_CHECKING:
+    from ..base import Sandbox
+    from .options import LocalOptions
+
+AGENT_DIR = str(Path(__file__).parent)
+AGENT_MOUNT = "/run/poolui"  # where a bubblewrap sandbox sees the agent's code, read-only
+
+
+def agent_argv(cmd: list[str], work: str, sandboxed: bool) -> list[str]:
+    """The sandbox's command behind its agent (its cached bytecode is used: no compile on every start)."""
+    where = AGENT_MOUNT if sandboxed else AGENT_DIR
+    code = f"import sys; sys.path[:0] = [{where!r}]; import _agent; _agent.main()"
+    return [PYTHON, "-I", "-S", "-c", code, work, "--", *cmd]
+
+
+class AgentUse:
+    """The exec and file half of LocalProvider."""
+
+    opts: LocalOptions
+    _use_bwrap: bool
+
+    def _member_dir(self, member_id: str) -> Path:
+        raise NotImplementedError  # LocalProvider's
+
+    def alive(self, sb: Sandbox) -> bool:
+        raise NotImplementedError  # LocalProvider's
+
+    @property
+    def has_agent(self) -> bool:
+        # Under bubblewrap the agent runs on the sandbox's own interpreter, which must be one it can see.
+        return self.opts.agent and (not self._use_bwrap or under(PYTHON, ["/usr"]))
+
+    def _socket(self, sb: Sandbox) -> Path:
+        if not self.has_agent:
+            raise NotSupported("this pool's sandboxes run without an agent ([pools.NAME.local] agent = false, "
+                               "or no python3 under /usr for bubblewrap): exec and files are not available")
+        if not self.alive(sb):
+            raise SandboxDied(f"sandbox {sb.member_id} has ended")
+        return self._member_dir(sb.member_id) / agent_client.SOCKET
+
+    async def exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+        """Run a command inside the sandbox: its output as it comes, then one ExecResult."""
+        async for item in agent_client.run(self._socket(sb), req):
+            yield item
+
+    async def put_file(self, sb: Sandbox, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write `data` to `path` under the work directory (parents made; symlinks on the way refused)."""
+        await agent_client.put(self._socket(sb), path, data, mode)
+
+    async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
+        """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
+        return await agent_client.get(self._socket(sb), path, limit)
