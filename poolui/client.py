@@ -20,6 +20,7 @@ import httpx
 from .client_http import Broken, Http11
 from .client_rollback import Rollbacks
 from .client_sync import error_from
+from .client_use import RemoteUse, files_fields
 from .core.holding import claimed
 from .core.model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 from .errors import ClaimTimeout, PoolError, ServerUnreachable
@@ -86,7 +87,7 @@ async def _parse_sse(lines: AsyncIterator[str]) -> AsyncIterator[Event]:
             kind, data = "", ""
 
 
-class PoolClient:
+class PoolClient(RemoteUse):
     """The pools of a `poolui serve`, as the control contract: the same methods, arguments and errors as
     PoolManager. `async with PoolClient(url, token) as c:` closes its connections at the end."""
 
@@ -212,7 +213,8 @@ class PoolClient:
     # ------------------------------------------------------------------ claims
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None, lease: float | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None, env: dict[str, str] | None = None,
+                    files: dict[str, bytes | str] | None = None) -> Claim:
         """As PoolManager.claim. Every claim carries a claim key (a random one when none is given), so a
         call that fails after the request may have reached the server (cancelled, timed out, connection
         lost) gives the claim back by that key in the background: a claim this client could not receive
@@ -223,6 +225,9 @@ class PoolClient:
             body["timeout"] = timeout
         if lease is not None:
             body["lease"] = lease
+        if env is not None:
+            body["env"] = env
+        body.update(files_fields(files))
         wait = timeout if timeout is not None else self._claim_timeouts.get(pool, DEFAULT_CLAIM_WAIT)
         try:
             data = await self._call("POST", f"/pools/{_q(pool)}/claim", body, timeout=wait + self.timeout)

@@ -16,6 +16,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from .core.model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
+from .sandbox_io import ExecChunk, ExecResult
 
 
 class EventFeed(Protocol):
@@ -50,10 +51,33 @@ class Control(Protocol):
         ...
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None, lease: float | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None, env: dict[str, str] | None = None,
+                    files: dict[str, bytes | str] | None = None) -> Claim:
         """Hand out a ready sandbox (never one handed out before); wait up to `timeout` (default: the
         pool's claim_timeout) when none is ready. The same claim_key returns the same claim. With a lease
-        (default: the pool's claim_lease) the claim ends unless renewed within `lease` seconds."""
+        (default: the pool's claim_lease) the claim ends unless renewed within `lease` seconds. env applies
+        to every exec of the claim (never stored or shown); files land in its work directory first."""
+        ...
+
+    def exec(self, pool: str, sandbox_id: str, argv: list[str], env: dict[str, str] | None = None,
+             cwd: str = "", stdin: bytes | str = b"", timeout: float | None = None,
+             max_output: int | None = None) -> AsyncIterator[ExecChunk | ExecResult]:
+        """Run a command in a claimed sandbox: ExecChunks as output comes, then one ExecResult."""
+        ...
+
+    async def put_file(self, pool: str, sandbox_id: str, path: str, data: bytes, mode: int = 0o644) -> int:
+        """Write a file under a claimed sandbox's work directory; its size."""
+        ...
+
+    async def get_file(self, pool: str, sandbox_id: str, path: str) -> bytes:
+        """A file from under a claimed sandbox's work directory."""
+        ...
+
+    def run(self, pool: str, argv: list[str], env: dict[str, str] | None = None,
+            files: dict[str, bytes | str] | None = None, cwd: str = "", stdin: bytes | str = b"",
+            timeout: float | None = None, claim_timeout: float | None = None,
+            max_output: int | None = None) -> AsyncIterator[ExecChunk | ExecResult]:
+        """Claim, exec, release in one call, streamed like exec."""
         ...
 
     async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:

@@ -125,7 +125,7 @@ class NotSupported(PoolError):
     """This pool's provider cannot do it (the instant provider has nothing to exec in)."""
 
     code = "not_supported"
-    http_status = 501
+    http_status = 400  # the request, not the server, is at fault: this pool was not made for it
 
 
 ERRORS_BY_CODE: dict[str, type[PoolError]] = {

@@ -132,7 +132,7 @@ async def test_bad_bodies_are_422_with_a_clear_detail(mgr: PoolManager) -> None:
         r = await http.post("/pools/p/claim", content=b'{"timeout": 1}',  # curl -d without -H
                             headers={"content-type": "application/x-www-form-urlencoded"})
         assert r.status_code == 422 and "Content-Type: application/json" in r.json()["detail"], r.text
-        r = await http.post("/pools/p/claim", content=b"x" * 70_000)
+        r = await http.post("/pools/p/terminate", content=b"x" * 70_000)
         assert r.status_code == 413 and r.json()["error"] == "body_too_large"
         r = await http.get("/nowhere")
         assert r.status_code == 404 and r.json() == {"error": "not_found", "detail": "Not Found"}

@@ -22,7 +22,9 @@ from poolui.core.manager import PoolManager
 from poolui.errors import (
     ClaimEnded,
     ClaimTimeout,
+    FileNotFound,
     InvalidRequest,
+    NotSupported,
     PoolDraining,
     PoolExhausted,
     PoolNotFound,
@@ -30,6 +32,7 @@ from poolui.errors import (
     WarmUpTimeout,
 )
 from poolui.pool_file import load_config
+from poolui.sandbox_io import ExecChunk, ExecResult, collect
 
 POOLS = {
     "p": pool_table("instant", target_ready=2, min_ready=1, max_ready=5, max_total=10),
@@ -273,6 +276,70 @@ async def test_maintain(side: tuple[Control, Path]) -> None:
     assert report.pool == "p" and report.probed == 2 and report.removed() == 0
     with pytest.raises(PoolNotFound):
         await c.maintain("nope")
+
+
+# ---------------------------------------------------------------- using a claimed sandbox
+
+USE_POOLS = {"l": pool_table("local", target_ready=1, min_ready=0, max_ready=2, max_total=4)}
+
+
+@pytest.fixture(params=["embedded", "remote"])
+async def use_side(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Control]:
+    """A control over one pool of real local sandboxes, which can exec."""
+    if request.param == "embedded":
+        path = write_pool_file(tmp_path / "pools.toml", USE_POOLS)
+        async with PoolManager(load_config(path), state_dir=tmp_path / "state") as mgr:
+            yield mgr
+        return
+    with served(USE_POOLS) as s:
+        async with s.client(timeout=30) as c:
+            yield c
+
+
+async def test_exec_and_files(use_side: Control) -> None:
+    c = use_side
+    cl = await c.claim("l", timeout=30, env={"FROM_CLAIM": "yes"}, files={"a.txt": "A"})
+    assert await c.put_file("l", cl.id, "d/b.bin", b"\x00\xff") == 2
+    assert await c.get_file("l", cl.id, "d/b.bin") == b"\x00\xff"
+    items = [i async for i in c.exec("l", cl.id, ["sh", "-c", "cat a.txt; printenv FROM_CLAIM; exit 5"])]
+    result = items[-1]
+    assert isinstance(result, ExecResult) and result.exit_code == 5
+    assert b"".join(i.data for i in items if isinstance(i, ExecChunk)) == b"Ayes\n"
+    with pytest.raises(FileNotFound):
+        await c.get_file("l", cl.id, "missing")
+    with pytest.raises(InvalidRequest, match="'..'"):
+        await c.put_file("l", cl.id, "../x", b"")
+    await c.release("l", cl.id)
+    with pytest.raises(ClaimEnded):
+        await collect(c.exec("l", cl.id, ["true"]))
+
+
+async def test_put_file_refuses_an_unknown_sandbox(use_side: Control) -> None:
+    with pytest.raises(SandboxNotFound):
+        await use_side.put_file("l", "pu-nope", "x", b"")
+
+
+async def test_get_file_refuses_an_unknown_sandbox(use_side: Control) -> None:
+    with pytest.raises(SandboxNotFound):
+        await use_side.get_file("l", "pu-nope", "x")
+
+
+async def test_run_claims_runs_and_releases(use_side: Control) -> None:
+    r = await collect(use_side.run("l", ["cat", "in"], files={"in": "one-shot"}, claim_timeout=30))
+    assert r.ok and r.stdout == b"one-shot"
+    with pytest.raises(PoolNotFound):
+        await collect(use_side.run("nope", ["true"]))
+
+
+async def test_exec_is_not_supported_by_the_instant_provider(side: tuple[Control, Path]) -> None:
+    c, _ = side
+    cl = await c.claim("p", timeout=5)
+    with pytest.raises(NotSupported):
+        await collect(c.exec("p", cl.id, ["true"]))
+    with pytest.raises(NotSupported):  # refused before a sandbox is claimed for nothing
+        await collect(c.run("p", ["true"]))
+    assert (await c.snapshot("p", members=False)).counts["claimed"] == 1
+    await c.release("p", cl.id)
 
 
 # ---------------------------------------------------------------- the contract itself

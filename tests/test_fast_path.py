@@ -20,6 +20,7 @@ from poolui.core.manager import PoolManager
 from poolui.pool_file import load_config
 from poolui.server.app import create_app
 from poolui.server.fast import FastPath
+from poolui.server.middleware import MAX_CLAIM_BODY
 
 TOKEN = "test-token"
 JSON = {"content-type": "application/json"}
@@ -55,7 +56,8 @@ REFUSED: list[tuple[str, bytes, dict[str, str], int, str]] = [
     ("/pools/p/claim", b"[]", JSON, 422, "body"),
     ("/pools/p/claim", b'{"timeout": 1}', {"content-type": "application/x-www-form-urlencoded"}, 422,
      "Content-Type: application/json"),
-    ("/pools/p/claim", b"x" * 70_000, JSON, 413, "body_too_large"),
+    ("/pools/p/claim", b"x" * (MAX_CLAIM_BODY + 1), JSON, 413, "body_too_large"),  # a claim may carry files
+    ("/pools/p/sandboxes/s/renew", b"x" * 70_000, JSON, 413, "body_too_large"),
     ("/pools/p/claim", b'{"timeout": 1}', {"content-type": "text/json"}, 422, "Content-Type: application/json"),
     ("/pools/p/claim", b"   ", JSON, 422, "JSON"),
     ("/pools/p/claim", b'{"timeout": 1}', {}, 422, "Content-Type: application/json"),

@@ -11,7 +11,7 @@ import difflib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from poolui.control import Control
 from poolui.core.holding import claimed
 from poolui.core.model import Claim, Event, Lease, MaintenanceReport, MemberView, PoolSnapshot
 from poolui.errors import ServerUnreachable
+from poolui.sandbox_io import ExecChunk, ExecResult
 from poolui.tui.app import PoolApp
 from poolui.tui.screens.confirm import ConfirmScreen
 from poolui.tui.screens.detail import DetailScreen
@@ -139,9 +140,31 @@ class ScriptedControl:
         return "config/local.toml"
 
     async def claim(self, pool: str, timeout: float | None = None, check_health: bool = False,
-                    claim_key: str | None = None, lease: float | None = None) -> Claim:
+                    claim_key: str | None = None, lease: float | None = None, env: dict[str, str] | None = None,
+                    files: dict[str, bytes | str] | None = None) -> Claim:
         self.calls.append(("claim", pool))
         return Claim("pu-0003c0ffee", pool, "http://127.0.0.1:41003", T0 + 200, True, 0.0011)
+
+    async def exec(self, pool: str, sandbox_id: str, argv: list[str], env: dict[str, str] | None = None,
+                   cwd: str = "", stdin: bytes | str = b"", timeout: float | None = None,
+                   max_output: int | None = None) -> AsyncIterator[ExecChunk | ExecResult]:
+        self.calls.append(("exec", pool, sandbox_id, argv))
+        yield ExecChunk("stdout", b"hello from the sandbox\n")
+        yield ExecResult(0, duration=0.004)
+
+    async def put_file(self, pool: str, sandbox_id: str, path: str, data: bytes, mode: int = 0o644) -> int:
+        self.calls.append(("put_file", pool, sandbox_id, path))
+        return len(data)
+
+    async def get_file(self, pool: str, sandbox_id: str, path: str) -> bytes:
+        return b""
+
+    async def run(self, pool: str, argv: list[str], env: dict[str, str] | None = None,
+                  files: dict[str, bytes | str] | None = None, cwd: str = "", stdin: bytes | str = b"",
+                  timeout: float | None = None, claim_timeout: float | None = None,
+                  max_output: int | None = None) -> AsyncIterator[ExecChunk | ExecResult]:
+        self.calls.append(("run", pool, argv))
+        yield ExecResult(0)
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:
         self.calls.append(("terminate", pool, ids))

@@ -15,15 +15,15 @@ from ..clock import Clock
 from ..config import Config
 from ..config.edit import save_pool_sizes
 from ..errors import InvalidRequest, PoolError, PoolNotFound, WarmUpTimeout
-from ..sandbox_io import check_env, check_files
 from ..providers.base import ProviderContext
 from ..providers.common import PortPicker
 from ..providers.registry import REGISTRY, make_provider
+from ..sandbox_io import check_env, check_files
 from . import leases, modes
 from .events import EventBus, Subscription
 from .holding import claimed
-from .model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 from .manager_use import UseVerbs
+from .model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 from .opening import open_pool
 from .pool import Pool
 from .store import Store, namespace_of

@@ -53,6 +53,7 @@ class UseVerbs:
         also when the caller stops reading."""
         req = exec_request(argv, None, cwd, stdin, timeout, max_output)
         p = self.pool(pool)
+        use.uses(p, "exec")  # NotSupported before a sandbox is claimed for nothing
         c = await p.claim(timeout=claim_timeout, env=check_env(env), files=check_files(files))
         p.metrics.runs += 1
         try:

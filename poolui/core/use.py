@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .pool import Pool
 
 
-def _uses(pool: Pool, verb: str) -> Any:
+def uses(pool: Pool, verb: str) -> Any:
     fn = getattr(pool.provider, verb, None)
     if fn is None:
         raise NotSupported(f"pool '{pool.name}': the {pool.provider.kind} provider has no {verb}: its sandboxes "
@@ -46,7 +46,7 @@ async def exec_in(pool: Pool, sandbox_id: str, req: ExecRequest) -> AsyncIterato
     """The command's output as it comes, then one ExecResult; the checks run before anything is yielded,
     so a caller gets its error from the first step."""
     m = claimed_member(pool, sandbox_id)
-    run = _uses(pool, "exec")
+    run = uses(pool, "exec")
     if m.env:
         req = ExecRequest(req.argv, tuple({**dict(m.env), **dict(req.env)}.items()), req.cwd, req.stdin,
                           req.timeout, req.max_output)
@@ -68,7 +68,7 @@ async def put_file(pool: Pool, sandbox_id: str, path: str, data: bytes, mode: in
     if m.files_in + len(data) > MAX_CLAIM_FILES:
         raise InvalidRequest(f"this claim has had {m.files_in} bytes of files; {len(data)} more would pass the "
                              f"{MAX_CLAIM_FILES} a claim may put")
-    put = _uses(pool, "put_file")
+    put = uses(pool, "put_file")
     m.files_in += len(data)
     await put(m.sandbox, rel, data, mode)
     return len(data)
@@ -78,7 +78,7 @@ async def get_file(pool: Pool, sandbox_id: str, path: str) -> bytes:
     """A file's content from under the claim's work directory (at most MAX_FILE bytes)."""
     rel = check_path(path)
     m = claimed_member(pool, sandbox_id)
-    data: bytes = await _uses(pool, "get_file")(m.sandbox, rel, MAX_FILE)
+    data: bytes = await uses(pool, "get_file")(m.sandbox, rel, MAX_FILE)
     return data
 
 
@@ -89,7 +89,7 @@ async def apply_claim(pool: Pool, m: Member, env: tuple[tuple[str, str], ...], f
     if not files:
         return
     try:
-        put = _uses(pool, "put_file")
+        put = uses(pool, "put_file")
         for rel, data in files.items():
             m.files_in += len(data)
             await put(m.sandbox, rel, data, 0o644)

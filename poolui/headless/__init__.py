@@ -21,6 +21,7 @@ from ..argtypes import seconds, whole
 from ..errors import ClaimTimeout, ConfigError, PoolError, ServerUnreachable, Unauthorized, WarmUpTimeout
 from .check import cmd_check
 from .output import Exit, Nagios, UsageError, err, out
+from .use import add_use_verbs
 
 
 def add_common(p: argparse.ArgumentParser, suppress: bool = False) -> None:
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     verb("maintain", "probe ready sandboxes now, remove bad and expiring ones, refill")
     e = verb("events", "print state changes as they happen")
     e.add_argument("--count", type=whole(0, 10**9), default=0, help="stop after this many (default: follow)")
+    add_use_verbs(verb)
     demo = verb("demo", "run the pool in this process: warm it, claim, ask the sandbox, release, stop")
     demo.add_argument("--wait", metavar="SECONDS", type=float, default=60.0,
                       help="how long warming and claiming may take (default 60)")
@@ -137,7 +139,10 @@ def _import_httpx_lean() -> None:
 
 def main(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # exec and run: everything after the first "--" is the command, options of ours may come anywhere before
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    args.cmd = argv[cut + 1:]
     if args.verb == "check":
         try:
             return cmd_check(args)

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from ..control import Control
 from ..core.model import PoolSnapshot
 from .output import Exit, UsageError, emit_json, err, out
+from .use import cmd_cp, cmd_exec, cmd_run
 
 Verb = Callable[[Control, argparse.Namespace], Awaitable[int]]
 
@@ -161,5 +162,5 @@ async def cmd_events(client: Control, args: argparse.Namespace) -> int:
 VERBS: dict[str, Verb] = {
     "list": cmd_list, "claim": cmd_claim, "release": cmd_release, "renew": cmd_renew, "terminate": cmd_terminate,
     "resize": cmd_resize, "drain": cmd_drain, "pause": _mode_verb("pause"), "resume": _mode_verb("resume"),
-    "maintain": cmd_maintain, "events": cmd_events,
+    "maintain": cmd_maintain, "events": cmd_events, "exec": cmd_exec, "run": cmd_run, "cp": cmd_cp,
 }

@@ -21,6 +21,7 @@ from .fast import FastPath, is_json
 from .middleware import BoundedBody, TokenAuth, error_body
 from .routes import api
 from .state import ServerOptions, ServerState, version
+from .use_routes import use_api
 
 log = logging.getLogger("poolui.server")
 
@@ -91,6 +92,8 @@ def create_app(control: Control, token: str, options: ServerOptions | None = Non
         return {"ok": True, "stopping": opts.stopping.is_set()}
 
     app.include_router(api)
+    app.include_router(use_api)
     app.add_middleware(BoundedBody)
-    app.add_middleware(TokenAuth, token=token)
-    return FastPath(app, app.state.poolui, token)
+    holder = getattr(control, "token_holder", None)  # claim tokens are the engine's: PoolManager has it
+    app.add_middleware(TokenAuth, token=token, holder=holder)
+    return FastPath(app, app.state.poolui, token, holder)

@@ -10,6 +10,7 @@ tests/test_fast_path.py holds both to the same answers.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import re
@@ -21,9 +22,19 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
 from ..control import Control
-from ..errors import PoolError
+from ..errors import InvalidRequest, PoolError
 from .claims import ClaimDelivery
-from .middleware import MAX_BODY, BodyTooLarge, auth_refusal, error_body, read_body, send_error, send_json
+from .middleware import (
+    MAX_BODY,
+    MAX_CLAIM_BODY,
+    BodyTooLarge,
+    Holder,
+    auth_refusal,
+    error_body,
+    read_body,
+    send_error,
+    send_json,
+)
 from .state import ServerState
 
 Wait = Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT)]
@@ -36,6 +47,9 @@ class ClaimBody(msgspec.Struct, forbid_unknown_fields=True):
     check_health: bool = False
     claim_key: ClaimKey | None = None
     lease: LeaseSeconds | None = None
+    env: dict[str, str] | None = None
+    files: dict[str, str] | None = None  # path -> text
+    files_base64: dict[str, str] | None = None  # path -> base64 of the bytes
 
 
 class RenewBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,6 +58,19 @@ class RenewBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class Invalid(Exception):
     """A 422: the detail names the field and what is allowed."""
+
+
+def claim_files(text: dict[str, str] | None, b64: dict[str, str] | None) -> dict[str, bytes | str] | None:
+    """A claim's files from its two JSON forms (text, and base64 for bytes that are not text)."""
+    if not text and not b64:
+        return None
+    files: dict[str, bytes | str] = dict(text or {})
+    for path, data in (b64 or {}).items():
+        try:
+            files[path] = base64.b64decode(data, validate=True)
+        except ValueError:
+            raise InvalidRequest(f"files_base64.{path}: not valid base64") from None
+    return files
 
 
 log = logging.getLogger("poolui.server")
@@ -104,18 +131,19 @@ def decode(body: bytes, headers: list[tuple[bytes, bytes]], kind: type[Any]) -> 
 class FastPath:
     """ASGI: the three hot routes answered here; every other request goes on to `app` (FastAPI)."""
 
-    def __init__(self, app: ASGIApp, state: ServerState, token: str) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, token: str, holder: Holder | None = None) -> None:
         self.app = app
         self.state = state
         self.control: Control = state.control
         self._token = token
+        self._holder = holder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _ROUTES.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         if match is None:
             await self.app(scope, receive, send)
             return
-        refused = auth_refusal(scope, self._token)
+        refused = auth_refusal(scope, self._token, self._holder)
         if refused is not None:
             await send_error(send, *refused)
             return
@@ -138,7 +166,7 @@ class FastPath:
             names = sorted({k for k, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)})
             raise Invalid("; ".join(f"query.{n}: unknown query parameter; allowed here: none" for n in names)
                           or "unknown query parameter; allowed here: none")
-        raw = await read_body(receive, MAX_BODY)
+        raw = await read_body(receive, MAX_CLAIM_BODY if match[2] else MAX_BODY)
         if raw is None:
             return  # the client left before its request was whole
         pool, sandbox_id = match[1], match[3] or ""  # the server decoded the path already
@@ -154,9 +182,10 @@ class FastPath:
 
     async def _claim(self, pool: str, b: ClaimBody, scope: Scope, receive: Receive, send: Send) -> None:
         control = self.control
+        files = claim_files(b.files, b.files_base64)
         delivery = ClaimDelivery(
             lambda: control.claim(pool, timeout=b.timeout, check_health=b.check_health, claim_key=b.claim_key,
-                                  lease=b.lease),
+                                  lease=b.lease, env=b.env, files=files),
             lambda sandbox_id: control.release(pool, sandbox_id),
             receive,
             self.state.background,

@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.claim_scope import TOKEN_PREFIX
 from ..errors import PoolError, Unauthorized
+from ..sandbox_io import MAX_FILE
 from .auth import QUERY_TOKEN_NAMES, bearer_matches
 
 log = logging.getLogger("poolui.server")
 
 PUBLIC_PATHS = frozenset({"/healthz"})
 MAX_BODY = 64 * 1024
+MAX_CLAIM_BODY = 8 << 20  # a claim or run may carry files
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -51,8 +56,28 @@ Refusal = tuple[int, str, str, list[tuple[bytes, bytes]]]  # status, error code,
 CHALLENGE = [(b"www-authenticate", b'Bearer realm="poolui"')]
 
 
-def auth_refusal(scope: Scope, token: str) -> Refusal | None:
-    """Why this request may not pass the token check, or None when it may."""
+Holder = Callable[[str], "tuple[str, str] | None"]  # a claim token -> (pool, sandbox id) it is for
+# What a claim's token allows: its own sandbox's exec, files, renew and release.
+CLAIM_SCOPED = re.compile(r"^/pools/([^/]+)/sandboxes/([^/]+)/(?:exec|renew|release|files/.+)$")
+
+
+def _claim_refusal(scope: Scope, given: str, holder: Holder | None) -> Refusal | None:
+    """None when `given` is the token of a claim this request is about; a 403 for a claim token used on
+    anything else; an ordinary 401 for a token that is no claim's."""
+    held = holder(given) if holder is not None and given.startswith(TOKEN_PREFIX) else None
+    if held is None:
+        return (401, "unauthorized", "wrong bearer token: send 'Authorization: Bearer <token>' with the token "
+                "from the server's token file (or $POOLUI_TOKEN), or a claim's own token", CHALLENGE)
+    match = CLAIM_SCOPED.match(scope["path"])
+    if match is not None and (match[1], match[2]) == held:
+        return None
+    return (403, "forbidden", f"this is the token of a claim of sandbox '{held[1]}' in pool '{held[0]}': it "
+            "allows exec, files, renew and release of that sandbox only", [])
+
+
+def auth_refusal(scope: Scope, token: str, holder: Holder | None = None) -> Refusal | None:
+    """Why this request may not pass the token check, or None when it may (the admin token, or a claim's
+    token on its own sandbox)."""
     if scope.get("query_string") and any(k.lower() in QUERY_TOKEN_NAMES for k in _query_keys(scope)):
         return (401, "unauthorized", "a token is never accepted in the query string (it would end up in logs); "
                 "send the header 'Authorization: Bearer <token>'", CHALLENGE)
@@ -61,27 +86,33 @@ def auth_refusal(scope: Scope, token: str) -> Refusal | None:
         # Which one a proxy, a framework or a logger reads differs; refuse rather than guess.
         return 400, "bad_request", f"{len(given)} Authorization headers; send exactly one", []
     header = given[0] if given else None
-    if not bearer_matches(header, token):
-        why = "missing" if header is None else "wrong"
-        log.info("refused %s %s: %s bearer token", scope.get("method"), scope["path"], why)
-        return (401, "unauthorized", f"{why} bearer token: send 'Authorization: Bearer <token>' with the token "
-                "from the server's token file (or $POOLUI_TOKEN)", CHALLENGE)
-    return None
+    if bearer_matches(header, token):
+        return None
+    if header is not None and header[:7].lower() == "bearer ":
+        refused = _claim_refusal(scope, header[7:].strip(), holder)
+    else:
+        refused = (401, "unauthorized", f"{'missing' if header is None else 'wrong'} bearer token: send "
+                   "'Authorization: Bearer <token>' with the token from the server's token file "
+                   "(or $POOLUI_TOKEN)", CHALLENGE)
+    if refused is not None:
+        log.info("refused %s %s: %s", scope.get("method"), scope["path"], refused[2].split(":")[0])
+    return refused
 
 
 class TokenAuth:
     """Every path but /healthz needs `Authorization: Bearer <token>`; checked before anything else, the body
     included, so a caller without the token learns nothing (not even whether its JSON was valid)."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, token: str, holder: Holder | None = None) -> None:
         self.app = app
         self._token = token
+        self._holder = holder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
-        refused = auth_refusal(scope, self._token)
+        refused = auth_refusal(scope, self._token, self._holder)
         if refused is not None:
             await send_error(send, *refused)
             return
@@ -121,8 +152,13 @@ class BoundedBody:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
+        limit = self.limit
+        if scope.get("method") == "PUT" and CLAIM_SCOPED.match(scope["path"]):
+            limit = MAX_FILE  # a file into a sandbox: its own cap, checked again by the engine
+        elif scope["path"].endswith(("/run", "/claim")):
+            limit = MAX_CLAIM_BODY
         try:
-            body = await read_body(receive, self.limit)
+            body = await read_body(receive, limit)
         except BodyTooLarge as e:
             await send_error(send, 413, "body_too_large", str(e))
             return

@@ -13,6 +13,7 @@ from fastapi.security import HTTPBearer
 from ..control import Control
 from . import metrics as prom
 from .claims import ClaimDelivery
+from .fast import claim_files
 from .schemas import (
     ERROR_RESPONSES,
     ClaimIn,
@@ -82,7 +83,7 @@ async def claim(request: Request, pool: str, body: ClaimIn | None = None) -> Res
     control = _control(request)
     delivery = ClaimDelivery(
         lambda: control.claim(pool, timeout=b.timeout, check_health=b.check_health, claim_key=b.claim_key,
-                              lease=b.lease),
+                              lease=b.lease, env=b.env, files=claim_files(b.files, b.files_base64)),
         lambda sandbox_id: control.release(pool, sandbox_id),
         request.receive,
         _state(request).background,

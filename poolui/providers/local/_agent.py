@@ -229,7 +229,6 @@ def get(conn: Any, req: dict[str, Any], work: str) -> None:
 
 
 def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
-    import select
     import subprocess
     import time
 
@@ -237,8 +236,6 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
     marker = os.urandom(8).hex()
     env = {**os.environ, **{str(k): str(v) for k, v in req.get("env", {}).items()}, EXEC_MARKER: marker}
     start = time.monotonic()
-    deadline = start + float(req.get("timeout", 60))
-    cap = int(req.get("max_output", 1 << 20))
     try:
         # Popen forks and execs in C, which is safe beside this agent's other threads.
         proc = subprocess.Popen(argv, cwd=os.path.join(work, req.get("cwd") or ""), env=env, bufsize=0,
@@ -247,68 +244,88 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
     except OSError as e:
         end(conn, exit_code=127, signal=None, error=f"{argv[0]}: {e.strerror or e}", duration=time.monotonic() - start)
         return
-    assert proc.stdout is not None and proc.stderr is not None
-    streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e"}
-    in_w = proc.stdin.fileno() if proc.stdin is not None else None
-    if in_w is not None:
-        os.set_blocking(in_w, False)
-    pidfd = os.pidfd_open(proc.pid)
-    pending = memoryview(stdin)
-    sent, truncated, timed_out = 0, False, False
-
-    def forward(fd: int, chunk: bytes) -> None:
-        nonlocal sent, truncated
-        keep = chunk[:max(0, cap - sent)]
-        sent += len(chunk)
-        truncated = truncated or len(keep) < len(chunk)
-        if keep:
-            frame(conn, streams[fd], keep)
-
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        r, w, _ = select.select([*streams, pidfd], [in_w] if in_w is not None else [], [], left)
-        if in_w is not None and w:
-            try:
-                pending = pending[os.write(in_w, pending[:READ]):]
-            except BlockingIOError:
-                pass
-            except OSError:
-                pending = pending[:0]
-            if not pending:
-                proc.stdin.close()  # type: ignore[union-attr]
-                in_w = None
-        for fd in [f for f in r if f in streams]:
-            chunk = os.read(fd, READ)
-            if chunk:
-                forward(fd, chunk)
-            else:
-                del streams[fd]
-        if pidfd in r:
-            # What is buffered is read; a background child still holding the pipes keeps nobody waiting.
-            for fd in list(streams):
-                os.set_blocking(fd, False)
-                try:
-                    while chunk := os.read(fd, READ):
-                        forward(fd, chunk)
-                except BlockingIOError:
-                    pass
-            break
+    pump = Pump(conn, proc, stdin, int(req.get("max_output", 1 << 20)))
+    try:
+        timed_out = not pump.run(start + float(req.get("timeout", 60)))
+    finally:
+        os.close(pump.pidfd)
     if timed_out:
         kill_tree(proc.pid, marker)
-    os.close(pidfd)
     status = proc.wait()
     for f in (proc.stdin, proc.stdout, proc.stderr):
         if f is not None and not f.closed:
             f.close()
-    result: dict[str, Any] = {"timed_out": timed_out, "truncated": truncated, "duration": time.monotonic() - start}
+    result: dict[str, Any] = {"timed_out": timed_out, "truncated": pump.truncated,
+                              "duration": time.monotonic() - start}
     if status < 0:
         result.update(exit_code=None, signal=-status)
     else:
         result.update(exit_code=status, signal=None)
     end(conn, **result)
+
+
+class Pump:
+    """Moves one command's stdin in and its output out, as frames, up to `cap` bytes of output."""
+
+    def __init__(self, conn: Any, proc: Any, stdin: bytes, cap: int) -> None:
+        self.conn, self.proc, self.cap = conn, proc, cap
+        self.streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e"}
+        self.in_w = proc.stdin.fileno() if proc.stdin is not None else None
+        if self.in_w is not None:
+            os.set_blocking(self.in_w, False)
+        self.pending = memoryview(stdin)
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.sent, self.truncated = 0, False
+
+    def forward(self, fd: int, chunk: bytes) -> None:
+        keep = chunk[:max(0, self.cap - self.sent)]
+        self.sent += len(chunk)
+        self.truncated = self.truncated or len(keep) < len(chunk)
+        if keep:
+            frame(self.conn, self.streams[fd], keep)
+
+    def feed(self) -> None:
+        assert self.in_w is not None
+        try:
+            self.pending = self.pending[os.write(self.in_w, self.pending[:READ]):]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.pending = self.pending[:0]
+        if not self.pending:
+            self.proc.stdin.close()
+            self.in_w = None
+
+    def run(self, deadline: float) -> bool:
+        """True once the command has exited, False when the deadline came first."""
+        import select
+        import time
+
+        while (left := deadline - time.monotonic()) > 0:
+            writers = [self.in_w] if self.in_w is not None else []
+            r, w, _ = select.select([*self.streams, self.pidfd], writers, [], left)
+            if w:
+                self.feed()
+            for fd in [f for f in r if f in self.streams]:
+                chunk = os.read(fd, READ)
+                if chunk:
+                    self.forward(fd, chunk)
+                else:
+                    del self.streams[fd]
+            if self.pidfd in r:
+                self.drain()
+                return True
+        return False
+
+    def drain(self) -> None:
+        """What is buffered is read; a background child still holding the pipes keeps nobody waiting."""
+        for fd in list(self.streams):
+            os.set_blocking(fd, False)
+            try:
+                while chunk := os.read(fd, READ):
+                    self.forward(fd, chunk)
+            except BlockingIOError:
+                pass
 
 
 def kill_tree(pid: int, marker: str) -> None:
