@@ -25,6 +25,7 @@ from .events import EventWatcher
 from .options import DockerOptions
 from .probing import exec_blocking, tcp_through_proxy
 from .spec import HOST_PORT, container_spec
+from .use import DockerUse
 
 T = TypeVar("T")
 
@@ -36,7 +37,7 @@ def _min(*values: int | None) -> int | None:
     return min(present) if present else None
 
 
-class DockerProvider:
+class DockerProvider(DockerUse):
     kind = "docker"
 
     def __init__(self, pool: PoolConfig, ctx: ProviderContext, opts: DockerOptions) -> None:
