@@ -37,11 +37,17 @@ def exec_blocking(api: Any, cid: str, argv: list[str]) -> tuple[int, str]:
     exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
     # not stream=True: the SDK then leaves the hijacked socket open
     tail = (api.exec_start(exec_id) or b"")[-512:]
+    rc = exit_code_of(api, exec_id)
+    lines = tail.decode(errors="replace").strip().splitlines()
+    return (-1 if rc is None else int(rc)), (lines[-1][:200] if lines else "")
+
+
+def exit_code_of(api: Any, exec_id: str) -> int | None:
+    """An ended exec's exit code (None when the engine has not recorded it within 2 s)."""
     info = api.exec_inspect(exec_id)
     deadline = time.monotonic() + 2.0
     while info.get("Running") and time.monotonic() < deadline:  # the engine records the exit a bit later
         time.sleep(0.01)
         info = api.exec_inspect(exec_id)
     rc = info.get("ExitCode")
-    lines = tail.decode(errors="replace").strip().splitlines()
-    return (-1 if rc is None else int(rc)), (lines[-1][:200] if lines else "")
+    return None if rc is None else int(rc)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import FileNotFound, InvalidRequest, ProviderError
 from ...sandbox_io import ExecChunk, ExecRequest, ExecResult, collect, exec_request
+from .probing import exit_code_of
 
 if TYPE_CHECKING:
     from ..base import Sandbox
@@ -96,12 +97,7 @@ class DockerUse:
         if timed_out:
             kill = api.exec_create(cid, ["sh", "-c", KILL, "kill", f"{MARKER}={marker}"])["Id"]
             api.exec_start(kill)
-        info = api.exec_inspect(eid)
-        deadline = time.monotonic() + 2.0
-        while info.get("Running") and time.monotonic() < deadline:  # the engine records the exit a bit later
-            time.sleep(0.01)
-            info = api.exec_inspect(eid)
-        rc = info.get("ExitCode")
+        rc = exit_code_of(api, eid)
         if rc == 126 or rc == 127:
             return ExecResult(127, error=f"{req.argv[0]}: cannot be run in the container (exit {rc})",
                               duration=time.monotonic() - start)
