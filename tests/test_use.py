@@ -225,3 +225,19 @@ def test_headless_exec_run_and_cp(web: Served, tmp_path: pytest.TempPathFactory)
         web.headless("release", cid)
     one = web.headless("run", "--env", "X=1", "--", "sh", "-c", "echo $X")
     assert (one.returncode, one.stdout) == (0, "1\n")
+
+
+async def test_a_client_that_goes_away_ends_its_command(web: Served, claim: tuple[PoolClient, Claim]) -> None:
+    c, cl = claim
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {web.token}"}, timeout=30) as h:
+        async with h.stream("POST", f"{web.url}/pools/{POOL}/sandboxes/{cl.id}/exec",
+                            json={"argv": ["sh", "-c", "echo $$ > cmd.pid; echo started; sleep 600"]}) as r:
+            lines = r.aiter_lines()
+            assert json.loads(await anext(lines))["data"] == "started\n"
+        # the connection is closed here, mid-command
+    pid = (await c.get_file(POOL, cl.id, "cmd.pid")).decode().strip()
+
+    async def ended() -> bool:
+        return (await collect(c.exec(POOL, cl.id, ["kill", "-0", pid]))).exit_code != 0
+
+    await wait_for(ended, 15, what="the command of a client that left to be killed")

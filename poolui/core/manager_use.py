@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from ..sandbox_io import ExecChunk, ExecResult, check_env, check_files, exec_request
@@ -32,8 +33,9 @@ class UseVerbs:
         never the sandbox. The claim's env applies, this call's env on top. Errors (not claimed, bad
         argv) come from the first step, before any output."""
         req = exec_request(argv, env, cwd, stdin, timeout, max_output)
-        async for item in use.exec_in(self.pool(pool), sandbox_id, req):
-            yield item
+        async with aclosing(use.exec_in(self.pool(pool), sandbox_id, req)) as items:
+            async for item in items:
+                yield item
 
     async def put_file(self, pool: str, sandbox_id: str, path: str, data: bytes,
                        mode: int = 0o644) -> int:
@@ -57,8 +59,9 @@ class UseVerbs:
         c = await p.claim(timeout=claim_timeout, env=check_env(env), files=check_files(files))
         p.metrics.runs += 1
         try:
-            async for item in use.exec_in(p, c.id, req):
-                yield item
+            async with aclosing(use.exec_in(p, c.id, req)) as items:
+                async for item in items:
+                    yield item
         finally:
             await self.release(pool, c.id)
 

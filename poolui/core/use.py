@@ -7,7 +7,8 @@ env wins on a clash) and is never stored, logged or shown.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClaimEnded, InvalidRequest, NotSupported, SandboxNotFound
@@ -42,7 +43,7 @@ def claimed_member(pool: Pool, sandbox_id: str) -> Member:
     return m
 
 
-async def exec_in(pool: Pool, sandbox_id: str, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+async def exec_in(pool: Pool, sandbox_id: str, req: ExecRequest) -> AsyncGenerator[ExecChunk | ExecResult, None]:
     """The command's output as it comes, then one ExecResult; the checks run before anything is yielded,
     so a caller gets its error from the first step."""
     m = claimed_member(pool, sandbox_id)
@@ -51,8 +52,9 @@ async def exec_in(pool: Pool, sandbox_id: str, req: ExecRequest) -> AsyncIterato
         req = ExecRequest(req.argv, tuple({**dict(m.env), **dict(req.env)}.items()), req.cwd, req.stdin,
                           req.timeout, req.max_output)
     pool.metrics.execs += 1
-    async for item in run(m.sandbox, req):
-        yield item
+    async with aclosing(run(m.sandbox, req)) as items:  # closed at once when our caller stops reading
+        async for item in items:
+            yield item
 
 
 async def put_file(pool: Pool, sandbox_id: str, path: str, data: bytes, mode: int = 0o644) -> int:

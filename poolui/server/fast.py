@@ -24,6 +24,7 @@ from ..bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
 from ..control import Control
 from ..errors import InvalidRequest, PoolError
 from .claims import ClaimDelivery
+from .fast_exec import ExecBody, serve_exec
 from .middleware import (
     MAX_BODY,
     MAX_CLAIM_BODY,
@@ -74,7 +75,7 @@ def claim_files(text: dict[str, str] | None, b64: dict[str, str] | None) -> dict
 
 
 log = logging.getLogger("poolui.server")
-_ROUTES = re.compile(r"^/pools/([^/]+)/(?:(claim)|sandboxes/([^/]+)/(release|renew))$")
+_ROUTES = re.compile(r"^/pools/([^/]+)/(?:(claim)|sandboxes/([^/]+)/(release|renew|exec))$")
 
 
 def _detail(e: msgspec.ValidationError) -> str:
@@ -129,7 +130,8 @@ def decode(body: bytes, headers: list[tuple[bytes, bytes]], kind: type[Any]) -> 
 
 
 class FastPath:
-    """ASGI: the three hot routes answered here; every other request goes on to `app` (FastAPI)."""
+    """ASGI: the hot routes (claim, release, renew, exec) answered here; every other request goes on to
+    `app` (FastAPI)."""
 
     def __init__(self, app: ASGIApp, state: ServerState, token: str, holder: Holder | None = None) -> None:
         self.app = app
@@ -172,6 +174,8 @@ class FastPath:
         pool, sandbox_id = match[1], match[3] or ""  # the server decoded the path already
         if match[2]:
             await self._claim(pool, decode(raw, scope["headers"], ClaimBody), scope, receive, send)
+        elif match[4] == "exec":
+            await serve_exec(self.control, pool, sandbox_id, decode(raw, scope["headers"], ExecBody), receive, send)
         elif match[4] == "release":  # takes no body, as its FastAPI route
             released = await self.control.release(pool, sandbox_id)
             await send_json(send, 200, msgspec.json.encode({"id": sandbox_id, "released": released}))

@@ -8,19 +8,16 @@ for output that is not UTF-8 text), then one last line with "done": true and how
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 from typing import Any
 
-import msgspec
 from fastapi import APIRouter, Depends, Request, Security
 from fastapi.responses import Response, StreamingResponse
 
 from ..control import Control
-from ..errors import InvalidRequest
 from ..sandbox_io import ExecChunk, ExecResult
 from .fast import claim_files
+from .fast_exec import line, stdin_of
 from .routes import bearer, no_unknown_query
 from .schemas import ERROR_RESPONSES, ExecIn, FileOut, RunIn
 
@@ -37,23 +34,7 @@ def _control(request: Request) -> Control:
 
 
 def _stdin(b: ExecIn) -> bytes | str:
-    if b.stdin_base64 is None:
-        return b.stdin
-    if b.stdin:
-        raise InvalidRequest("stdin and stdin_base64: give one of them")
-    try:
-        return base64.b64decode(b.stdin_base64, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidRequest("stdin_base64: not valid base64") from None
-
-
-def line(item: ExecChunk | ExecResult) -> bytes:
-    if isinstance(item, ExecResult):
-        return msgspec.json.encode({**item.to_dict(), "done": True}) + b"\n"
-    try:
-        return msgspec.json.encode({"stream": item.stream, "data": item.data.decode()}) + b"\n"
-    except UnicodeDecodeError:  # not text, or a character cut between two chunks: sent as it is
-        return msgspec.json.encode({"stream": item.stream, "base64": base64.b64encode(item.data).decode()}) + b"\n"
+    return stdin_of(b.stdin, b.stdin_base64)
 
 
 async def _streamed(stream: AsyncIterator[ExecChunk | ExecResult]) -> Response:
@@ -79,7 +60,8 @@ async def _streamed(stream: AsyncIterator[ExecChunk | ExecResult]) -> Response:
 @use_api.post("/pools/{pool}/sandboxes/{sandbox_id}/exec", tags=["use"], response_class=Response,
               responses=STREAM_DOC)
 async def exec_(request: Request, pool: str, sandbox_id: str, body: ExecIn) -> Response:
-    """Run a command in a claimed sandbox; output streamed as it comes."""
+    """Run a command in a claimed sandbox; output streamed as it comes (served by fast_exec.py; this
+    route documents it and serves it should the fast path not take it)."""
     stream = _control(request).exec(pool, sandbox_id, body.argv, env=body.env, cwd=body.cwd, stdin=_stdin(body),
                                     timeout=body.timeout, max_output=body.max_output)
     return await _streamed(stream)

@@ -247,6 +247,10 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
     pump = Pump(conn, proc, stdin, int(req.get("max_output", 1 << 20)))
     try:
         timed_out = not pump.run(start + float(req.get("timeout", 60)))
+    except OSError:  # the controller went away (its caller stopped reading): nobody wants the rest
+        kill_tree(proc.pid, marker)
+        proc.wait()
+        raise
     finally:
         os.close(pump.pidfd)
     if timed_out:
@@ -303,7 +307,9 @@ class Pump:
 
         while (left := deadline - time.monotonic()) > 0:
             writers = [self.in_w] if self.in_w is not None else []
-            r, w, _ = select.select([*self.streams, self.pidfd], writers, [], left)
+            r, w, _ = select.select([*self.streams, self.pidfd, self.conn], writers, [], left)
+            if self.conn in r and not self.conn.recv(1):
+                raise ConnectionResetError("the controller went away")
             if w:
                 self.feed()
             for fd in [f for f in r if f in self.streams]:

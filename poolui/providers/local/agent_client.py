@@ -8,7 +8,8 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
     return await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
 
 
-async def frames(path: Path, header: dict[str, Any], data: bytes = b"") -> AsyncIterator[tuple[bytes, bytes]]:
+async def frames(path: Path, header: dict[str, Any], data: bytes = b"") -> AsyncGenerator[tuple[bytes, bytes], None]:
     """Send one request; yield its answer's frames (kind, payload), the b"x" frame last."""
     reader, writer = await _connect(path)
     try:
@@ -74,13 +75,13 @@ def _end(payload: bytes, doing: str) -> dict[str, Any]:
     return result
 
 
-async def run(path: Path, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+async def run(path: Path, req: ExecRequest) -> AsyncGenerator[ExecChunk | ExecResult, None]:
     """The command's output as it comes, then one ExecResult."""
     header = {"op": "exec", "argv": list(req.argv), "env": dict(req.env), "cwd": req.cwd,
               "timeout": req.timeout, "max_output": req.max_output}
     start = time.monotonic()
-    async with asyncio.timeout(req.timeout + SLACK):
-        async for kind, payload in frames(path, header, req.stdin):
+    async with asyncio.timeout(req.timeout + SLACK), aclosing(frames(path, header, req.stdin)) as answer:
+        async for kind, payload in answer:
             if kind in STREAMS:
                 yield ExecChunk(STREAMS[kind], payload)
             elif kind == b"x":

@@ -11,6 +11,7 @@ measures what it costs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,8 +62,9 @@ class AgentUse:
 
     async def exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
         """Run a command inside the sandbox: its output as it comes, then one ExecResult."""
-        async for item in agent_client.run(self._socket(sb), req):
-            yield item
+        async with aclosing(agent_client.run(self._socket(sb), req)) as items:
+            async for item in items:
+                yield item
 
     async def put_file(self, sb: Sandbox, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write `data` to `path` under the work directory (parents made; symlinks on the way refused)."""
