@@ -229,12 +229,12 @@ def test_headless_exec_run_and_cp(web: Served, tmp_path: pytest.TempPathFactory)
 
 async def test_a_client_that_goes_away_ends_its_command(web: Served, claim: tuple[PoolClient, Claim]) -> None:
     c, cl = claim
-    async with httpx.AsyncClient(headers={"authorization": f"Bearer {web.token}"}, timeout=30) as h:
-        async with h.stream("POST", f"{web.url}/pools/{POOL}/sandboxes/{cl.id}/exec",
-                            json={"argv": ["sh", "-c", "echo $$ > cmd.pid; echo started; sleep 600"]}) as r:
-            lines = r.aiter_lines()
-            assert json.loads(await anext(lines))["data"] == "started\n"
-        # the connection is closed here, mid-command
+    body = {"argv": ["sh", "-c", "echo $$ > cmd.pid; echo started; sleep 600"]}
+    async with httpx.AsyncClient(headers={"authorization": f"Bearer {web.token}"}, timeout=30) as h, \
+            h.stream("POST", f"{web.url}/pools/{POOL}/sandboxes/{cl.id}/exec", json=body) as r:
+        lines = r.aiter_lines()
+        assert json.loads(await anext(lines))["data"] == "started\n"
+    # the connection is closed here, mid-command
     pid = (await c.get_file(POOL, cl.id, "cmd.pid")).decode().strip()
 
     async def ended() -> bool:

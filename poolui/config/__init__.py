@@ -7,13 +7,13 @@ through `ProviderTables` (poolui.providers.registry). `poolui.pool_file` puts th
 
 from __future__ import annotations
 
-from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ServerConfig
+from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ReuseConfig, ServerConfig
 from .parse import ProviderTables, parse_config, read_pool_file
 from .reader import TableReader, parse_size
 from .sizes import MAX_SIZE, resized, size_problem, value_problem
 
 __all__ = [
     "MAX_SIZE", "ON_EMPTY", "PROBE_KINDS", "Config", "Limits", "PoolConfig", "ProbeConfig", "ProviderTables",
-    "ServerConfig", "TableReader", "parse_config", "parse_size", "read_pool_file", "resized", "size_problem",
-    "value_problem",
+    "ReuseConfig", "ServerConfig", "TableReader", "parse_config", "parse_size", "read_pool_file", "resized",
+    "size_problem", "value_problem",
 ]

@@ -29,6 +29,15 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class ReuseConfig:
+    """reuse = true: a released sandbox is reset and handed out again, up to max_uses claims in all."""
+
+    max_uses: int = 10
+    reset: tuple[str, ...] = ()  # run inside the sandbox after the built-in reset; failing it retires the sandbox
+    reset_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     """One [pools.NAME] table. Sizes and timings can change at run time (resize); what a sandbox *is*
     (provider, command, options, limits) makes up `revision`, and members of an older one are replaced."""
@@ -53,6 +62,7 @@ class PoolConfig:
     create_retries: int = 3  # failures in a row before the pool is degraded
     limits: Limits = Limits()
     read_only: bool = False  # the console and API refuse every change to this pool
+    reuse: ReuseConfig | None = None  # None: single use, every release terminates the sandbox
     options: Any = None  # the provider's own parsed table ([pools.NAME.PROVIDER]), typed by the provider
     raw_options: dict[str, Any] = field(default_factory=dict)
 

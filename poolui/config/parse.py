@@ -11,7 +11,7 @@ from .. import bounds as b
 from ..addresses import split_host_port
 from ..durations import format_duration
 from ..errors import ConfigError
-from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ServerConfig
+from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ReuseConfig, ServerConfig
 from .reader import TableReader
 from .sizes import size_problem
 
@@ -30,7 +30,9 @@ POOL_KEYS = (
     "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
     "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
     "claim_timeout", "claim_lease", "max_concurrent_creates", "create_retries", "limits", "read_only",
+    "reuse", "max_uses", "reset", "reset_timeout",
 )
+REUSE_KEYS = ("max_uses", "reset", "reset_timeout")
 
 
 def _probe(t: TableReader | None, default: ProbeConfig | None, readiness: bool) -> ProbeConfig | None:
@@ -71,6 +73,18 @@ def _limits(t: TableReader | None) -> Limits:
     return limits
 
 
+def _reuse(t: TableReader) -> ReuseConfig | None:
+    if not t.bool_("reuse", False):
+        for key in REUSE_KEYS:
+            if t.has(key):
+                raise t.error(key, t.get(key), "reuse = true beside it (it only applies to a pool that reuses)")
+        return None
+    d = ReuseConfig()
+    return ReuseConfig(max_uses=t.int_("max_uses", d.max_uses, minimum=1, maximum=1_000_000),
+                       reset=t.argv("reset") if t.has("reset") else (),
+                       reset_timeout=t.duration("reset_timeout", d.reset_timeout, minimum=0.01, maximum=b.MAX_WAIT))
+
+
 def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
     d = PoolConfig(name=name)
     provider = t.str_("provider", "local", tables.names())
@@ -102,6 +116,7 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
         create_retries=t.int_("create_retries", d.create_retries, minimum=1, maximum=b.MAX_CREATE_RETRIES),
         limits=_limits(t.sub("limits")),
         read_only=t.bool_("read_only", False),
+        reuse=_reuse(t),
         options=options,
         raw_options=raw_options,
     )

@@ -34,6 +34,7 @@ class Member:
     adopted: bool = False
     doomed: bool = False  # asked to go while its create was still running
     holders: int = 0  # how many claimers hold it: the double hand-out oracle, must stay <= 1
+    uses: int = 0  # claims it has served (a reuse pool resets it between them, up to max_uses)
     view: MemberView | None = None  # the last view made of it; dropped on every change (snapshots reuse it)
     # The claim's own: its token (only its hash is stored), env (secrets: memory only, never stored or shown)
     # and the bytes of files put into it, against the per-claim cap.

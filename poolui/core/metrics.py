@@ -62,6 +62,8 @@ class PoolMetrics:
         self.leases_expired = 0
         self.execs = 0
         self.runs = 0
+        self.resets = 0
+        self.reset_failures = 0
 
     def claim(self, outcome: str, latency: float | None, reason: str = "") -> None:
         self.claims[(outcome, reason)] += 1
@@ -91,4 +93,6 @@ class PoolMetrics:
             "leases_expired": self.leases_expired,
             "execs": self.execs,
             "runs": self.runs,
+            "resets": self.resets,
+            "reset_failures": self.reset_failures,
         }

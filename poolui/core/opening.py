@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .. import backoff
-from ..errors import ProviderError, ProviderUnavailable
+from ..errors import ConfigError, ProviderError, ProviderUnavailable
 from .adoption import adopted_member, plan_adoption
 from .store import StoredMember
 
@@ -20,6 +20,9 @@ ADOPT_BACKOFF = (0.5, 30.0)  # retrying a provider that did not answer at start
 
 async def open_pool(pool: Pool, rows: list[StoredMember]) -> tuple[int, int]:
     """(adopted, killed); raises when the provider cannot work at all (bad credentials, no program)."""
+    if pool.cfg.reuse is not None and not hasattr(pool.provider, "reset"):
+        raise ConfigError(f"pool '{pool.name}': reuse = true, but the {pool.provider.kind} provider cannot reset a "
+                          "sandbox between claims (the local provider can); remove reuse or change the provider")
     try:
         await pool.provider.check()
         return await adopt(pool, rows)

@@ -22,7 +22,7 @@ from ..clock import Clock
 from ..config import PoolConfig
 from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
-from . import claim_scope, claims, leases, refill
+from . import claim_scope, claims, leases, refill, reuse
 from .bringup import bring_up
 from .eligibility import verdict
 from .events import EventBus
@@ -164,6 +164,7 @@ class Pool:
 
     def _mark_claimed(self, m: Member, claim_key: str | None) -> None:
         m.holders += 1
+        m.uses += 1
         assert m.holders == 1, f"member {m.id} handed out twice"
         m.claimed_at = self.clock.time()
         m.claim_key = claim_key
@@ -228,8 +229,15 @@ class Pool:
                 return False
             raise InvalidRequest(f"sandbox '{member_id}' is {m.state.value}, not claimed: nothing to release")
         self.emit("released", m)
-        self.end_claim(m, "released")
+        self.reset(m) if reuse.wanted(self, m) else self.end_claim(m, "released")
         return True
+
+    def reset(self, m: Member) -> None:
+        """A released member of a reuse pool: reset in the background (reuse.py), then ready again."""
+        self._release_hold(m)
+        reuse.forget_claim(m)
+        self._set(m, S.STARTING, "resetting", f"after use {m.uses}")
+        self._bringups[m.id] = self.spawn(reuse.reset(self, m), f"reset-{m.id}")
 
     async def terminate(self, ids: list[str]) -> list[str]:
         missing = [i for i in ids if i not in self.members and i not in self.recently_gone]
@@ -244,8 +252,6 @@ class Pool:
                 self.retire(m, "terminated by operator")
                 done.append(i)
         return done
-
-    # ------------------------------------------------------------------ retiring
 
     def retire(self, m: Member, reason: str) -> None:
         """Take m out of service and kill its sandbox (once its create, if running, has finished)."""
@@ -304,8 +310,6 @@ class Pool:
         else:
             self.retire(m, f"exited on its own: {how}" if how else "exited on its own")
 
-    # ------------------------------------------------------------------ creating (see bringup.py)
-
     def new_member(self) -> Member:
         now_w, now_m = self.clock.time(), self.clock.monotonic()
         ttl = self.cfg.ttl * (1 - random.uniform(0, self.cfg.ttl_jitter))
@@ -325,8 +329,7 @@ class Pool:
         """The provider made m's sandbox; True when it is now starting (False: doomed meanwhile, killed)."""
         m.sandbox = sb
         if sb.expires_at and sb.expires_at < m.expires_at:
-            # The provider's own hard end is what counts (Modal's timeout is whole seconds, rounded
-            # down): never promise a claimer, or count toward min_remaining_ttl, time it will not get.
+            # The provider's own hard end counts (Modal's is whole seconds): never promise time it won't get.
             early = m.expires_at - sb.expires_at
             m.expires_at, m.expires_mono = sb.expires_at, m.expires_mono - early
         if m.doomed:
@@ -376,8 +379,6 @@ class Pool:
             self.degraded_reason = f"{self.failures} creates failed in a row; last: {why}"
         self.retire(m, why)
 
-    # ------------------------------------------------------------------ adoption (see opening.py)
-
     def install(self, m: Member) -> None:
         """A member adopted in the state a previous manager left it in (opening.adopt)."""
         self.members[m.id] = m
@@ -389,8 +390,6 @@ class Pool:
         claim_scope.adopted(self, m)
         self.store.put(m)
         self.emit("adopted", m, "found alive after a restart")
-
-    # ------------------------------------------------------------------ views and loops
 
     def reconcile(self) -> float:
         return refill.reconcile(self)

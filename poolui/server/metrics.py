@@ -27,7 +27,9 @@ COUNTERS = (("poolui_creates", "creates", "Sandboxes asked of the provider."),
             ("poolui_terminated", "terminated", "Sandboxes terminated."),
             ("poolui_leases_expired", "leases_expired", "Claims ended because their lease was not renewed."),
             ("poolui_execs", "execs", "Commands run in claimed sandboxes."),
-            ("poolui_runs", "runs", "One-shot runs (claim, exec, release)."))
+            ("poolui_runs", "runs", "One-shot runs (claim, exec, release)."),
+            ("poolui_resets", "resets", "Released sandboxes of reuse pools reset and made ready again."),
+            ("poolui_reset_failures", "reset_failures", "Resets that failed (the sandbox was terminated)."))
 HISTOGRAMS = (("poolui_claim_latency_seconds", "claim_latency", "Time from asking for a sandbox to getting one."),
               ("poolui_create_to_ready_seconds", "create_to_ready", "Time from create to passing readiness."))
 

@@ -23,7 +23,9 @@ from typing import Any
 
 LISTEN_FD = 3
 EXEC_MARKER = "POOLUI_EXEC"
+SANDBOX_MARKER = "POOLUI_SANDBOX"  # the watchdog's, on every process of this sandbox
 READ = 65536
+SERVER = 0  # the sandbox's own command
 
 
 def start_server(argv: list[str], work: str) -> int:
@@ -56,6 +58,8 @@ def serve(server: int, work: str) -> int:
     import socket
     import threading
 
+    global SERVER
+    SERVER = server
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     listener = socket.socket(fileno=LISTEN_FD)
     pidfd = os.pidfd_open(server)
@@ -109,10 +113,15 @@ def handle(conn: Any, work: str) -> None:
         op = req.get("op")
         if op == "exec":
             run(conn, req, data, work)
-        elif op == "put":
-            put(conn, req, data, work)
-        elif op == "get":
-            get(conn, req, work)
+        elif op in ("put", "get"):
+            import _agent_files
+
+            if op == "put":
+                _agent_files.put(conn, req, data, work)
+            else:
+                _agent_files.get(conn, req, work)
+        elif op == "reset":
+            reset(conn, req, work)
         else:
             end(conn, error=f"unknown op {op!r}")
     except OSError:
@@ -126,103 +135,56 @@ def handle(conn: Any, work: str) -> None:
         conn.close()
 
 
-# ---------------------------------------------------------------- paths
+# ---------------------------------------------------------------- reset
 
 
-class Refused(Exception):
-    pass
+def reset(conn: Any, req: dict[str, Any], work: str) -> None:
+    """Between two claims: kill every process but the server (and what it started: its session), empty the
+    work directory (and, inside bubblewrap, the private /tmp), check that both held, run the pool's reset
+    command. Without bubblewrap only processes carrying this sandbox's marker are candidates."""
+    import shutil
+    import signal
+    import subprocess
+    import time
 
+    keep = _session(SERVER)
+    mine = f"\0{SANDBOX_MARKER}={os.environ.get(SANDBOX_MARKER, '')}\0".encode()
+    isolated = bool(req.get("isolated"))
 
-def open_dir(work: str, parts: list[str], create: bool) -> int:
-    """A directory fd for work/parts[0]/..., each step refusing a symlink (so nothing resolves outside)."""
-    fd = os.open(work, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for i, name in enumerate(parts):
+    def others() -> list[int]:
+        return [p for p in _procs() if p not in (1, os.getpid()) and _live(p) and _session(p) != keep
+                and (isolated or _has(p, mine))]
+
+    deadline = time.monotonic() + 2.0
+    while left := others():
+        if time.monotonic() > deadline:
+            end(conn, error=f"processes {left[:5]} survived SIGKILL")
+            return
+        for p in left:
             try:
-                nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise Refused(f"{'/'.join(parts[:i + 1])}: no such directory") from None
-                os.mkdir(name, 0o755, dir_fd=fd)
-                nxt = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except OSError as e:
-                if e.errno in (40, 20):  # ELOOP: a symlink; ENOTDIR: a file
-                    raise Refused(f"{'/'.join(parts[:i + 1])} is a symlink or not a directory; paths may not "
-                                  "pass through symlinks") from None
-                raise
-            os.close(fd)
-            fd = nxt
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def put(conn: Any, req: dict[str, Any], data: bytes, work: str) -> None:
-    parts = str(req["path"]).split("/")
-    try:
-        d = open_dir(work, parts[:-1], create=True)
-    except Refused as e:
-        end(conn, error=str(e), refused=True)
-        return
-    tmp = f".poolui-put-{os.getpid()}-{id(conn)}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, int(req.get("mode", 0o644)), dir_fd=d)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, parts[-1], src_dir_fd=d, dst_dir_fd=d)  # replaces a symlink, never follows it
-        except IsADirectoryError:
-            os.unlink(tmp, dir_fd=d)
-            end(conn, error=f"{req['path']} is a directory", refused=True)
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.002)
+    for top in [work, "/tmp"] if isolated else [work]:
+        for entry in os.scandir(top):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+        if os.listdir(top):
+            end(conn, error=f"{top} could not be emptied: {sorted(os.listdir(top))[:5]}")
             return
-    finally:
-        os.close(d)
-    end(conn, size=len(data))
-
-
-def get(conn: Any, req: dict[str, Any], work: str) -> None:
-    parts = str(req["path"]).split("/")
-    limit = int(req.get("max", 0))
-    try:
-        d = open_dir(work, parts[:-1], create=False)
-    except Refused as e:
-        end(conn, error=str(e), refused=True)
-        return
-    try:
-        try:
-            fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=d)
-        except FileNotFoundError:
-            end(conn, error=f"{req['path']}: no such file", missing=True)
+    if req.get("argv"):
+        r = subprocess.run(req["argv"], cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=float(req.get("timeout", 30)), start_new_session=True)
+        if r.returncode != 0:
+            end(conn, error=f"the reset command exited {r.returncode}: {r.stderr.decode(errors='replace')[-200:]}")
             return
-        except OSError as e:
-            if e.errno == 40:
-                end(conn, error=f"{req['path']} is a symlink; paths may not pass through symlinks", refused=True)
-                return
-            raise
-    finally:
-        os.close(d)
-    try:
-        import stat
-
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            end(conn, error=f"{req['path']} is not a regular file", refused=True)
-            return
-        if st.st_size > limit:
-            end(conn, error=f"{req['path']} is {st.st_size} bytes; at most {limit} may be read", too_large=True)
-            return
-        sent = 0
-        while sent <= limit and (chunk := os.read(fd, READ)):
-            sent += len(chunk)
-            frame(conn, b"d", chunk[:max(0, limit - sent + len(chunk))])
-        end(conn, size=min(sent, limit))
-    finally:
-        os.close(fd)
+    end(conn, ok=True)
 
 
 # ---------------------------------------------------------------- exec

@@ -104,3 +104,9 @@ async def get(path: Path, rel: str, limit: int) -> bytes:
         elif kind == b"x":
             _end(payload, f"reading {rel}")
     return b"".join(parts)
+
+
+async def reset(path: Path, argv: tuple[str, ...], isolated: bool) -> None:
+    async for kind, payload in frames(path, {"op": "reset", "argv": list(argv), "isolated": isolated}):
+        if kind == b"x":
+            _end(payload, "resetting the sandbox")

@@ -73,3 +73,7 @@ class AgentUse:
     async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
         return await agent_client.get(self._socket(sb), path, limit)
+
+    async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
+        """Make the sandbox as it was before its claim (see _agent.reset); ProviderError when that fails."""
+        await agent_client.reset(self._socket(sb), argv, self._use_bwrap)

@@ -1,0 +1,98 @@
+"""Reuse pools on real bubblewrap sandboxes: a released sandbox is reset and handed out again, and nothing
+of one claim (files, env, processes, /tmp) reaches the next; a failing reset terminates it; max_uses holds."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import wait_for
+from server_fixtures import HTTP_SERVER
+
+from poolui.core.manager import PoolManager
+from poolui.errors import ConfigError
+from poolui.pool_file import parse_config
+from poolui.sandbox_io import collect
+
+POOL = "r"
+
+
+def config(**reuse: Any) -> Any:
+    return parse_config({"pools": {POOL: {
+        "provider": "local", "command": HTTP_SERVER, "target_ready": 1, "min_ready": 0, "max_ready": 1,
+        "max_total": 1, "claim_timeout": "30s", "readiness": {"http": "/", "timeout": "15s", "interval": "20ms"},
+        "health": {"enabled": False}, "reuse": True, **reuse}}}, "test.toml")
+
+
+@pytest.fixture
+async def mgr(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[PoolManager]:
+    async with PoolManager(config(**getattr(request, "param", {})), state_dir=tmp_path / "state") as m:
+        await m.warm_up(30)
+        yield m
+
+
+async def _ready_again(m: PoolManager) -> None:
+    await wait_for(lambda: len(m.pools[POOL].handout) == 1, 30, what="the member ready again")
+
+
+async def test_nothing_of_one_claim_reaches_the_next(mgr: PoolManager) -> None:
+    a = await mgr.claim(POOL, env={"SECRET": "from-a"}, files={"a.txt": "A's file"})
+    script = ("echo hidden > /tmp/a-tmp; mkdir -p d; echo x > d/y; setsid sleep 600 & "
+              "echo $! > bg.pid; sleep 600 & echo started")
+    assert (await collect(mgr.exec(POOL, a.id, ["sh", "-c", script]))).stdout == b"started\n"
+    assert await mgr.release(POOL, a.id) is True
+    await _ready_again(mgr)
+    b = await mgr.claim(POOL)
+    assert b.id == a.id and b.token != a.token  # the same sandbox, a new claim
+    listing = await collect(mgr.exec(POOL, b.id, ["sh", "-c", "ls -A; ls -A /tmp; echo env=$SECRET; "
+                                                              "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]))
+    out = listing.stdout.decode()
+    assert "a.txt" not in out and "bg.pid" not in out and "a-tmp" not in out and "env=\n" in out
+    assert "sleep 600" not in out and "http.server" in out  # the server lived on, A's processes did not
+    async with httpx.AsyncClient() as h:
+        assert (await h.get(b.url)).status_code == 200
+    await mgr.release(POOL, b.id)
+    await _ready_again(mgr)
+    assert (mgr.pools[POOL].metrics.resets, mgr.pools[POOL].metrics.creates) == (2, 1)
+
+
+@pytest.mark.parametrize("mgr", [{"max_uses": 2}], indirect=True)
+async def test_max_uses_is_kept(mgr: PoolManager) -> None:
+    first = await mgr.claim(POOL)
+    await mgr.release(POOL, first.id)
+    await _ready_again(mgr)
+    second = await mgr.claim(POOL)
+    assert second.id == first.id
+    await mgr.release(POOL, second.id)  # its second use was its last
+    await _ready_again(mgr)
+    third = await mgr.claim(POOL)
+    assert third.id != first.id
+    await mgr.release(POOL, third.id)
+
+
+@pytest.mark.parametrize("mgr", [{"reset": ["sh", "-c", "exit 3"]}], indirect=True)
+async def test_a_failing_reset_terminates_the_sandbox(mgr: PoolManager) -> None:
+    first = await mgr.claim(POOL)
+    await mgr.release(POOL, first.id)
+    p = mgr.pools[POOL]
+    await wait_for(lambda: first.id not in p.members and p.metrics.reset_failures == 1, 30,
+                   what="the member whose reset failed to be terminated")
+    assert "reset failed" in p.recently_gone[first.id] and "exited 3" in p.recently_gone[first.id]
+    replacement = await mgr.claim(POOL)
+    assert replacement.id != first.id
+    await mgr.release(POOL, replacement.id)
+
+
+async def test_reuse_needs_a_provider_that_can_reset(tmp_path: Path) -> None:
+    cfg = parse_config({"pools": {POOL: {"provider": "instant", "reuse": True, "health": {"enabled": False}}}}, "t")
+    with pytest.raises(ConfigError, match="cannot reset"):
+        async with PoolManager(cfg, state_dir=tmp_path / "state"):
+            pass
+
+
+def test_reuse_keys_without_reuse_are_refused() -> None:
+    with pytest.raises(ConfigError, match="max_uses"):
+        parse_config({"pools": {POOL: {"provider": "instant", "max_uses": 3}}}, "t")
