@@ -143,9 +143,7 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
     work directory (and, inside bubblewrap, the private /tmp), check that both held, run the pool's reset
     command. Without bubblewrap only processes carrying this sandbox's marker are candidates."""
     import shutil
-    import signal
     import subprocess
-    import time
 
     keep = _session(SERVER)
     mine = f"\0{SANDBOX_MARKER}={os.environ.get(SANDBOX_MARKER, '')}\0".encode()
@@ -155,17 +153,10 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
         return [p for p in _procs() if p not in (1, os.getpid()) and _live(p) and _session(p) != keep
                 and (isolated or _has(p, mine))]
 
-    deadline = time.monotonic() + 2.0
-    while left := others():
-        if time.monotonic() > deadline:
-            end(conn, error=f"processes {left[:5]} survived SIGKILL")
-            return
-        for p in left:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.002)
+    left = kill_all(others, 2.0)
+    if left:
+        end(conn, error=f"processes {left[:5]} survived SIGKILL")
+        return
     for top in [work, "/tmp"] if isolated else [work]:
         for entry in os.scandir(top):
             if entry.is_dir(follow_symlinks=False):
@@ -299,20 +290,26 @@ class Pump:
 def kill_tree(pid: int, marker: str) -> None:
     """SIGKILL the command and everything it started: its session, and whatever still carries its marker
     (a child that left the session); never the sandbox's own server."""
+    needle = f"\0{EXEC_MARKER}={marker}\0".encode()
+    kill_all(lambda: [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))])
+
+
+def kill_all(find: Any, wait: float = 0.5) -> list[int]:
+    """SIGKILL what `find()` lists until it lists nothing; what is still there after `wait` seconds."""
     import signal
     import time
 
-    needle = f"\0{EXEC_MARKER}={marker}\0".encode()
-    for _ in range(250):
-        found = [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))]
-        if not found:
-            return
-        for p in found:
+    deadline = time.monotonic() + wait
+    while left := find():
+        if time.monotonic() > deadline:
+            return list(left)
+        for p in left:
             try:
                 os.kill(p, signal.SIGKILL)
             except OSError:
                 pass
         time.sleep(0.002)
+    return []
 
 
 def _procs() -> list[int]:
