@@ -7,7 +7,8 @@ Starts `poolui serve` with a local pool and measures, in one run:
   same `true` started directly on the host (posix_spawn + wait), which is the command's own start;
 - claim + exec `python3 -c "print(1)"` + release on a warm pool, against a cold create + the same exec
   (a pool with nothing warm: the claim waits for a create);
-- one-shot `run` of the same command at 1 and 8 concurrent callers.
+- one-shot `run` of the same command at 1 and 8 concurrent callers, on a single-use pool (every run's
+  sandbox is terminated and a new one started behind it) and on a reuse pool (reset between runs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ interval = "20ms"
 enabled = false
 """
 POOLS = (POOL.format(name="warm", sizes="target_ready = 10\nmax_ready = 16\nmax_total = 32\nmax_concurrent_creates = 4")
+         + POOL.format(name="reuse", sizes="target_ready = 8\nmax_ready = 8\nmax_total = 8\nreuse = true\n"
+                                          "max_uses = 100000")
          + POOL.format(name="cold", sizes='target_ready = 0\nmin_ready = 0\nmax_ready = 4\nmax_total = 4\n'
                                          'on_empty = "create"'))
 PRINT1 = ["python3", "-c", "print(1)"]
@@ -75,7 +78,7 @@ async def timed(fn: object, n: int) -> list[float]:
 async def measure(url: str, token: str, n: int, runs: int) -> None:
     async with PoolClient(url, token, timeout=60) as c:
         for _ in range(600):
-            if (await c.snapshot("warm", members=False)).ready >= 10:
+            if [(await c.snapshot(p, members=False)).ready for p in ("warm", "reuse")] == [10, 8]:
                 break
             await asyncio.sleep(0.05)  # waiting for the pool to fill before measuring
         cl = await c.claim("warm", timeout=60)
@@ -104,17 +107,21 @@ async def measure(url: str, token: str, n: int, runs: int) -> None:
         print(row("claim + exec print(1) + release, warm", warm))
         print(row("cold create + the same exec + release", cold))
         print(f"{'warm / cold':<44} p50 {pct(cold, 50) / pct(warm, 50):.1f}x faster warm")
-        for conc in (1, 8):
-            lat: list[float] = []
+        for pool in ("warm", "reuse"):
+            for conc in (1, 8):
+                lat: list[float] = []
 
-            async def caller(k: int, out: list[float] = lat) -> None:
-                for _ in range(k):
-                    t0 = time.perf_counter()
-                    await collect(c.run("warm", PRINT1, claim_timeout=60))
-                    out.append(time.perf_counter() - t0)
+                async def caller(k: int, out: list[float] = lat, p: str = pool) -> None:
+                    for _ in range(k):
+                        t0 = time.perf_counter()
+                        await collect(c.run(p, PRINT1, claim_timeout=60))
+                        out.append(time.perf_counter() - t0)
 
-            await asyncio.gather(*(caller(max(1, runs // conc)) for _ in range(conc)))
-            print(row(f"one-shot run print(1), {conc} concurrent", lat))
+                await asyncio.gather(*(caller(max(1, runs // conc)) for _ in range(conc)))
+                kind = "single-use" if pool == "warm" else "reuse"
+                print(row(f"one-shot run print(1), {kind}, {conc} in flight", lat))
+                if pool == "reuse" and conc == 1:
+                    print(f"{'cold / one-shot run on the reuse pool':<44} p50 {pct(cold, 50) / pct(lat, 50):.1f}x")
 
 
 def main() -> None:

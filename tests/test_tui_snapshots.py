@@ -377,3 +377,35 @@ async def test_command_palette_runs_actions_and_leaves_out_disabled_ones() -> No
         # "cl" matches both; once the enabled one is listed, the search is done and the other must be absent.
         await until(pilot, lambda: "Clear marks" in screen_text(app), 5, "the palette's enabled hit")
         assert "Claim (c)" not in screen_text(app)
+
+
+async def test_the_detail_view_runs_a_command_in_a_claimed_sandbox() -> None:
+    clock = FrozenClock(wall=T0)
+    control = ScriptedControl(clock)
+    app = await open_app(control, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("3", "enter")  # the in-use tab, its first sandbox
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
+        screen = app.screen
+        assert isinstance(screen, DetailScreen) and screen.member.state == "claimed"
+        await pilot.press("x", *"echo hi", "enter")
+        await until(pilot, lambda: any(c[0] == "exec" for c in control.calls), 5, "the exec")
+        out = screen.query_one("#exec-out")
+        await until(pilot, lambda: "exit code 0" in "\n".join(out.lines), 5, "the output")  # type: ignore[attr-defined]
+        assert "hello from the sandbox" in "\n".join(out.lines)  # type: ignore[attr-defined]
+        assert ("exec", "web", screen.member.id, ["echo", "hi"]) in control.calls
+
+
+async def test_the_detail_view_runs_nothing_in_read_only_mode() -> None:
+    clock = FrozenClock(wall=T0)
+    control = ScriptedControl(clock, read_only=True)
+    app = await open_app(control, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("3", "enter")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
+        await pilot.press("x")
+        await until(pilot, lambda: any("read-only" in str(n.message) for n in app._notifications), 5, "a notice")
+        assert not any(c[0] == "exec" for c in control.calls)
+        assert app.screen.query_one("#exec-input").has_class("hidden")

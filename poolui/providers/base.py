@@ -7,12 +7,13 @@ but spawning local processes stays on the loop's thread (a parent-death signal f
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..clock import Clock
+from ..sandbox_io import ExecChunk, ExecRequest, ExecResult
 from .common import PortPicker
 
 
@@ -105,4 +106,32 @@ class Provider(Protocol):
 
     async def close(self) -> None:
         """Release clients and background tasks; does not terminate sandboxes."""
+        ...
+
+
+class SandboxUse(Protocol):
+    """What a provider adds when its sandboxes can be used through poolui (local and Docker do; the engine
+    answers NotSupported for a provider without them). Called only on a claimed member's sandbox."""
+
+    def exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+        """Run req.argv inside the sandbox: chunks of output as they come, then one ExecResult. On timeout
+        kill the command and all it started, never the sandbox; end the command if the caller stops reading."""
+        ...
+
+    async def put_file(self, sb: Sandbox, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write under the work directory; `path` is already checked (sandbox_io.check_path); refuse a
+        symlink on the way with InvalidRequest."""
+        ...
+
+    async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
+        """Read from under the work directory; FileNotFound, or InvalidRequest past `limit` bytes."""
+        ...
+
+
+class SandboxReset(Protocol):
+    """A provider that can make a released sandbox as it was (reuse pools need it; the local one has it)."""
+
+    async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
+        """Kill every process but the sandbox's server, empty its work directory, run `argv` inside it;
+        raise when any of it fails (the sandbox is then terminated)."""
         ...

@@ -156,8 +156,12 @@ class Navigation(Feed):
         """Enter on a row: the sandbox's details and events."""
         m = self.state.member(event.key)
         if m is not None:
+            pool = self.state.pool
+            run = None if self.read_only or not pool else (
+                lambda member_id, argv: self.control.exec(pool, member_id, argv, timeout=60))
             self.push_screen(DetailScreen(m, self.state.member, self.state.member_events, self.now,
-                                          self.state.min_remaining_ttl))
+                                          self.state.min_remaining_ttl, run,
+                                          "read-only: commands are not run from here"))
 
 
 KEYS.add("left_square_bracket", "cycle_pool(-1)", "Previous pool", id="prev_pool", show=False, key_display="[",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from rich.table import Table
 from rich.text import Text
@@ -11,9 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import Input, Log, Static
 
 from ...core.model import Event, MemberView
+from ...errors import PoolError
+from ...sandbox_io import ExecChunk, ExecResult
 from .. import view
 from ..widgets.event_log import event_line
 
@@ -54,12 +57,20 @@ def detail_table(m: MemberView, now: float, min_remaining_ttl: float) -> Table:
     return table
 
 
+Runner = Callable[[str, list[str]], AsyncIterator[ExecChunk | ExecResult]]  # (member id, argv) -> exec stream
+
+
 class DetailScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,enter", "close", "Close", id="detail.close")]
+    BINDINGS = [Binding("escape,q,enter", "close", "Close", id="detail.close"),
+                Binding("x", "exec", "Run a command", id="detail.exec")]
 
     def __init__(self, member: MemberView, lookup: Callable[[str], MemberView | None],
-                 events: Callable[[str], list[Event]], now: Callable[[], float], min_remaining_ttl: float) -> None:
+                 events: Callable[[str], list[Event]], now: Callable[[], float], min_remaining_ttl: float,
+                 run: Runner | None = None, why_not: str = "") -> None:
+        """run: how to exec in this sandbox (None when the console may not: why_not says why)."""
         super().__init__(classes="dialog")
+        self.run = run
+        self.why_not = why_not
         self.member = member
         self.lookup = lookup
         self.events = events
@@ -74,6 +85,9 @@ class DetailScreen(ModalScreen[None]):
             yield Static("[b]events[/]", id="events-title")
             with VerticalScroll(id="member-events"):
                 yield Static(id="events")
+            yield Input(placeholder="a command to run in this sandbox, e.g. ls -la (enter runs it, escape closes)",
+                        id="exec-input", classes="hidden")
+            yield Log(id="exec-out", classes="hidden", max_lines=2000)
 
     def on_mount(self) -> None:
         self.show()
@@ -99,3 +113,37 @@ class DetailScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_exec(self) -> None:
+        """x: open the command line (a claimed sandbox only; never in read-only mode)."""
+        if self.run is None:
+            self.notify(self.why_not or "commands cannot be run from here", severity="warning")
+        elif self.member.state != "claimed" or self.gone:
+            self.notify(f"{self.member.id} is {'gone' if self.gone else self.member.state}: only a claimed sandbox "
+                        "runs commands (claim one with c)", severity="warning")
+        else:
+            for widget in ("#exec-input", "#exec-out"):
+                self.query_one(widget).remove_class("hidden")
+            self.query_one("#exec-input", Input).focus()
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        try:
+            argv = shlex.split(event.value)
+        except ValueError as e:
+            self.notify(f"cannot read that command: {e}", severity="error")
+            return
+        if argv and self.run is not None:
+            event.input.value = ""
+            self.run_worker(self._exec(self.run, argv), group="exec")
+
+    async def _exec(self, run: Runner, argv: list[str]) -> None:
+        out = self.query_one("#exec-out", Log)
+        out.write_line(f"$ {shlex.join(argv)}")
+        try:
+            async for item in run(self.member.id, argv):
+                if isinstance(item, ExecChunk):
+                    out.write(item.data.decode(errors="replace"))
+                else:
+                    out.write_line(f"[{item.describe()} after {item.duration * 1000:.0f} ms]")
+        except PoolError as e:
+            out.write_line(f"[refused: {e}]")
