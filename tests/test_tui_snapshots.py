@@ -379,15 +379,20 @@ async def test_command_palette_runs_actions_and_leaves_out_disabled_ones() -> No
         assert "Claim (c)" not in screen_text(app)
 
 
+async def claimed_detail(app: PoolApp, pilot: Any) -> Any:
+    """The detail view of the first sandbox on the in-use tab."""
+    await settled(app, pilot)
+    await pilot.press("3", "enter")
+    await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
+    return app.screen
+
+
 async def test_the_detail_view_runs_a_command_in_a_claimed_sandbox() -> None:
     clock = FrozenClock(wall=T0)
     control = ScriptedControl(clock)
     app = await open_app(control, clock)
     async with app.run_test(size=SIZE) as pilot:
-        await settled(app, pilot)
-        await pilot.press("3", "enter")  # the in-use tab, its first sandbox
-        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
-        screen = app.screen
+        screen = await claimed_detail(app, pilot)
         assert isinstance(screen, DetailScreen) and screen.member.state == "claimed"
         await pilot.press("x", *"echo hi", "enter")
         await until(pilot, lambda: any(c[0] == "exec" for c in control.calls), 5, "the exec")
@@ -402,9 +407,7 @@ async def test_the_detail_view_runs_nothing_in_read_only_mode() -> None:
     control = ScriptedControl(clock, read_only=True)
     app = await open_app(control, clock)
     async with app.run_test(size=SIZE) as pilot:
-        await settled(app, pilot)
-        await pilot.press("3", "enter")
-        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
+        await claimed_detail(app, pilot)
         await pilot.press("x")
         await until(pilot, lambda: any("read-only" in str(n.message) for n in app._notifications), 5, "a notice")
         assert not any(c[0] == "exec" for c in control.calls)
