@@ -7,6 +7,8 @@ Starts `poolui serve` with a local pool and measures, in one run:
   same `true` started directly on the host (posix_spawn + wait), which is the command's own start;
 - claim + exec `python3 -c "print(1)"` + release on a warm pool, against a cold create + the same exec
   (a pool with nothing warm: the claim waits for a create);
+- the agent's cost: cold starts (create to ready) of the same pool with and without the agent, in-process,
+  alternating;
 - one-shot `run` of the same command at 1 and 8 concurrent callers, on a single-use pool (every run's
   sandbox is terminated and a new one started behind it) and on a reuse pool (reset between runs).
 """
@@ -124,6 +126,31 @@ async def measure(url: str, token: str, n: int, runs: int) -> None:
                     print(f"{'cold / one-shot run on the reuse pool':<44} p50 {pct(cold, 50) / pct(lat, 50):.1f}x")
 
 
+async def agent_cost(n: int) -> None:
+    """Cold start with the in-sandbox agent against the same pool with agent = false, alternating."""
+    from poolui.core.manager import PoolManager
+    from poolui.pool_file import parse_config
+
+    def table(agent: bool) -> dict[str, object]:
+        return {"provider": "local", "command": ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"],
+                "target_ready": 0, "min_ready": 0, "max_ready": 2, "max_total": 2, "on_empty": "create",
+                "readiness": {"http": "/", "interval": "10ms"}, "health": {"enabled": False},
+                "local": {"agent": agent}}
+
+    cfg = parse_config({"pools": {"with": table(True), "without": table(False)}}, "bench")
+    times: dict[str, list[float]] = {"with": [], "without": []}
+    with tempfile.TemporaryDirectory() as d:
+        async with PoolManager(cfg, state_dir=d) as mgr:
+            for _ in range(n):
+                for pool in ("with", "without"):
+                    t0 = time.perf_counter()
+                    c = await mgr.claim(pool, timeout=60)
+                    times[pool].append(time.perf_counter() - t0)
+                    await mgr.release(pool, c.id)
+    print(row("cold start with the agent", times["with"]))
+    print(row("cold start without it (agent = false)", times["without"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -146,6 +173,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(30)
+    asyncio.run(agent_cost(max(10, a.runs // 3)))
 
 
 if __name__ == "__main__":

@@ -29,10 +29,12 @@ AGENT_MOUNT = "/run/poolui"  # where a bubblewrap sandbox sees the agent's code,
 
 
 def agent_argv(cmd: list[str], work: str, sandboxed: bool) -> list[str]:
-    """The sandbox's command behind its agent (its cached bytecode is used: no compile on every start)."""
+    """The sandbox's command with its agent started beside it (see _agent.py); the agent's cached bytecode is
+    used, so there is no compile on every start."""
     where = AGENT_MOUNT if sandboxed else AGENT_DIR
     code = f"import sys; sys.path[:0] = [{where!r}]; import _agent; _agent.main()"
-    return [PYTHON, "-I", "-S", "-c", code, work, "--", *cmd]
+    script = '"$0" -I -S -c "$1" "$$" "$2" & shift 2; exec "$@" 3>&-'
+    return ["/bin/sh", "-c", script, PYTHON, code, work, *cmd]
 
 
 class AgentUse:
