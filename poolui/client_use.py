@@ -13,7 +13,7 @@ import httpx
 
 from .client_sync import error_from
 from .errors import PoolError
-from .sandbox_io import DEFAULT_EXEC_TIMEOUT, ExecChunk, ExecResult, check_path
+from .sandbox_io import DEFAULT_EXEC_TIMEOUT, ExecChunk, ExecResult, check_dir, check_path
 
 if TYPE_CHECKING:
     from .errors import ServerUnreachable
@@ -29,6 +29,10 @@ def _q_path(path: str) -> str:
     """A checked sandbox path for the URL (checked here too, so a bad one is refused before it is sent and
     never normalised away by the URL layer)."""
     return quote(check_path(path), safe="/")
+
+
+def _q_dir(path: str) -> str:
+    return quote(check_dir(path), safe="/")
 
 
 def stdin_fields(stdin: bytes | str) -> dict[str, Any]:
@@ -124,21 +128,28 @@ class RemoteUse:
     async def put_file(self, pool: str, sandbox_id: str, path: str, data: bytes, mode: int = 0o644) -> int:
         """As PoolManager.put_file (mode is not sent: files arrive with mode 0644)."""
         target = f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/files/{_q_path(path)}"
+        return int((await self._raw("PUT", target, data, "application/octet-stream")).json()["size"])
+
+    async def put_tar(self, pool: str, sandbox_id: str, path: str, data: bytes) -> int:
+        """As PoolManager.put_tar."""
+        target = f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/tar/{_q_dir(path)}"
+        r = await self._raw("PUT", target, data, "application/x-tar")
+        return int(r.json()["files"])
+
+    async def get_tar(self, pool: str, sandbox_id: str, path: str) -> bytes:
+        """As PoolManager.get_tar."""
+        return (await self._raw("GET", f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/tar/{_q_dir(path)}")).content
+
+    async def _raw(self, method: str, target: str, data: bytes | None = None, ctype: str = "") -> httpx.Response:
         try:
-            r = await self.http.put(target, content=data, headers={"content-type": "application/octet-stream"})
+            r = await self.http.request(method, target, content=data,
+                                        headers={"content-type": ctype} if ctype else None)
         except httpx.TransportError as e:
             raise self.unreachable(e) from None
         if r.status_code >= 400:
             raise error_from(r.status_code, r.content)
-        return int(r.json()["size"])
+        return r
 
     async def get_file(self, pool: str, sandbox_id: str, path: str) -> bytes:
         """As PoolManager.get_file."""
-        target = f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/files/{_q_path(path)}"
-        try:
-            r = await self.http.get(target)
-        except httpx.TransportError as e:
-            raise self.unreachable(e) from None
-        if r.status_code >= 400:
-            raise error_from(r.status_code, r.content)
-        return r.content
+        return (await self._raw("GET", f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/files/{_q_path(path)}")).content

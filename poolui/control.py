@@ -73,6 +73,14 @@ class Control(Protocol):
         """A file from under a claimed sandbox's work directory."""
         ...
 
+    async def put_tar(self, pool: str, sandbox_id: str, path: str, data: bytes) -> int:
+        """Unpack a tar under `path` of a claimed sandbox's work directory; the number of files written."""
+        ...
+
+    async def get_tar(self, pool: str, sandbox_id: str, path: str) -> bytes:
+        """The regular files under `path` of a claimed sandbox's work directory, as a tar."""
+        ...
+
     def run(self, pool: str, argv: list[str], env: dict[str, str] | None = None,
             files: dict[str, bytes | str] | None = None, cwd: str = "", stdin: bytes | str = b"",
             timeout: float | None = None, claim_timeout: float | None = None,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import io
 import sys
+import tarfile
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -322,6 +324,46 @@ async def test_put_file_refuses_an_unknown_sandbox(use_side: Control) -> None:
 async def test_get_file_refuses_an_unknown_sandbox(use_side: Control) -> None:
     with pytest.raises(SandboxNotFound):
         await use_side.get_file("l", "pu-nope", "x")
+
+
+def _tar(entries: dict[str, bytes], link: str | None = None) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        if link:
+            info = tarfile.TarInfo(link)
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc"
+            t.addfile(info)
+    return out.getvalue()
+
+
+async def test_put_tar_and_get_tar_move_a_directory(use_side: Control) -> None:
+    c = use_side
+    cl = await c.claim("l", timeout=30)
+    assert await c.put_tar("l", cl.id, "proj", _tar({"a.py": b"A", "pkg/b.py": b"B"})) == 2
+    assert await c.get_file("l", cl.id, "proj/pkg/b.py") == b"B"
+    with tarfile.open(fileobj=io.BytesIO(await c.get_tar("l", cl.id, "proj"))) as t:
+        got = {m.name: t.extractfile(m).read() for m in t.getmembers()}  # type: ignore[union-attr]
+    assert got == {"a.py": b"A", "pkg/b.py": b"B"}
+    with pytest.raises(InvalidRequest, match="link or a device"):  # refused whole: nothing of it is written
+        await c.put_tar("l", cl.id, "", _tar({"fine.txt": b"x"}, link="escape"))
+    with pytest.raises(InvalidRequest, match="'..'"):
+        await c.put_tar("l", cl.id, "", _tar({"../up.txt": b"x"}))
+    with pytest.raises(FileNotFound):
+        await c.get_file("l", cl.id, "fine.txt")
+    with pytest.raises(InvalidRequest, match="not a tar"):
+        await c.put_tar("l", cl.id, "", b"not a tar at all")
+    await c.release("l", cl.id)
+
+
+async def test_get_tar_of_a_missing_directory(use_side: Control) -> None:
+    cl = await use_side.claim("l", timeout=30)
+    with pytest.raises(InvalidRequest, match="no such directory"):
+        await use_side.get_tar("l", cl.id, "nowhere")
+    await use_side.release("l", cl.id)
 
 
 async def test_run_claims_runs_and_releases(use_side: Control) -> None:

@@ -55,4 +55,11 @@ async def test_docker_files_stay_in_the_work_directory(managers: Any, tmp_path: 
     assert (await collect(mgr.exec(POOL, cid, ["test", "-e", "/etc/evil"]))).exit_code != 0
     with pytest.raises(FileNotFound):
         await mgr.get_file(POOL, cid, "never-written")
+    assert await mgr.put_file(POOL, cid, "a/b/d.txt", b"d") == 1
+    tar = await mgr.get_tar(POOL, cid, "a")
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        assert sorted(m.name for m in t.getmembers()) == ["b/c.bin", "b/d.txt"]
     await mgr.release(POOL, cid)

@@ -159,6 +159,12 @@ class ScriptedControl:
     async def get_file(self, pool: str, sandbox_id: str, path: str) -> bytes:
         return b""
 
+    async def put_tar(self, pool: str, sandbox_id: str, path: str, data: bytes) -> int:
+        return 0
+
+    async def get_tar(self, pool: str, sandbox_id: str, path: str) -> bytes:
+        return b""
+
     async def run(self, pool: str, argv: list[str], env: dict[str, str] | None = None,
                   files: dict[str, bytes | str] | None = None, cwd: str = "", stdin: bytes | str = b"",
                   timeout: float | None = None, claim_timeout: float | None = None,

@@ -221,6 +221,13 @@ def test_headless_exec_run_and_cp(web: Served, tmp_path: pytest.TempPathFactory)
         assert (down.returncode, down.stdout) == (0, "uploaded")
         assert web.headless("exec", cid, "--cmd-timeout", "0.3", "--", "sleep", "60").returncode == 124
         assert web.headless("exec", cid).returncode == 2  # no command: a usage error
+        tree = tmp_path / "tree"  # type: ignore[operator]
+        (tree / "sub").mkdir(parents=True)
+        (tree / "sub" / "f.txt").write_text("deep")
+        assert web.headless("cp", "-r", str(tree), f"{cid}:up").returncode == 0
+        back = tmp_path / "back"  # type: ignore[operator]
+        assert web.headless("cp", "-r", f"{cid}:up", str(back)).returncode == 0
+        assert (back / "sub" / "f.txt").read_text() == "deep"
     finally:
         web.headless("release", cid)
     one = web.headless("run", "--env", "X=1", "--", "sh", "-c", "echo $X")

@@ -7,7 +7,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING
 
 from ..sandbox_io import ExecChunk, ExecResult, check_env, check_files, exec_request
-from . import use
+from . import tars, use
 from .claim_scope import TOKEN_PREFIX, token_hash
 
 if TYPE_CHECKING:
@@ -46,6 +46,15 @@ class UseVerbs:
     async def get_file(self, pool: str, sandbox_id: str, path: str) -> bytes:
         """A file from under a claimed sandbox's work directory; FileNotFound when there is none."""
         return await use.get_file(self.pool(pool), sandbox_id, path)
+
+    async def put_tar(self, pool: str, sandbox_id: str, path: str, data: bytes) -> int:
+        """Unpack a tar archive under `path` of a claimed sandbox's work directory ('' for the top); the
+        number of files written. Only regular files and directories; checked whole before anything is written."""
+        return await tars.put_tar(self.pool(pool), sandbox_id, path, data)
+
+    async def get_tar(self, pool: str, sandbox_id: str, path: str) -> bytes:
+        """The regular files under `path` of a claimed sandbox's work directory, as a tar archive."""
+        return await tars.get_tar(self.pool(pool), sandbox_id, path)
 
     async def run(self, pool: str, argv: list[str], env: dict[str, str] | None = None,
                   files: dict[str, bytes | str] | None = None, cwd: str = "", stdin: bytes | str = b"",

@@ -104,12 +104,20 @@ async def cmd_cp(client: Control, args: argparse.Namespace) -> int:
     pool = await _pool(client, args)
     if ":" in dst and ":" not in src:
         sandbox, _, path = dst.partition(":")
+        if args.recursive:
+            count = await client.put_tar(pool, sandbox, path, _tar_of(src))
+            out(json.dumps({"path": path, "files": count}) if args.json else f"{count} files to {sandbox}:{path}")
+            return 0
         data = sys.stdin.buffer.read() if src == "-" else _read(src, "cp")
         size = await client.put_file(pool, sandbox, path, data)
         out(json.dumps({"path": path, "size": size}) if args.json else f"{size} bytes to {sandbox}:{path}")
         return 0
     if ":" in src and ":" not in dst:
         sandbox, _, path = src.partition(":")
+        if args.recursive:
+            count = _untar(await client.get_tar(pool, sandbox, path), dst)
+            err(f"{count} files from {sandbox}:{path or '.'} into {dst}")
+            return 0
         data = await client.get_file(pool, sandbox, path)
         if dst == "-":
             sys.stdout.buffer.write(data)
@@ -125,6 +133,33 @@ def _read(path: str, what: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as e:
         raise UsageError(f"{what}: cannot read {path}: {e.strerror or e}") from None
+
+
+def _tar_of(directory: str) -> bytes:
+    """A local directory as a tar (its regular files and directories; symlinks are not followed)."""
+    import io
+    import tarfile
+
+    if not Path(directory).is_dir():
+        raise UsageError(f"cp -r: {directory} is not a directory")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        for p in sorted(Path(directory).rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                archive.add(p, arcname=str(p.relative_to(directory)), recursive=False)
+    return out.getvalue()
+
+
+def _untar(data: bytes, directory: str) -> int:
+    """Unpack into a local directory with tarfile's "data" filter (nothing outside it, no links out)."""
+    import io
+    import tarfile
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        members = archive.getmembers()
+        archive.extractall(directory, filter="data")
+    return sum(1 for m in members if m.isreg())
 
 
 def _write(path: str, data: bytes) -> None:
@@ -155,5 +190,6 @@ def add_use_verbs(verb: object) -> None:
                            help="a file to put into the work directory first (repeat for more)")
         v.epilog = "The command comes last, after --: exec ID -- python3 -c 'print(1)'"
     cp = verb("cp", "copy a file into (cp LOCAL ID:PATH) or out of (cp ID:PATH LOCAL) a claimed sandbox")
+    cp.add_argument("-r", "--recursive", action="store_true", help="a directory (as a tar stream) instead of a file")
     cp.add_argument("src")
     cp.add_argument("dst")

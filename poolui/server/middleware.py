@@ -58,7 +58,7 @@ CHALLENGE = [(b"www-authenticate", b'Bearer realm="poolui"')]
 
 Holder = Callable[[str], "tuple[str, str] | None"]  # a claim token -> (pool, sandbox id) it is for
 # What a claim's token allows: its own sandbox's exec, files, renew and release.
-CLAIM_SCOPED = re.compile(r"^/pools/([^/]+)/sandboxes/([^/]+)/(?:exec|renew|release|files/.+)$")
+CLAIM_SCOPED = re.compile(r"^/pools/([^/]+)/sandboxes/([^/]+)/(?:exec|renew|release|files/.+|tar/.*)$")
 
 
 def _claim_refusal(scope: Scope, given: str, holder: Holder | None) -> Refusal | None:

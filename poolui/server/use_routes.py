@@ -89,3 +89,22 @@ async def put_file(request: Request, pool: str, sandbox_id: str, path: str) -> d
 async def get_file(request: Request, pool: str, sandbox_id: str, path: str) -> Response:
     """The file at `path` under the work directory."""
     return Response(await _control(request).get_file(pool, sandbox_id, path), media_type="application/octet-stream")
+
+
+TAR = "application/x-tar"
+
+
+@use_api.put("/pools/{pool}/sandboxes/{sandbox_id}/tar/{path:path}", tags=["use"],
+             openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}, "required": True,
+                                            "description": "a tar archive (application/x-tar)"}})
+async def put_tar(request: Request, pool: str, sandbox_id: str, path: str) -> dict[str, Any]:
+    """Unpack the tar in the body under `path` ('' for the work directory itself): {path, files}."""
+    data = await request.body()
+    return {"path": path, "files": await _control(request).put_tar(pool, sandbox_id, path, data)}
+
+
+@use_api.get("/pools/{pool}/sandboxes/{sandbox_id}/tar/{path:path}", tags=["use"], response_class=Response,
+             responses={200: {"content": {TAR: {}}, "description": "the directory's regular files as a tar"}})
+async def get_tar(request: Request, pool: str, sandbox_id: str, path: str) -> Response:
+    """The regular files under `path` as a tar archive."""
+    return Response(await _control(request).get_tar(pool, sandbox_id, path), media_type=TAR)

@@ -35,6 +35,7 @@ WALK = ('p="$1"; d=$(dirname "$p"); c=.; IFS=/; for part in $d; do [ "$part" = .
         '[ -L "$c" ] && { echo "$c" >&2; exit 3; }; done; unset IFS; ')
 PUT = WALK + ('mkdir -p "$d" && [ ! -d "$p" ] || exit 4; t="$p.poolui-put.$$"; cat > "$t" && chmod "$2" "$t" '
               '&& mv -f "$t" "$p"')
+LIST = WALK + ('[ -L "$2" ] && exit 3; cd "$2" 2>/dev/null || exit 6; find . -type f -print0')
 GET = WALK + ('[ -L "$p" ] && exit 3; [ -e "$p" ] || exit 6; [ -f "$p" ] || exit 4; '
               '[ $(wc -c < "$p") -le "$2" ] || exit 5; cat "$p"')
 
@@ -109,6 +110,10 @@ class DockerUse:
         r = await collect(self.exec(sb, exec_request(["sh", "-c", PUT, "put", path, f"{mode:o}"], stdin=data)))
         _check(r, path)
 
+    async def list_files(self, sb: Sandbox, path: str) -> list[str]:
+        """The regular files under a directory of the work directory ('' for all), relative to it."""
+        return await _list(self, sb, path)
+
     async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
         r = await collect(self.exec(sb, exec_request(["sh", "-c", GET, "get", path, str(limit)],
@@ -117,12 +122,19 @@ class DockerUse:
         return r.stdout
 
 
+async def _list(self: DockerUse, sb: Sandbox, path: str) -> list[str]:
+    r = await collect(self.exec(sb, exec_request(["sh", "-c", LIST, "list", f"{path or '.'}/.", path or "."],
+                                                 max_output=16 << 20)))
+    _check(r, path or ".")
+    return sorted(f.removeprefix("./") for f in r.stdout.decode(errors="surrogateescape").split("\0") if f)
+
+
 def _check(r: ExecResult, path: str) -> None:
     why = {3: f"{path}: {r.stderr.decode(errors='replace').strip() or 'a part'} is a symlink; paths may not pass "
               "through symlinks",
            4: f"{path} is not a regular file", 5: f"{path} is larger than a file may be"}
     if r.exit_code == 6:
-        raise FileNotFound(f"{path}: no such file")
+        raise FileNotFound(f"{path}: no such file or directory")
     if r.exit_code in why:
         raise InvalidRequest(why[r.exit_code])
     if not r.ok:

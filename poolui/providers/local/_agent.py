@@ -98,13 +98,15 @@ def handle(conn: Any, work: str) -> None:
         op = req.get("op")
         if op == "exec":
             run(conn, req, data, work)
-        elif op in ("put", "get"):
+        elif op in ("put", "get", "list"):
             import _agent_files
 
             if op == "put":
                 _agent_files.put(conn, req, data, work)
-            else:
+            elif op == "get":
                 _agent_files.get(conn, req, work)
+            else:
+                _agent_files.listing(conn, req, work)
         elif op == "reset":
             reset(conn, req, work)
         else:

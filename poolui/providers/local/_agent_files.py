@@ -103,3 +103,26 @@ def get(conn: Any, req: dict[str, Any], work: str) -> None:
         end(conn, size=min(sent, limit))
     finally:
         os.close(fd)
+
+
+def listing(conn: Any, req: dict[str, Any], work: str) -> None:
+    """The regular files under a directory, relative to it, walked without following a symlink."""
+    import json
+
+    path = str(req.get("path") or "")
+    try:
+        top = open_dir(work, path.split("/") if path else [], create=False)
+    except Refused as e:
+        end(conn, error=str(e), refused=True)
+        return
+    files: list[str] = []
+    try:
+        for root, _, names, dfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
+            for name in names:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                if (st.st_mode & 0o170000) == 0o100000:  # a regular file; symlinks and devices are left out
+                    files.append(os.path.normpath(os.path.join(root, name)))
+    finally:
+        os.close(top)
+    frame(conn, b"d", json.dumps(sorted(files)).encode())
+    end(conn, count=len(files))

@@ -110,3 +110,13 @@ async def reset(path: Path, argv: tuple[str, ...], isolated: bool) -> None:
     async for kind, payload in frames(path, {"op": "reset", "argv": list(argv), "isolated": isolated}):
         if kind == b"x":
             _end(payload, "resetting the sandbox")
+
+
+async def listing(path: Path, rel: str) -> list[str]:
+    found: list[str] = []
+    async for kind, payload in frames(path, {"op": "list", "path": rel}):
+        if kind == b"d":
+            found = [str(f) for f in json.loads(payload)]
+        elif kind == b"x":
+            _end(payload, f"listing {rel or 'the work directory'}")
+    return found

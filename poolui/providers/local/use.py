@@ -76,6 +76,10 @@ class AgentUse:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
         return await agent_client.get(self._socket(sb), path, limit)
 
+    async def list_files(self, sb: Sandbox, path: str) -> list[str]:
+        """The regular files under a directory of the work directory ('' for all), relative to it."""
+        return await agent_client.listing(self._socket(sb), path)
+
     async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
         """Make the sandbox as it was before its claim (see _agent.reset); ProviderError when that fails."""
         await agent_client.reset(self._socket(sb), argv, self._use_bwrap)
