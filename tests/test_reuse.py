@@ -47,6 +47,7 @@ async def test_nothing_of_one_claim_reaches_the_next(mgr: PoolManager) -> None:
     await _ready_again(mgr)
     b = await mgr.claim(POOL)
     assert b.id == a.id and b.token != a.token  # the same sandbox, a new claim
+    assert a.token is not None and mgr.token_holder(a.token) is None  # A's token opens nothing now
     listing = await collect(mgr.exec(POOL, b.id, ["sh", "-c", "ls -A; ls -A /tmp; echo env=$SECRET; "
                                                               "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]))
     out = listing.stdout.decode()
