@@ -4,6 +4,8 @@ own shell with symlinks refused."""
 
 from __future__ import annotations
 
+import io
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,6 @@ async def test_docker_files_stay_in_the_work_directory(managers: Any, tmp_path: 
         await mgr.get_file(POOL, cid, "never-written")
     assert await mgr.put_file(POOL, cid, "a/b/d.txt", b"d") == 1
     tar = await mgr.get_tar(POOL, cid, "a")
-    import io
-    import tarfile
-
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         assert sorted(m.name for m in t.getmembers()) == ["b/c.bin", "b/d.txt"]
     await mgr.release(POOL, cid)

@@ -75,7 +75,8 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
         m.health_ok, m.health_detail = False, result.detail
         pool.end_claim(m, f"failed its health check at claim: {result.detail}")
         reason = "health check at claim failed"
-    await use.apply_claim(pool, m, env, files or {})  # no await at all when no files were given
+    if env or files:
+        await use.apply_claim(pool, m, env, files or {})
     leases.start(pool, m, lease)
     # Committed now, with whatever else this turn wrote: a claim is answered only once a restart would find
     # it claimed, and without yielding to the loop (a claim never waits behind other work).

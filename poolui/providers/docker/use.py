@@ -3,9 +3,9 @@ thread of the provider's pool and handed to the loop; files through an exec of t
 
 The Engine cannot kill an exec. Every exec carries a marker in its environment, and a timed-out one is
 ended by a second exec that SIGKILLs every process carrying the marker (the command and all it started).
-Files are not written with put_archive: it writes beneath a tmpfs mount (the work directory is one), where
-the container never sees it. The shell checks each path component for a symlink; whatever it might
-still be raced into stays inside the container.
+Files are not written with put_archive: into a tmpfs mount (the work directory is one) it answers true,
+and the file never appears in the container (checked on this engine). The shell checks each path
+component for a symlink; whatever it might still be raced into stays inside the container.
 """
 
 from __future__ import annotations
@@ -112,7 +112,10 @@ class DockerUse:
 
     async def list_files(self, sb: Sandbox, path: str) -> list[str]:
         """The regular files under a directory of the work directory ('' for all), relative to it."""
-        return await _list(self, sb, path)
+        r = await collect(self.exec(sb, exec_request(["sh", "-c", LIST, "list", f"{path or '.'}/.", path or "."],
+                                                     max_output=16 << 20)))
+        _check(r, path or ".")
+        return sorted(f.removeprefix("./") for f in r.stdout.decode(errors="surrogateescape").split("\0") if f)
 
     async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
@@ -120,13 +123,6 @@ class DockerUse:
                                                      max_output=limit)))
         _check(r, path)
         return r.stdout
-
-
-async def _list(self: DockerUse, sb: Sandbox, path: str) -> list[str]:
-    r = await collect(self.exec(sb, exec_request(["sh", "-c", LIST, "list", f"{path or '.'}/.", path or "."],
-                                                 max_output=16 << 20)))
-    _check(r, path or ".")
-    return sorted(f.removeprefix("./") for f in r.stdout.decode(errors="surrogateescape").split("\0") if f)
 
 
 def _check(r: ExecResult, path: str) -> None:

@@ -140,6 +140,8 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
         return [p for p in _procs() if p not in (1, os.getpid()) and _live(p) and _session(p) != keep
                 and (isolated or _has(p, mine))]
 
+    from _kill import kill_all
+
     left = kill_all(others, 2.0)
     if left:
         end(conn, error=f"processes {left[:5]} survived SIGKILL")
@@ -277,26 +279,11 @@ class Pump:
 def kill_tree(pid: int, marker: str) -> None:
     """SIGKILL the command and everything it started: its session, and whatever still carries its marker
     (a child that left the session); never the sandbox's own server."""
+    from _kill import kill_all
+
     needle = f"\0{EXEC_MARKER}={marker}\0".encode()
-    kill_all(lambda: [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))])
-
-
-def kill_all(find: Any, wait: float = 0.5) -> list[int]:
-    """SIGKILL what `find()` lists until it lists nothing; what is still there after `wait` seconds."""
-    import signal
-    import time
-
-    deadline = time.monotonic() + wait
-    while left := find():
-        if time.monotonic() > deadline:
-            return list(left)
-        for p in left:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.002)
-    return []
+    kill_all(lambda: [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))],
+             0.5)
 
 
 def _procs() -> list[int]:

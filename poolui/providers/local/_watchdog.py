@@ -25,6 +25,11 @@ import signal
 import sys
 import time
 
+try:
+    from ._kill import kill_all  # the controller imports this module as part of the package
+except ImportError:
+    from _kill import kill_all  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+
 MARKER = "poolui-watchdog"
 ENV_MARKER = "POOLUI_SANDBOX"
 TAIL = 2048  # bytes of sandbox output kept for the last report; header + tail stay under PIPE_BUF
@@ -151,19 +156,7 @@ def kill_tree(cgroups: list[str], pid: int = 0, marker: str = "", wait: float = 
                 kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-    deadline = time.monotonic() + wait
-    while True:
-        left = [p for d in cgroups for p in procs(d)] + (marked(marker) if marker else [])
-        if not left:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        for p in left:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.002)
+    return not kill_all(lambda: [p for d in cgroups for p in procs(d)] + (marked(marker) if marker else []), wait)
 
 
 def remove_cgroups(dirs: list[str], wait: float = 2.0) -> None:
