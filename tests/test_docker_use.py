@@ -10,29 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from docker_support import http_body
+from helpers import wait_for
 from test_docker_pool import POOL, config, managers  # noqa: F401 - the fixture
+from use_support import CLAIM, output_streams_in_order_and_in_pieces
 
 from poolui.errors import FileNotFound, InvalidRequest
-from poolui.sandbox_io import ExecChunk, ExecResult, collect
+from poolui.sandbox_io import collect
 
 
 async def _claimed(managers: Any, tmp_path: Path) -> tuple[Any, str]:  # noqa: F811
     mgr = await managers.start(tmp_path / "state", config({"target_ready": 1}))
     await mgr.warm_up(60)
-    c = await mgr.claim(POOL, timeout=30, env={"FROM_CLAIM": "yes"}, files={"in.txt": "claimed file"})
+    c = await mgr.claim(POOL, timeout=30, **CLAIM)
     return mgr, c.id
 
 
 async def test_docker_exec_streams_reports_and_kills_on_timeout(managers: Any, tmp_path: Path) -> None:  # noqa: F811
     mgr, cid = await _claimed(managers, tmp_path)
-    stream = mgr.exec(POOL, cid, ["sh", "-c", "echo first; while [ ! -e go ]; do sleep 0.01; done; "
-                                              "cat in.txt; echo $FROM_CLAIM >&2; exit 4"], timeout=30)
-    assert await anext(stream) == ExecChunk("stdout", b"first\n")  # before the command can end
-    await mgr.put_file(POOL, cid, "go", b"")
-    rest = [i async for i in stream]
-    assert b"".join(i.data for i in rest if isinstance(i, ExecChunk) and i.stream == "stdout") == b"claimed file"
-    assert b"".join(i.data for i in rest if isinstance(i, ExecChunk) and i.stream == "stderr") == b"yes\n"
-    assert isinstance(rest[-1], ExecResult) and rest[-1].exit_code == 4
+    await output_streams_in_order_and_in_pieces(mgr, POOL, cid)
     slow = await collect(mgr.exec(POOL, cid, ["sh", "-c", "sleep 600 & echo $! > bg.pid; sleep 600"], timeout=0.5))
     assert slow.timed_out and slow.signal == 9
     child = (await mgr.get_file(POOL, cid, "bg.pid")).decode().strip()
@@ -62,3 +58,27 @@ async def test_docker_files_stay_in_the_work_directory(managers: Any, tmp_path: 
     with tarfile.open(fileobj=io.BytesIO(tar)) as t:
         assert sorted(m.name for m in t.getmembers()) == ["b/c.bin", "b/d.txt"]
     await mgr.release(POOL, cid)
+
+
+async def test_a_reused_container_keeps_nothing_of_its_last_claim(managers: Any, tmp_path: Path) -> None:  # noqa: F811
+    cfg = config({"target_ready": 1, "max_ready": 1, "max_total": 1, "reuse": True, "max_uses": 3,
+                  "reset": ["sh", "-c", "echo reset-ran > reset.txt"]}, read_only=True)
+    mgr = await managers.start(tmp_path / "state", cfg)
+    await mgr.warm_up(60)
+    a = await mgr.claim(POOL, timeout=30, env={"SECRET": "from-a"}, files={"a.txt": "A's file"})
+    script = "echo hidden > /tmp/a-tmp; echo s > /dev/shm/a-shm; setsid sleep 600 & sleep 600 & echo started"
+    assert (await collect(mgr.exec(POOL, a.id, ["sh", "-c", script]))).stdout == b"started\n"
+    await mgr.release(POOL, a.id)
+    p = mgr.pools[POOL]
+    await wait_for(lambda: len(p.handout) == 1, 60, what="the container ready again")
+    b = await mgr.claim(POOL, timeout=30)
+    assert b.id == a.id
+    seen = (await collect(mgr.exec(POOL, b.id, ["sh", "-c", "ls -A . /tmp /dev/shm; echo env=$SECRET; "
+                                                             "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]))).stdout
+    out = seen.decode()
+    assert "a.txt" not in out and "a-tmp" not in out and "a-shm" not in out and "env=\n" in out
+    assert "reset.txt" in out and "sleep 600" not in out and "httpd" in out  # the server lived on
+    assert (await http_body(b.url))[0] == 200
+    await mgr.release(POOL, b.id)
+    await wait_for(lambda: len(p.handout) == 1, 60, what="the container ready again")
+    assert (p.metrics.resets, p.metrics.creates) == (2, 1)

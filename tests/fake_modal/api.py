@@ -19,6 +19,7 @@ from modal_proto import task_command_router_pb2 as sr_pb2
 from modal_proto.api_grpc import ModalClientBase
 from modal_proto.task_command_router_grpc import TaskCommandRouterBase
 
+from .execs import Execs
 from .state import FakeSandbox, World, jwt, new_id
 from .web import SandboxWeb
 
@@ -236,14 +237,15 @@ class FakeApi(ModalClientBase):
 
 
 class FakeRouter(TaskCommandRouterBase):
-    """The task command router a sandbox's worker runs; the SDK waits for readiness here."""
+    """The task command router a sandbox's worker runs: readiness waits and execs (execs.py)."""
 
-    def __init__(self, world: World, calls: Calls) -> None:
+    def __init__(self, world: World, calls: Calls, execs: Execs) -> None:
         self.world = world
         self.calls = calls
+        self.execs = execs
 
-    async def SandboxWaitUntilReady(self, stream: Stream[Any, Any]) -> None:
-        self.calls.seen.append("SandboxWaitUntilReady")
+    async def _begin(self, stream: Stream[Any, Any], name: str) -> tuple[Any, FakeSandbox]:
+        self.calls.seen.append(name)
         md: Any = stream.metadata or {}
         if not str(md.get("authorization", "")).startswith("Bearer "):
             raise GRPCError(Status.UNAUTHENTICATED, "missing router token (fake Modal)")
@@ -251,6 +253,30 @@ class FakeRouter(TaskCommandRouterBase):
         sb = next((s for s in self.world.sandboxes.values() if s.task_id == req.task_id), None)
         if sb is None:
             raise GRPCError(Status.NOT_FOUND, f"Task {req.task_id} not found")
+        return req, sb
+
+    async def TaskExecStart(self, stream: Stream[Any, Any]) -> None:
+        req, sb = await self._begin(stream, "TaskExecStart")
+        if not sb.running:
+            raise GRPCError(Status.FAILED_PRECONDITION, f"Sandbox {sb.sandbox_id} has finished")
+        await self.execs.start(sb, req)
+        await stream.send_message(sr_pb2.TaskExecStartResponse())
+
+    async def TaskExecStdioRead(self, stream: Stream[Any, Any]) -> None:
+        req, _ = await self._begin(stream, "TaskExecStdioRead")
+        await self.execs.read(stream, req)
+
+    async def TaskExecWait(self, stream: Stream[Any, Any]) -> None:
+        req, _ = await self._begin(stream, "TaskExecWait")
+        await stream.send_message(await self.execs.wait(req))
+
+    async def TaskExecStdinWrite(self, stream: Stream[Any, Any]) -> None:
+        req, _ = await self._begin(stream, "TaskExecStdinWrite")
+        await self.execs.stdin(req)
+        await stream.send_message(sr_pb2.TaskExecStdinWriteResponse())
+
+    async def SandboxWaitUntilReady(self, stream: Stream[Any, Any]) -> None:
+        req, sb = await self._begin(stream, "SandboxWaitUntilReady")
         await self.world.wait_for(lambda: sb.ready or not sb.running, req.timeout)
         if sb.ready and sb.running:
             await stream.send_message(sr_pb2.SandboxWaitUntilReadyTcrResponse(ready_at=sb.created_at))

@@ -19,6 +19,7 @@ from grpclib.server import Server
 from modal_proto import api_pb2
 
 from .api import Calls, FakeApi, FakeRouter
+from .execs import Execs
 from .front import Front
 from .state import Behaviour, World, new_id
 from .web import server_tls_context
@@ -81,7 +82,9 @@ class FakeModal:
     async def _start(self) -> None:
         self._world = World(self._tls)
         backends = []
-        router = Server([FakeRouter(self._world, self.calls)])  # type: ignore[abstract]
+        self._execs = Execs(self._world)
+        self._world.on_finish = self._execs.sandbox_ended
+        router = Server([FakeRouter(self._world, self.calls, self._execs)])  # type: ignore[abstract]
         backends.append(router)
         router_front = Front(await _serve(router))
         await router_front.start()
@@ -104,6 +107,11 @@ class FakeModal:
             w.finish(sb, R.GENERIC_STATUS_TERMINATED, 137)
         if w.stopping:
             await asyncio.gather(*w.stopping)
+        self._execs.close()
+        if self._execs.tasks:  # a command that left its process group may hold a pipe open: not for long
+            _, late = await asyncio.wait(self._execs.tasks, timeout=5)
+            for t in late:
+                t.cancel()
         await self._loop.shutdown_default_executor()
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:

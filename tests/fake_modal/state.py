@@ -116,6 +116,7 @@ class World:
         self._changed = asyncio.Event()
         self._clock = 0.0
         self.stopping: set[asyncio.Future[None]] = set()
+        self.on_finish: Callable[[str], None] = lambda sandbox_id: None
 
     def touch(self) -> None:
         self._changed.set()
@@ -146,6 +147,7 @@ class World:
         for t in sb.timers:
             t.cancel()
         sb.timers.clear()
+        self.on_finish(sb.sandbox_id)
         web, sb.web = sb.web, None
         if web is not None:
             # Blocking shutdown; off the loop so long polls keep being answered meanwhile.

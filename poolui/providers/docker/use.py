@@ -17,30 +17,20 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import FileNotFound, InvalidRequest, ProviderError
-from ...sandbox_io import ExecChunk, ExecRequest, ExecResult, collect, exec_request
+from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
+from ..shell_use import KILL, MARKER, ShellUse
 from .probing import exit_code_of
 
 if TYPE_CHECKING:
+    from ...errors import ProviderError
     from ..base import Sandbox
     from .options import DockerOptions
 
-MARKER = "POOLUI_EXEC"
 STREAMS = {1: "stdout", 2: "stderr"}
-KILL = ('for p in /proc/[0-9]*; do grep -q "$1" "$p/environ" 2>/dev/null && kill -9 "${p#/proc/}"; done; '
-        "exit 0")
-# $1 the path; parents are made, none may be a symlink; the file is replaced (a symlink there is replaced,
-# never followed). Exit 3: a symlink on the way; 4: not a regular file; 5: too large.
-WALK = ('p="$1"; d=$(dirname "$p"); c=.; IFS=/; for part in $d; do [ "$part" = . ] && continue; c="$c/$part"; '
-        '[ -L "$c" ] && { echo "$c" >&2; exit 3; }; done; unset IFS; ')
-PUT = WALK + ('mkdir -p "$d" && [ ! -d "$p" ] || exit 4; t="$p.poolui-put.$$"; cat > "$t" && chmod "$2" "$t" '
-              '&& mv -f "$t" "$p"')
-LIST = WALK + ('[ -L "$2" ] && exit 3; cd "$2" 2>/dev/null || exit 6; find . -type f -print0')
-GET = WALK + ('[ -L "$p" ] && exit 3; [ -e "$p" ] || exit 6; [ -f "$p" ] || exit 4; '
-              '[ $(wc -c < "$p") -le "$2" ] || exit 5; cat "$p"')
+RESET_TIMEOUT = 30.0  # the engine bounds the whole reset too (reset_timeout)
 
 
-class DockerUse:
+class DockerUse(ShellUse):
     """The exec and file half of DockerProvider."""
 
     opts: DockerOptions
@@ -105,37 +95,10 @@ class DockerUse:
         signal = 9 if timed_out else None
         return ExecResult(None if signal else rc, signal, timed_out, truncated, time.monotonic() - start)
 
-    async def put_file(self, sb: Sandbox, path: str, data: bytes, mode: int = 0o644) -> None:
-        """Write `data` to `path` under the work directory (parents made; symlinks on the way refused)."""
-        r = await collect(self.exec(sb, exec_request(["sh", "-c", PUT, "put", path, f"{mode:o}"], stdin=data)))
-        _check(r, path)
-
-    async def list_files(self, sb: Sandbox, path: str) -> list[str]:
-        """The regular files under a directory of the work directory ('' for all), relative to it."""
-        r = await collect(self.exec(sb, exec_request(["sh", "-c", LIST, "list", f"{path or '.'}/.", path or "."],
-                                                     max_output=16 << 20)))
-        _check(r, path or ".")
-        return sorted(f.removeprefix("./") for f in r.stdout.decode(errors="surrogateescape").split("\0") if f)
-
-    async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
-        """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
-        r = await collect(self.exec(sb, exec_request(["sh", "-c", GET, "get", path, str(limit)],
-                                                     max_output=limit)))
-        _check(r, path)
-        return r.stdout
-
-
-def _check(r: ExecResult, path: str) -> None:
-    why = {3: f"{path}: {r.stderr.decode(errors='replace').strip() or 'a part'} is a symlink; paths may not pass "
-              "through symlinks",
-           4: f"{path} is not a regular file", 5: f"{path} is larger than a file may be"}
-    if r.exit_code == 6:
-        raise FileNotFound(f"{path}: no such file or directory")
-    if r.exit_code in why:
-        raise InvalidRequest(why[r.exit_code])
-    if not r.ok:
-        raise ProviderError(f"{path}: the container's shell failed ({r.describe()}): "
-                            f"{r.stderr.decode(errors='replace').strip()[:200]}")
+    async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
+        """Make the container as it was before its claim: every process but its init and server (session 1)
+        killed, the work directory, /tmp and /dev/shm emptied, then the pool's reset command run."""
+        await self.shell_reset(sb, 1, [self.opts.workdir, "/tmp", "/dev/shm"], argv, RESET_TIMEOUT)
 
 
 def _pump(raw: socket.socket, deadline: float, cap: int, put: Callable[[Any], None]) -> tuple[bool, bool]:

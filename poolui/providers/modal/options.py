@@ -15,7 +15,7 @@ from ..common import ENV_NAME
 
 KEYS = (
     "app", "environment", "command", "port", "image", "cpu", "memory", "env", "secrets", "region",
-    "idle_timeout", "api_timeout", "build_timeout", "watch_interval",
+    "idle_timeout", "api_timeout", "build_timeout", "watch_interval", "workdir",
 )
 IMAGE_KEYS = ("registry", "debian_slim", "apt", "pip")
 MAX_TIMEOUT = 24 * 3600.0  # Modal's longest sandbox `timeout`
@@ -50,6 +50,8 @@ class ModalOptions:
     api_timeout: float = 10.0
     build_timeout: float = 900.0
     watch_interval: float = 5.0
+    # Where exec runs and files go. /tmp is in every image; another directory must exist in the image.
+    workdir: str = "/tmp"
 
 
 def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
@@ -63,6 +65,9 @@ def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
         raise t.error("environment", environment, "a Modal environment name")
     command = t.argv("command") if t.has("command") else ()
     port = t.int_("port", d.port, minimum=1, maximum=65535)
+    workdir = t.str_("workdir", d.workdir, nonempty=True)
+    if not workdir.startswith("/") or "/../" in f"{workdir}/":
+        raise t.error("workdir", workdir, "an absolute path inside the sandbox, with no '..'")
     cpu = None
     if t.has("cpu"):
         cpu = t.float_("cpu", 1.0, 0.125, 64.0)
@@ -91,6 +96,7 @@ def parse_options(raw: dict[str, Any], where: str) -> ModalOptions:
         api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.1, maximum=b.MAX_WAIT),
         build_timeout=t.duration("build_timeout", d.build_timeout, minimum=1.0, maximum=b.DAY),
         watch_interval=t.duration("watch_interval", d.watch_interval, minimum=0.05, maximum=b.MAX_INTERVAL),
+        workdir=workdir,
     )
     t.finish(KEYS)
     return opts

@@ -22,11 +22,12 @@ from .errors import is_connection_trouble, is_not_found, sdk, translate
 from .options import MAX_TIMEOUT, ModalOptions
 from .session import ModalApi, Session
 from .tags import TAG_EXPIRES, TAG_MEMBER, TAG_NS, TAG_POOL, TAG_REVISION, decode_member, encode_member, tag_value
+from .use import ModalUse
 
 log = logging.getLogger("poolui.providers.modal")
 
 
-class ModalProvider:
+class ModalProvider(ModalUse):
     kind = "modal"
 
     def __init__(self, pool: PoolConfig, ctx: ProviderContext, opts: ModalOptions, limit_mib: int | None) -> None:
