@@ -5,6 +5,8 @@
 Starts `poolui serve` with a local pool and measures, in one run:
 - exec of `true` on a warm claimed sandbox over HTTP (PoolClient), and in the same run the reference: the
   same `true` started directly on the host (posix_spawn + wait), which is the command's own start;
+- exec of `python3 -c "print(1)"` alone on that sandbox: what any run of that command costs at least, so
+  cold / this is the most a one-shot run can gain over a cold create;
 - claim + exec `python3 -c "print(1)"` + release on a warm pool, against a cold create + the same exec
   (a pool with nothing warm: the claim waits for a create);
 - the agent's cost: cold starts (create to ready) of the same pool with and without the agent, in-process,
@@ -86,11 +88,13 @@ async def measure(url: str, token: str, n: int, runs: int) -> None:
         cl = await c.claim("warm", timeout=60)
         await collect(c.exec("warm", cl.id, ["true"]))
         rt = await timed(lambda: collect(c.exec("warm", cl.id, ["true"])), n)
+        alone = await timed(lambda: collect(c.exec("warm", cl.id, PRINT1)), max(20, runs // 2))
         await c.release("warm", cl.id)
         host = host_true(n)
         print(row("exec `true` over HTTP, warm claimed sandbox", rt))
         print(row("reference: `true` started on the host", host))
         print(f"{'exec round trip less the command start':<44} p50={(pct(rt, 50) - pct(host, 50)) * 1000:8.2f} ms")
+        print(row("exec print(1) alone, warm claimed sandbox", alone))
 
         async def warm_cycle() -> None:
             got = await c.claim("warm", timeout=60)
@@ -124,6 +128,8 @@ async def measure(url: str, token: str, n: int, runs: int) -> None:
                 print(row(f"one-shot run print(1), {kind}, {conc} in flight", lat))
                 if pool == "reuse" and conc == 1:
                     print(f"{'cold / one-shot run on the reuse pool':<44} p50 {pct(cold, 50) / pct(lat, 50):.1f}x")
+                    print(f"{'  its ceiling: cold / exec print(1) alone':<44} p50 "
+                          f"{pct(cold, 50) / pct(alone, 50):.1f}x")
 
 
 async def agent_cost(n: int) -> None:
