@@ -39,10 +39,13 @@ def get(url: str) -> int:
 
 
 def listener_pid(url: str) -> int:
+    """The sandbox's server behind url. With network isolation the host side's listener is the sandbox's
+    agent (it forwards the URL into the sandbox's namespace), started by the server's shell: its parent."""
     port = urlsplit(url).port
     for c in psutil.net_connections(kind="tcp"):
         if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid:
-            return int(c.pid)
+            p = psutil.Process(c.pid)
+            return p.ppid() if any("_agent" in a for a in p.cmdline()) else int(c.pid)
     raise AssertionError(f"nothing listens on {url}")
 
 

@@ -168,16 +168,19 @@ async def test_bubblewrap_hides_state_and_home_and_keeps_usr_read_only(
     prov = await make("bubblewrap", command=["sh", "-c", probe, "sh", "{port}"], local={"env": {"GREETING": "hi"}})
     sb = await prov.create("pu-iso", 60)
     await prov.wait_ready(sb, 10)
-    work = state / "sandboxes" / "pu-iso" / "work"
-    r = dict(line.split(":", 1) for line in (work / "r").read_text().split("\n") if line)
-    assert r["token"] != "0" and "s3cret" not in (work / "token").read_text()
+    # The work directory is the sandbox's own tmpfs: read through its agent.
+    def read(name: str) -> Awaitable[bytes]:
+        return prov.get_file(sb, name, 1 << 20)
+
+    r = dict(line.split(":", 1) for line in (await read("r")).decode().split("\n") if line)
+    assert r["token"] != "0" and b"s3cret" not in await read("token")
     assert r["root"] != "0"
     assert r["usr"] != "0"
     assert r["tmp"] == "tmpfs"
     assert r["host"] == "sandbox"
     assert int(r["procs"]) < 10  # its own pid namespace: bwrap, sh/python, ls
     assert r["CapEff"].strip() == "0000000000000000"
-    env = dict(line.split("=", 1) for line in (work / "env").read_text().splitlines() if "=" in line)
+    env = dict(line.split("=", 1) for line in (await read("env")).decode().splitlines() if "=" in line)
     assert env["HOME"] == "/work" and env["GREETING"] == "hi" and env["PORT"] == str(sb.ref["port"])
     assert "POOLUI_TEST_CONTROLLER_SECRET" not in env
     await prov.terminate(sb)

@@ -26,6 +26,7 @@ class ProbeConfig:
 class Limits:
     memory: int | None = None  # bytes
     pids: int | None = None
+    disk: int | None = None  # bytes of the work directory (None: the provider's default)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,8 @@ class PoolConfig:
     limits: Limits = Limits()
     read_only: bool = False  # the console and API refuse every change to this pool
     reuse: ReuseConfig | None = None  # None: single use, every release terminates the sandbox
+    network: str = "auto"  # isolated | egress | host; auto: isolated where the provider can, else host
+    seccomp: bool = True  # a seccomp filter on the sandbox's processes, where the provider has one
     options: Any = None  # the provider's own parsed table ([pools.NAME.PROVIDER]), typed by the provider
     raw_options: dict[str, Any] = field(default_factory=dict)
 
@@ -70,7 +73,8 @@ class PoolConfig:
     def revision(self) -> str:
         """Changes when what a sandbox *is* changes; sizes and timings do not count."""
         body = json.dumps(
-            [self.provider, list(self.command), self.raw_options, self.limits.memory, self.limits.pids],
+            [self.provider, list(self.command), self.raw_options, self.limits.memory, self.limits.pids,
+             self.limits.disk, self.network, self.seccomp],
             sort_keys=True,
             default=str,
         )

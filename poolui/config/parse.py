@@ -30,8 +30,9 @@ POOL_KEYS = (
     "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
     "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
     "claim_timeout", "claim_lease", "max_concurrent_creates", "create_retries", "limits", "read_only",
-    "reuse", "max_uses", "reset", "reset_timeout",
+    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp",
 )
+NETWORKS = ("auto", "isolated", "egress", "host")
 REUSE_KEYS = ("max_uses", "reset", "reset_timeout")
 
 
@@ -68,7 +69,10 @@ def _limits(t: TableReader | None) -> Limits:
     if t is None:
         return Limits()
     memory = t.size("memory", maximum=b.MAX_MEMORY)
-    limits = Limits(memory=memory, pids=t.opt_int("pids", 1, b.MAX_PIDS))
+    disk = t.size("disk", maximum=b.MAX_MEMORY)
+    if disk is not None and disk < 1 << 20:
+        raise t.error("disk", t.get("disk"), 'a size of at least "1MiB", e.g. "512MiB"')
+    limits = Limits(memory=memory, pids=t.opt_int("pids", 1, b.MAX_PIDS), disk=disk)
     t.finish(())
     return limits
 
@@ -117,6 +121,8 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
         limits=_limits(t.sub("limits")),
         read_only=t.bool_("read_only", False),
         reuse=_reuse(t),
+        network=t.str_("network", d.network, NETWORKS),
+        seccomp=t.bool_("seccomp", d.seccomp),
         options=options,
         raw_options=raw_options,
     )

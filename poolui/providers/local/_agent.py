@@ -32,6 +32,9 @@ SERVER = 0  # the sandbox's own command
 def main() -> None:
     server, work = int(sys.argv[1]), sys.argv[2]
     os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
+    import _agent_forward
+
+    _agent_forward.start()
     sys.exit(serve(server, work))
 
 

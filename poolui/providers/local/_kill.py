@@ -1,4 +1,5 @@
-"""The SIGKILL loop the watchdog and the agent share (standard library only: both start on every create)."""
+"""The SIGKILL loop the watchdog and the agent share, and the count of memory kills the watchdog watches
+(standard library only: both start on every create)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,16 @@ def kill_all(find: Callable[[], list[int]], wait: float) -> list[int]:
                 pass
         time.sleep(0.002)
     return []
+
+
+def oom_kills(cgroups: list[str]) -> int:
+    """How many processes the kernel killed for the sandbox's memory limit (v1 oom_control, v2 events)."""
+    n = 0
+    for d in cgroups:
+        for name in ("memory.oom_control", "memory.events"):
+            try:
+                with open(f"{d}/{name}") as f:
+                    n += sum(int(line.split()[1]) for line in f if line.startswith("oom_kill "))
+            except (OSError, ValueError, IndexError):
+                pass
+    return n

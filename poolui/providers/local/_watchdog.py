@@ -26,9 +26,11 @@ import sys
 import time
 
 try:
-    from ._kill import kill_all  # the controller imports this module as part of the package
+    from . import _watch_fds as fds
+    from ._kill import kill_all, oom_kills  # the controller imports this module as part of the package
 except ImportError:
-    from _kill import kill_all  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    import _watch_fds as fds  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    from _kill import kill_all, oom_kills  # type: ignore[no-redef]
 
 MARKER = "poolui-watchdog"
 ENV_MARKER = "POOLUI_SANDBOX"
@@ -201,28 +203,12 @@ def rmtree(top: str) -> None:
 # ---------------------------------------------------------------- the sandbox
 
 
-def listen_agent(mdir: str) -> None:
-    """The agent's listening socket, as fd 3 for the sandbox to inherit. Bound here, outside the sandbox,
-    in the member's directory, which the sandbox cannot see: only the controller can connect."""
-    import _socket
-
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    os.chdir(mdir)  # a relative name: the full path may be longer than a socket address allows
-    sock.bind("agent.sock")
-    sock.listen(64)
-    fd = sock.detach()
-    if fd != 3:
-        os.dup2(fd, 3)
-        os.close(fd)
-    os.set_inheritable(3, True)
-
-
 def _stop(signum: int, frame: object) -> None:
     raise Stop()
 
 
 def spawn(cmd: list[str], cgroups: list[str], workdir: str, out_w: int, env: dict[str, str],
-          rlimit_as: int, pdeath: bool) -> int:
+          rlimit_as: int, pdeath: bool, ids: tuple[int, int] | None = None) -> int:
     """Fork and exec the sandbox in its own session and cgroups; the exec's failure is raised here.
 
     SIGTERM/SIGINT are blocked on return, so the caller records the pid before a Stop can interrupt it.
@@ -246,6 +232,10 @@ def spawn(cmd: list[str], cgroups: list[str], workdir: str, out_w: int, env: dic
                 with open(d + "/cgroup.procs", "w") as f:
                     f.write("0")
             os.setsid()
+            if ids is not None:  # before the parent-death signal: a change of credentials clears it
+                os.setgroups([])
+                os.setresgid(ids[1], ids[1], ids[1])
+                os.setresuid(ids[0], ids[0], ids[0])
             if libc is not None:
                 libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: the watchdog owns this process's life
                 if os.getppid() != parent:
@@ -276,15 +266,18 @@ def spawn(cmd: list[str], cgroups: list[str], workdir: str, out_w: int, env: dic
     return pid
 
 
-def watch(pid: int, out_r: int, deadline: float) -> tuple[str, bytes]:
-    """Collect the sandbox's output until it exits ("exited") or the deadline passes ("ttl")."""
+def watch(pid: int, out_r: int, deadline: float, cgroups: list[str]) -> tuple[str, bytes]:
+    """Collect the sandbox's output until it exits ("exited"), the deadline passes ("ttl") or the kernel
+    kills one of its processes for memory ("oom": the rest goes too, a half-killed sandbox is not handed on)."""
     pidfd = os.pidfd_open(pid)
     fds, tail = [pidfd, out_r], b""
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             return "ttl", tail
-        ready, _, _ = select.select(fds, [], [], left)
+        ready, _, _ = select.select(fds, [], [], min(left, 0.25))
+        if cgroups and oom_kills(cgroups):
+            return "oom", tail
         if out_r in ready:
             data = os.read(out_r, 65536)
             if data:
@@ -342,7 +335,14 @@ def main(args: list[str]) -> int:
     marker = one("marker")
     try:
         if one("agent") == "1":
-            listen_agent(one("dir"))
+            fds.listen_agent(one("dir"))
+        if one("fwd") == "1":
+            fds.bind_url(int(one("port")))
+        if one("seccomp"):
+            fds.open_for_bwrap(one("seccomp"), fds.SECCOMP_FD)
+        if one("agentzip"):
+            fds.open_for_bwrap(one("agentzip"), fds.AGENT_CODE_FD)
+        ids = (int(one("uid")), int(one("gid"))) if one("uid") else None
         deadline = time.monotonic() + float(one("expires")) - time.time()
         memory = int(one("mem", "0"))
         cgroups, mem_limited = make_cgroups(opts.get("cg", []), memory, int(one("pids", "0")))
@@ -354,17 +354,16 @@ def main(args: list[str]) -> int:
             # bubblewrap's --die-with-parent takes hold only part-way through its start (its own
             # credential change clears an earlier parent-death signal), so a watchdog SIGKILLed in that
             # moment can still orphan it; the provider's list_ours() sweep catches those by their marker.
-            pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, pdeath=True)
+            pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, pdeath=True, ids=ids)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-        if one("agent") == "1":
-            os.close(3)  # the agent holds it now; a connect after it is gone must fail, not hang
+        fds.handed_over(opts)
         os.close(out_w)
         st = proc_stat(pid)
         limit = "cgroup" if mem_limited else "rlimit" if rlimit_as else "none"
         say("\t".join(["started", str(pid), str(st[2] if st else 0), limit, *cgroups]).encode() + b"\n")
         started = True
-        reason, tail = watch(pid, out_r, deadline)
+        reason, tail = watch(pid, out_r, deadline, cgroups if mem_limited else [])
     except Stop:
         reason = "terminated"
     except Exception as e:

@@ -10,7 +10,7 @@ from ...config import TableReader
 from ..common import ENV_ALLOWED, ENV_NAME
 
 ISOLATIONS = ("auto", "bubblewrap", "none")
-OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size", "agent")
+OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size", "agent", "user", "group")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,8 @@ class LocalOptions:
     ro_paths: tuple[str, ...] = ()  # more host paths shown read-only under bubblewrap
     tmp_size: int = 64 << 20  # bytes of the private /tmp under bubblewrap
     agent: bool = True  # the in-sandbox agent that runs exec and file requests (_agent.py)
+    user: str = "nobody"  # who sandboxes run as when the controller is root (a name or a number, never 0)
+    group: str = "nogroup"
 
 
 def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
@@ -34,6 +36,8 @@ def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
         raise t.error("ro_paths", ro_paths, 'a list of absolute paths, e.g. ["/opt/app"]')
     tmp_size = t.size("tmp_size", d.tmp_size)
     agent = t.bool_("agent", d.agent)
+    user = t.str_("user", d.user, nonempty=True)
+    group = t.str_("group", d.group, nonempty=True)
     t.finish(OPTION_KEYS, sort=False)
     return LocalOptions(isolation, cgroups, tuple(sorted(env.items())),
-                        tuple(os.path.normpath(p) for p in ro_paths), tmp_size, agent)
+                        tuple(os.path.normpath(p) for p in ro_paths), tmp_size, agent, user, group)

@@ -20,19 +20,17 @@ from ..base import ProbeResult, ProviderContext, Sandbox
 from ..common import Ended, fill, options_of
 from ..probes import http_get, poll_until_ready, run_exec, tcp_connect
 from . import _watchdog as wd
+from . import agent_zip
 from .bwrap import static_args, try_bwrap
 from .host import BOOT_ID, PYTHON, SAFE_ID, SANDBOX_PATH, SYSTEM_DIRS, cgroup_bases, ref_alive, resolve, under
+from .launch import sandbox_env, watchdog_argv
 from .options import LocalOptions, parse_options
 from .scan import scan
-from .use import AGENT_DIR, AGENT_MOUNT, AgentUse, agent_argv
+from .shield import Shield, decide
+from .use import AGENT_DIR, AgentUse
 from .watch import Watch, wait_set
 
 log = logging.getLogger("poolui.providers.local")
-
-# Imported rather than run as a script, so its cached bytecode is used (compiling it costs ~2 ms a start).
-WATCHDOG_CODE = (f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}]; import _watchdog; "
-                 "_watchdog.run()")
-
 
 class LocalProvider(AgentUse):
     kind = "local"
@@ -47,6 +45,8 @@ class LocalProvider(AgentUse):
         self._program: str | None = None
         self._bases: list[str] | None = None
         self._static: list[str] = []
+        self._shield: Shield | None = None
+        self._agent_zip = Path(AGENT_DIR)
         self._watches: dict[str, Watch] = {}
         self._starting: set[str] = set()
         self._ended = Ended()  # member -> how it ended
@@ -54,6 +54,11 @@ class LocalProvider(AgentUse):
     @property
     def isolation(self) -> str:
         return "bubblewrap" if self._use_bwrap else "plain process"
+
+    @property
+    def shield(self) -> dict[str, object] | None:
+        """What protects this pool's sandboxes (network, uid, seccomp, disk); None until prepared."""
+        return self._shield.describe() if self._shield else None
 
     # ------------------------------------------------------------ preparing
 
@@ -92,6 +97,8 @@ class LocalProvider(AgentUse):
         self._check_ro_paths()
         if self._use_bwrap:
             self._static = static_args(self.opts)
+        self._shield = decide(self.pool, self.opts, self._use_bwrap, self.has_agent, self.ctx.state_dir)
+        self._agent_zip = agent_zip.build(self.ctx.state_dir) if self._use_bwrap else Path(AGENT_DIR)
         self._program = program
         return program
 
@@ -133,30 +140,14 @@ class LocalProvider(AgentUse):
         return [f"{b}/poolui/{self._ns}/{self.pool.name}/{member_id}" for b in self._cgroup_bases()]
 
     def _argv(self, program: str, member_id: str, port: int, expires: float, mdir: Path, work: Path) -> list[str]:
-        """The watchdog's command line: its marker and orders, then the sandbox's own argv."""
-        marker = f"{self._ns}/{self.pool.name}/{member_id}"
-        env = self._env(port, work)
-        cmd = [program, *fill(self.pool.command[1:], port=port)]
-        if self.has_agent:
-            cmd = agent_argv(cmd, "/work" if self._use_bwrap else str(work), self._use_bwrap)
-        if self._use_bwrap:
-            assert self._bwrap
-            setenv = [x for k, v in {**env, wd.ENV_MARKER: marker}.items() for x in ("--setenv", k, v)]
-            shown = ["--ro-bind", AGENT_DIR, AGENT_MOUNT] if self.has_agent else []
-            cmd = [self._bwrap, *self._static, *shown, "--bind", str(work), "/work", "--chdir", "/work", *setenv,
-                   "--", *cmd]
-        limits = self.pool.limits
-        return [
-            PYTHON, "-I", "-S", "-c", WATCHDOG_CODE, wd.MARKER, f"ns={self._ns}", f"pool={self.pool.name}",
-            f"member={member_id}", f"port={port}", f"expires={expires:.3f}", f"dir={mdir}", f"work={work}",
-            f"mode={'bwrap' if self._use_bwrap else 'plain'}", f"marker={marker}",
-            *(f"cg={d}" for d in self._cgroup_dirs(member_id)),
-            f"mem={limits.memory or 0}", f"pids={limits.pids or 0}", f"agent={int(self.has_agent)}", "--", *cmd,
-        ]
+        return watchdog_argv(self.pool, program=program, member_id=member_id, port=port, expires=expires,
+                             mdir=mdir, work=work, ns=self._ns, cgroups=self._cgroup_dirs(member_id),
+                             env=self._env(port, work), bwrap=self._bwrap if self._use_bwrap else None,
+                             static=self._static, agent=self._agent_zip if self.has_agent else None,
+                             shield=self._shield)
 
     def _env(self, port: int, work: Path) -> dict[str, str]:
-        return {"PATH": SANDBOX_PATH, "HOME": "/work" if self._use_bwrap else str(work), "PORT": str(port),
-                **dict(self.opts.env)}
+        return sandbox_env(self.pool, self.opts.env, port, work, self._use_bwrap)
 
     async def _spawn(self, member_id: str, argv: list[str], env: dict[str, str], mdir: Path) -> Watch:
         # posix_spawn waits for the child's exec, which took about 6 ms here: a burst of eight on the loop's

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import NotSupported, SandboxDied
 from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
-from . import agent_client
+from . import agent_client, agent_zip
 from .host import PYTHON, under
 
 if TYPE_CHECKING:
@@ -25,15 +25,14 @@ if TYPE_CHECKING:
     from .options import LocalOptions
 
 AGENT_DIR = str(Path(__file__).parent)
-AGENT_MOUNT = "/run/poolui"  # where a bubblewrap sandbox sees the agent's code, read-only
 
 
 def agent_argv(cmd: list[str], work: str, sandboxed: bool) -> list[str]:
     """The sandbox's command with its agent started beside it (see _agent.py); the agent's cached bytecode is
     used, so there is no compile on every start."""
-    where = AGENT_MOUNT if sandboxed else AGENT_DIR
+    where = agent_zip.MOUNT if sandboxed else AGENT_DIR
     code = f"import sys; sys.path[:0] = [{where!r}]; import _agent; _agent.main()"
-    script = '"$0" -I -S -c "$1" "$$" "$2" & shift 2; exec "$@" 3>&-'
+    script = '"$0" -I -S -c "$1" "$$" "$2" & shift 2; exec "$@" 3>&- 4>&-'
     return ["/bin/sh", "-c", script, PYTHON, code, work, *cmd]
 
 

@@ -92,7 +92,8 @@ class Watch:
             text = bytes(self.rest).decode(errors="replace").strip()[-500:]
             return f"its watchdog ended ({text})" if text else "its watchdog ended"
         reason, status = (parts + ["", ""])[1:3]
-        what = {"ttl": "killed at its hard TTL", "terminated": "terminated"}.get(reason, status)
+        what = {"ttl": "killed at its hard TTL", "terminated": "terminated",
+                "oom": "oom: out of memory (limits.memory); the whole sandbox was killed"}.get(reason, status)
         out = tail.decode(errors="replace").strip()
         return what + (f"; last output: {out[-500:]}" if out else "")
 

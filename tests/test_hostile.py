@@ -1,0 +1,133 @@
+"""A hostile sandbox, on real bubblewrap sandboxes under a real `poolui serve`: every attempt to reach the
+API, other sandboxes, the host's services, the controller's files, the kernel's dangerous calls, or to
+take the host down with it fails, while the pool stays healthy and the claim URL keeps answering. The
+attempts are tests/hostile/attacks.py, run inside the sandbox; a pool with network = "host" runs the
+same connects, to show that they would succeed where nothing stops them."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from helpers import wait_for
+from server_fixtures import Served, pool_table, served
+
+from poolui.sandbox_io import collect
+
+ATTACKS = (Path(__file__).parent / "hostile" / "attacks.py").read_text()
+LIMITS = {"memory": "256MiB", "pids": 64, "disk": "8MiB"}
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap is not installed")
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Served]:
+    pools = {"a": pool_table(target_ready=2, limits=LIMITS), "b": pool_table(target_ready=1),
+             "open": pool_table(target_ready=1, network="host", seccomp=False)}
+    with served(pools, on_shutdown="terminate") as s:
+        yield s
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    """A service on the host's 127.0.0.1, as any host service."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
+
+
+async def attack(c: Any, pool: str, sandbox_id: str, **plan: Any) -> dict[str, Any]:
+    r = await collect(c.exec(pool, sandbox_id, ["python3", "-c", ATTACKS], stdin=json.dumps(plan),
+                                timeout=30))
+    assert r.ok, r.stderr.decode()
+    result: dict[str, Any] = json.loads(r.stdout)
+    return result
+
+
+async def refilled(c: Any, pool: str) -> None:
+    """The pool is healthy and full again: what the sandboxes did cost it nothing lasting."""
+    async def full() -> bool:
+        snap = await c.snapshot(pool)
+        return bool(snap.state == "healthy" and snap.ready >= snap.target_ready)
+
+    await wait_for(full, 30, interval=0.05, what=f"pool {pool} healthy and full again")
+
+
+def port(url: str) -> int:
+    p = urlsplit(url).port
+    assert p is not None
+    return p
+
+
+async def test_an_isolated_sandbox_reaches_nothing_but_itself(host: Served, listener: int) -> None:
+    async with host.client(timeout=30) as c:
+        me, sibling, other, opened = [await c.claim(p, timeout=30) for p in ("a", "a", "b", "open")]
+        targets = [port(host.url), port(sibling.url), port(other.url), listener]
+        seen = await attack(c, "a", me.id, ports=targets)
+        assert all(v != 0 for v in seen["connect"].values()), seen["connect"]
+        assert seen["interfaces"] == ["lo"] and seen["routes"] == 0  # nowhere to send a packet
+        contrast = await attack(c, "open", opened.id, ports=targets)
+        assert all(v == 0 for v in contrast["connect"].values()), contrast["connect"]  # the probe can succeed
+        async with httpx.AsyncClient() as h:
+            assert (await h.get(me.url)).status_code == 200  # its own URL still works
+        for cl, p in ((me, "a"), (sibling, "a"), (other, "b"), (opened, "open")):
+            await c.release(p, cl.id)
+        await refilled(c, "a")
+
+
+async def test_an_isolated_sandbox_reads_nothing_of_the_controller(host: Served) -> None:
+    state = str(host.state_dir.resolve())
+    async with host.client(timeout=30) as c:
+        me, sibling = await c.claim("a", timeout=30), await c.claim("a", timeout=30)
+        await c.put_file("a", sibling.id, "secret.txt", b"the sibling's")
+        paths = [f"{state}/token", f"{state}/poolui.db", f"{state}/sandboxes/{sibling.id}/work/secret.txt",
+                 f"{state}/sandboxes/{sibling.id}/agent.sock"]
+        seen = await attack(c, "a", me.id, paths=paths, secrets=[state, host.token])
+        assert all(v in ("ENOENT", "EACCES") for v in seen["read"].values()), seen["read"]
+        assert seen["proc_shows"] == []  # no host path of the state directory, nor the token, in /proc
+        if os.geteuid() == 0:
+            assert seen["uid"] == 65534  # nobody, never root on the host
+        await c.release("a", me.id)
+        await c.release("a", sibling.id)
+
+
+async def test_seccomp_refuses_the_dangerous_calls(host: Served) -> None:
+    async with host.client(timeout=30) as c:
+        me = await c.claim("a", timeout=30)
+        seen = await attack(c, "a", me.id, syscalls=True)
+        for call in ("ptrace", "mount", "unshare", "add_key", "clock_settime"):
+            assert seen[call] == 1, (call, seen[call])  # EPERM
+        await c.release("a", me.id)
+
+
+async def test_bombs_stay_inside_the_sandbox(host: Served) -> None:
+    async with host.client(timeout=30) as c:
+        me = await c.claim("a", timeout=30)
+        fork = await collect(c.exec("a", me.id, ["python3", "-c", (
+            "import os\nn = 0\ntry:\n    while n < 10000:\n        if os.fork() == 0:\n            os.pause()\n"
+            "        n += 1\nexcept OSError as e:\n    print('stopped', n, e.errno)\n")], timeout=30))
+        assert fork.stdout.startswith(b"stopped") and int(fork.stdout.split()[1]) < 64  # the pids limit
+        free = os.statvfs(host.state_dir).f_bavail
+        disk = await collect(c.exec("a", me.id, ["sh", "-c", "head -c 20000000 /dev/zero > big; echo $?"]))
+        assert disk.stdout.strip() != b"0" and b"No space left" in disk.stderr
+        assert abs(os.statvfs(host.state_dir).f_bavail - free) * os.statvfs(host.state_dir).f_frsize < 4 << 20
+        async with httpx.AsyncClient() as h:
+            assert (await h.get(me.url)).status_code == 200  # it survived both
+        await collect(c.exec("a", me.id, ["python3", "-c", "b = bytearray(1 << 30)"], timeout=30))
+
+        async def ended_by_oom() -> bool:
+            events = await c.recent_events("a")
+            return any(e.member_id == me.id and "oom" in e.detail for e in events)
+
+        await wait_for(ended_by_oom, 20, interval=0.1, what="the memory bomb's sandbox to end with reason oom")
+        await refilled(c, "a")
