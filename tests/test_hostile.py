@@ -131,3 +131,22 @@ async def test_bombs_stay_inside_the_sandbox(host: Served) -> None:
 
         await wait_for(ended_by_oom, 20, interval=0.1, what="the memory bomb's sandbox to end with reason oom")
         await refilled(c, "a")
+
+
+def test_the_snapshot_and_check_say_what_protects_each_pool(host: Served) -> None:
+    r = host.headless("check", "--json")
+    shields = {p["name"]: p["snapshot"]["shield"] for p in json.loads(r.stdout)["pools"]}
+    assert shields["a"]["network"] == "isolated" and shields["a"]["seccomp"] is True
+    assert shields["a"]["disk"] == 8 << 20
+    assert shields["open"]["network"] == "host" and shields["open"]["seccomp"] is False
+    if os.geteuid() == 0:
+        assert shields["a"]["uid"] == 65534
+
+
+def test_network_isolation_is_shown_in_the_console_header() -> None:
+    from poolui.tui import view
+
+    assert "[b $error]network host[/]" in view.shield({"network": "host", "uid": 1000, "seccomp": True,
+                                                       "disk": 1 << 29})
+    assert view.shield({"network": "isolated", "uid": 65534, "seccomp": True,
+                        "disk": 1 << 29}) == "net isolated · uid 65534 · seccomp · disk 512MiB"

@@ -125,6 +125,8 @@ class PoolSnapshot:
     config: dict[str, Any]
     taken_at: float
     read_only: bool = False
+    # What protects the sandboxes (network, uid, seccomp, disk), from providers that say: the local one.
+    shield: dict[str, Any] | None = None
 
     @property
     def ready(self) -> int:

@@ -23,6 +23,10 @@ async def open_pool(pool: Pool, rows: list[StoredMember]) -> tuple[int, int]:
     if pool.cfg.reuse is not None and not hasattr(pool.provider, "reset"):
         raise ConfigError(f"pool '{pool.name}': reuse = true, but the {pool.provider.kind} provider cannot reset a "
                           "sandbox between claims (the local provider can); remove reuse or change the provider")
+    if pool.cfg.network != "auto" and not hasattr(pool.provider, "shield"):
+        raise ConfigError(f"pool '{pool.name}': network = \"{pool.cfg.network}\" is for the local provider only; "
+                          f"the {pool.provider.kind} provider's network is set in [pools.{pool.name}."
+                          f"{pool.provider.kind}]")
     try:
         await pool.provider.check()
         return await adopt(pool, rows)

@@ -43,7 +43,8 @@ def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
     state = pool.state()
     now = pool.clock.monotonic()
     return PoolSnapshot(
-        name=pool.name, provider=cfg.provider, isolation=pool.provider.isolation, state=state.value,
+        name=pool.name, provider=cfg.provider, isolation=pool.provider.isolation,
+        shield=getattr(pool.provider, "shield", None), state=state.value,
         reason=pool.degraded_reason if state is PoolState.DEGRADED else "", target_ready=cfg.target_ready,
         min_ready=cfg.min_ready, max_ready=cfg.max_ready, max_total=cfg.max_total, counts=pool.counts(),
         waiting=pool.handout.waiting(),

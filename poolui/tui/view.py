@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..core.model import MemberView
 
@@ -140,3 +141,17 @@ def names(ids: list[str], limit: int = 8) -> str:
     if len(ids) <= limit:
         return ", ".join(ids)
     return ", ".join(ids[:limit]) + f" and {len(ids) - limit} more"
+
+
+def shield(s: dict[str, Any] | None) -> str:
+    """What protects a pool's sandboxes, as the header says it; a sandbox on the host's network in red."""
+    if not s:
+        return ""
+    net = s.get("network", "?")
+    parts = ["[b $error]network host[/]" if net == "host" else f"net {net}"]
+    uid = s.get("uid")
+    parts.append("[b $error]uid 0[/]" if uid == 0 else f"uid {uid}")
+    parts.append("seccomp" if s.get("seccomp") else "[$warning]no seccomp[/]")
+    disk = s.get("disk")
+    parts.append(f"disk {disk >> 20}MiB" if isinstance(disk, int) else "[$warning]disk unbounded[/]")
+    return " · ".join(parts)

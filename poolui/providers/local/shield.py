@@ -10,7 +10,6 @@ import errno
 import grp
 import os
 import pwd
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +59,10 @@ def decide(pool: PoolConfig, opts: LocalOptions, bwrap: bool, agent: bool, state
         why = "bubblewrap (not installed, or it cannot run here)" if not bwrap else "the agent (agent = false)"
         raise ProviderUnavailable(f'{where}: network = "{network}" needs {why}; set network = "host" to run '
                                   "without network isolation")
-    if network == "egress" and not shutil.which("pasta"):
-        raise ProviderUnavailable(f'{where}: network = "egress" needs pasta (`apt-get install -y passt`)')
+    if network == "egress":
+        # Planned: pasta attached to the sandbox's namespace for outbound only (see docs/isolation.md).
+        raise ProviderUnavailable(f'{where}: network = "egress" is not available yet; use "isolated" (no network '
+                                  'but the claim URL) or "host"')
     uid = gid = None
     if os.geteuid() == 0 and bwrap:  # a plain process runs as the controller: it has no root of its own
         uid, gid = _ids(opts, where)

@@ -40,7 +40,8 @@ def header_lines(snap: PoolSnapshot | None, conn: Connection, refresh: float, re
         ready_colour = "$success" if snap.ready >= snap.target_ready else (
             "$warning" if snap.ready >= snap.min_ready else "$error")
         parts = [
-            f"[b]{escape(snap.name)}[/] [dim]{escape(snap.provider)} · {escape(snap.isolation)}[/]",
+            f"[b]{escape(snap.name)}[/] [dim]{escape(snap.provider)} · {escape(snap.isolation)}[/]"
+            + (f" [dim]·[/] {view.shield(snap.shield)}" if snap.shield else ""),
             badge(snap.state.upper(), view.POOL_STATE_COLOURS.get(snap.state, "$primary")),
             f"ready [b {ready_colour}]{snap.ready}[/]/{snap.target_ready}",
             f"creating [b]{c.get('creating', 0) + c.get('starting', 0)}[/]",
