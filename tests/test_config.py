@@ -152,3 +152,19 @@ def test_durations_round_trip(text: object, seconds: float) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError, match="a duration such as"):
         parse_duration(bad)
+
+
+@pytest.mark.parametrize(("table", "named"), [
+    ({"network": "open"}, "network"), ({"seccomp": "yes"}, "seccomp"), ({"limits": {"disk": "1KiB"}}, "disk"),
+    ({"local": {"user": ""}}, "user"),
+])
+def test_isolation_keys_are_checked(table: dict[str, object], named: str) -> None:
+    from poolui.pool_file import parse_config
+
+    with pytest.raises(ConfigError, match=named):
+        parse_config({"pools": {"p": {"provider": "local", "command": ["true"], **table}}}, "t.toml")
+
+
+def test_the_default_pool_is_isolated() -> None:
+    pool = load_config(DEFAULT_CONFIG).pools["web"]
+    assert (pool.network, pool.seccomp, pool.limits.disk) == ("isolated", True, 512 << 20)
