@@ -150,3 +150,12 @@ def test_network_isolation_is_shown_in_the_console_header() -> None:
                                                        "disk": 1 << 29})
     assert view.shield({"network": "isolated", "uid": 65534, "seccomp": True,
                         "disk": 1 << 29}) == "net isolated · uid 65534 · seccomp · disk 512MiB"
+
+
+def test_doctor_says_what_this_machine_gives_sandboxes(host: Served) -> None:
+    r = host.headless("doctor", "--json", server=False)
+    found = {f["name"]: f for f in json.loads(r.stdout)}
+    assert {"bubblewrap", "network isolation", "unprivileged uid", "seccomp", "cgroups"} <= set(found)
+    assert found["bubblewrap"]["ok"] and found["network isolation"]["ok"]  # this module's sandboxes prove it
+    assert found["unprivileged uid"]["ok"] is (os.geteuid() == 0)
+    assert r.returncode == (0 if all(f["ok"] for f in found.values()) else 1)

@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = verb("events", "print state changes as they happen")
     e.add_argument("--count", type=whole(0, 10**9), default=0, help="stop after this many (default: follow)")
     add_use_verbs(verb)
+    verb("doctor", "say what this machine can give local sandboxes (isolation, uid, seccomp, cgroups) and why not")
     demo = verb("demo", "run the pool in this process: warm it, claim, ask the sandbox, release, stop")
     demo.add_argument("--wait", metavar="SECONDS", type=float, default=60.0,
                       help="how long warming and claiming may take (default 60)")
@@ -112,6 +113,10 @@ async def run_async(args: argparse.Namespace) -> int:
         from .demo import cmd_demo
 
         return await cmd_demo(args)
+    if args.verb == "doctor":
+        from .demo import cmd_doctor
+
+        return await cmd_doctor(args)
     from ..connect import open_control
     from .verbs import VERBS
 

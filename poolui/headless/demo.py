@@ -1,4 +1,5 @@
-"""`poolui --headless demo`: the pool in this process, warmed, claimed, asked, released and stopped."""
+"""`poolui --headless demo`: the pool in this process, warmed, claimed, asked, released and stopped; and
+`doctor`: what this machine can give local sandboxes."""
 
 from __future__ import annotations
 
@@ -76,3 +77,16 @@ async def _ask(httpx: Any, url: str) -> dict[str, Any]:
             return {"status_line": f"(no answer: {e or type(e).__name__})", "body": ""}
     return {"status_line": f"{r.http_version} {r.status_code} {r.reason_phrase}", "status": r.status_code,
             "body": r.content[:160].decode("utf-8", "replace")}
+
+
+async def cmd_doctor(args: argparse.Namespace) -> int:
+    """What this machine can give local sandboxes: one line each (or --json); exit 1 when any is missing."""
+    from ..providers.local.doctor import findings
+
+    found = await findings()
+    if args.json:
+        emit_json([{"name": f.name, "ok": f.ok, "detail": f.detail} for f in found])
+    else:
+        for f in found:
+            out(f"{'ok ' if f.ok else 'no '} {f.name}: {f.detail}")
+    return 0 if all(f.ok for f in found) else 1
