@@ -66,7 +66,8 @@ def _console_parser() -> argparse.ArgumentParser:
         description="Operations console for pools of warm sandboxes. With no server running and a local pool "
                     "file it runs the pools in its own process.",
         epilog="Also: `poolui serve --help` (the HTTP service) and `poolui --headless --help` (no TUI at all: "
-               "check, list, claim, release, renew, terminate, resize, drain, pause, resume, maintain, events, demo, doctor).",
+               "check, list, claim, release, renew, terminate, resize, drain, pause, resume, maintain, events, demo, "
+               "doctor).",
     )
     p.add_argument("--config", metavar="FILE", default=None, help="pool file")
     p.add_argument("--server", metavar="URL", default=None, help="server URL (default: $POOLUI_SERVER, ...)")

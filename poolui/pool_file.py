@@ -27,11 +27,19 @@ def parse_config(data: dict[str, Any], where: str, path: Path | None = None) -> 
     return config.parse_config(data, where, REGISTRY, path)
 
 
-def save_pool_sizes(path: Path, pool: str, **sizes: int | None) -> None:
-    """Write new sizes of one pool into its file, validated before an atomic replace."""
+def save_pool_sizes(path: Path, pool: str, **sizes: int | None) -> bool:
+    """Write new sizes of one pool into its file in place (comments and layout kept), validated before an
+    atomic replace; False when the file already said so (then it is not touched)."""
     from .config.edit import save_pool_sizes as save
 
-    save(path, pool, REGISTRY, **sizes)
+    return save(path, pool, REGISTRY, **sizes)
+
+
+def preview_pool_sizes(path: Path, pool: str, **sizes: int | None) -> list[str]:
+    """The lines save_pool_sizes would change ("-old", "+new"); ConfigError when the result is not valid."""
+    from .config.edit import preview
+
+    return preview(path, pool, REGISTRY, **sizes)
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from poolui.durations import format_duration, parse_duration
 from poolui.errors import ConfigError
-from poolui.pool_file import DEFAULT_CONFIG, load_config, save_pool_sizes
+from poolui.pool_file import DEFAULT_CONFIG, load_config, preview_pool_sizes, save_pool_sizes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,7 @@ timeout = "5s"
 [pools.other]
 provider = "instant"
 target_ready = 1
-# a comment that tomli-w will not keep, but the values must survive
+# a comment at the end, which a save must keep
 """
 
 
@@ -131,6 +131,21 @@ def test_save_keeps_other_pools_and_keys_and_is_atomic(tmp_path: Path) -> None:
     assert data["server"] == {"listen": "127.0.0.1:9000"}
     assert load_config(path).pools["web"].target_ready == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pools.toml"]  # no temp file left
+
+
+def test_save_changes_only_the_changed_values_and_keeps_every_comment(tmp_path: Path) -> None:
+    command = 'command = ["python3", "-m", "http.server", "{port}"]'
+    text = GOOD.replace("target_ready = 2", "target_ready = 2   # warm ones, tuned on call").replace(
+        command, command + "  # the app")
+    path = write(tmp_path, "# the pools of this host\n" + text)
+    assert preview_pool_sizes(path, "web", target_ready=3) == [
+        "-target_ready = 2   # warm ones, tuned on call", "+target_ready = 3   # warm ones, tuned on call"]
+    assert save_pool_sizes(path, "web", target_ready=3) is True
+    after = path.read_text()
+    assert after == ("# the pools of this host\n" + text).replace("target_ready = 2   #", "target_ready = 3   #")
+    before = path.stat().st_mtime_ns
+    assert save_pool_sizes(path, "web", target_ready=3, min_ready=1) is False  # nothing to change: not written
+    assert path.read_text() == after and path.stat().st_mtime_ns == before
 
 
 def test_saving_an_impossible_size_changes_nothing(tmp_path: Path) -> None:

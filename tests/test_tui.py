@@ -128,6 +128,12 @@ async def test_terminate_with_confirmation_removes_and_refills(pool: tuple[PoolM
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 5, "the dialog to close")
         assert victim in mgr.pools["web"].members
+        # Enter out of habit: the safe answer has focus, so nothing happens either.
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
+        await pilot.press("enter")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), 5, "the dialog to close")
+        assert victim in mgr.pools["web"].members
         # Confirmed: it goes, and the pool makes a new one.
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "the confirmation")
@@ -168,9 +174,17 @@ async def test_resize_changes_the_target_and_saves_the_file(pool: tuple[PoolMana
         dialog.query_one("#target", Input).value = "9"
         await pilot.press("enter")
         assert isinstance(app.screen, ResizeScreen) and "max 6" in screen_text(app)
+        for bad in ("abc", "1e3", "-1", "+3"):  # refused with the reason, never quietly changed
+            dialog.query_one("#target", Input).value = bad
+            await pilot.press("enter")
+            assert isinstance(app.screen, ResizeScreen) and "expected a whole number" in screen_text(app), bad
+        text_before = path.read_text()
         dialog.query_one("#target", Input).value = "3"
         dialog.query_one("#persist", Checkbox).value = True
-        await pilot.press("enter")
+        await until(pilot, lambda: "+target_ready = 3" in screen_text(app), 5, "the preview of the change")
+        assert path.read_text() == text_before  # only a preview so far
+        dialog.query_one("#persist", Checkbox).focus()
+        await pilot.press("enter")  # on the checkbox: applies, does not toggle
         await until(pilot, lambda: app.state.current is not None and app.state.current.target_ready == 3
                     and app.state.current.ready == 3, 20, "target 3 and three ready")
         assert "ready 3/3" in screen_text(app)

@@ -7,8 +7,6 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-import tomli_w
-
 from ..errors import ConfigError
 from .parse import ProviderTables, parse_config
 
@@ -32,17 +30,40 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def save_pool_sizes(path: Path, pool: str, tables: ProviderTables, **sizes: int | None) -> None:
-    """Write new sizes of one pool into its file; every other pool, key and table is kept as it was.
+def edited(path: Path, pool: str, tables: ProviderTables, **sizes: int | None) -> tuple[str, str]:
+    """(the file's text now, its text with the new sizes of one pool), validated. Edited in place with
+    tomlkit, so comments, order, layout and every other value stay exactly as they were."""
+    import tomlkit
 
-    The file is re-read and the result validated before the atomic replace, so a bad value changes nothing.
-    """
-    data = tomllib.loads(path.read_text())
-    table = data.get("pools", {}).get(pool)
+    before = path.read_text()
+    doc = tomlkit.parse(before)
+    pools = doc.get("pools")
+    table = pools.get(pool) if isinstance(pools, dict) else None
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: no pool '{pool}' to save")
     for key, value in sizes.items():
-        if value is not None:
+        if value is not None and table.get(key) != value:
             table[key] = value
-    parse_config(data, str(path), tables, path)
-    atomic_write(path, tomli_w.dumps(data).encode())
+    after = tomlkit.dumps(doc)
+    parse_config(tomllib.loads(after), str(path), tables, path)
+    return before, after
+
+
+def save_pool_sizes(path: Path, pool: str, tables: ProviderTables, **sizes: int | None) -> bool:
+    """Write new sizes of one pool into its file; every other pool, key, comment and table is kept as it
+    was. The result is validated before the atomic replace, so a bad value changes nothing; a file already
+    saying these sizes is not written at all. True when it was written."""
+    before, after = edited(path, pool, tables, **sizes)
+    if after == before:
+        return False
+    atomic_write(path, after.encode())
+    return True
+
+
+def preview(path: Path, pool: str, tables: ProviderTables, **sizes: int | None) -> list[str]:
+    """The lines a save would change, as a unified diff without its header (empty: nothing would)."""
+    import difflib
+
+    before, after = edited(path, pool, tables, **sizes)
+    diff = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+    return [line for line in diff if not line.startswith(("---", "+++", "@@"))]

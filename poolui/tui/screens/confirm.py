@@ -28,14 +28,17 @@ class ConfirmScreen(ModalScreen[bool]):
         with Vertical(id="dialog") as box:
             box.border_title = self.title_text
             yield Static(self.body, id="question", markup=False)
+            if self.danger:
+                yield Label("[dim]y confirms; enter or n cancels[/]", id="how")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.confirm_label} (y)", id="yes",
                              variant="error" if self.danger else "primary")
                 yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:
-        # k9s #302: people could not find how to confirm; the confirm button has focus from the start.
-        self.query_one("#yes", Button).focus()
+        # On call, Enter is pressed out of habit: it must never kill. A destructive question starts on
+        # Cancel (`y`, or moving to the red button, confirms); a harmless one on its confirm button.
+        self.query_one("#no" if self.danger else "#yes", Button).focus()
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,6 +14,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label
 
 from ...core.model import PoolSnapshot
+from ...errors import PoolError
+from ...pool_file import preview_pool_sizes
 
 
 @dataclass(frozen=True)
@@ -26,13 +30,11 @@ def check(target: str, min_ready: str, max_ready: str, max_total: int) -> tuple[
     """The three sizes, or a message that says which value is wrong and what is allowed."""
     values = []
     for name, text in (("target", target), ("min", min_ready), ("max", max_ready)):
-        try:
-            v = int(text.strip())
-        except ValueError:
-            return f"{name} = {text!r} is not allowed: expected a whole number >= 0"
-        if v < 0:
-            return f"{name} = {v} is not allowed: expected a whole number >= 0"
-        values.append(v)
+        # Only digits: int() would also take "+3", "1_0" and " 3 ", and an integer Input drops what it
+        # does not like without a word ("abc" kept the old value, "1e3" became 13).
+        if not text.isascii() or not text.isdigit() or len(text) > 7:
+            return f"{name} = {text!r} is not allowed: expected a whole number from 0 to {max_total}"
+        values.append(int(text))
     t, lo, hi = values
     if not lo <= t <= hi:
         return f"min {lo} <= target {t} <= max {hi} does not hold"
@@ -45,6 +47,8 @@ class ResizeScreen(ModalScreen[ResizeRequest | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="resize.cancel"),
         Binding("ctrl+s", "submit", "Apply", id="resize.apply"),
+        # Enter applies from anywhere (on the checkbox it used to toggle "save" instead); space toggles.
+        Binding("enter", "enter", "Apply", show=False, priority=True),
     ]
 
     def __init__(self, snap: PoolSnapshot, config_path: str | None) -> None:
@@ -61,15 +65,16 @@ class ResizeScreen(ModalScreen[ResizeRequest | None]):
             with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("target ready")
-                    yield Input(str(s.target_ready), id="target", type="integer")
+                    yield Input(str(s.target_ready), id="target")
                 with Vertical():
                     yield Label("min ready")
-                    yield Input(str(s.min_ready), id="min", type="integer")
+                    yield Input(str(s.min_ready), id="min")
                 with Vertical():
                     yield Label("max ready")
-                    yield Input(str(s.max_ready), id="max", type="integer")
+                    yield Input(str(s.max_ready), id="max")
             where = escape(self.config_path) if self.config_path else "the server's pool file"
-            yield Checkbox(f"save to {where}", id="persist")
+            yield Checkbox(f"save to {where} (space)", id="persist")
+            yield Label("", id="preview")
             yield Label("", id="error")
             with Horizontal(classes="buttons"):
                 yield Button("Apply (enter)", id="apply", variant="primary")
@@ -83,14 +88,44 @@ class ResizeScreen(ModalScreen[ResizeRequest | None]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    def action_submit(self) -> None:
+    def _checked(self) -> tuple[int, int, int] | None:
         got = check(self.query_one("#target", Input).value, self.query_one("#min", Input).value,
                     self.query_one("#max", Input).value, self.snap.max_total)
-        if isinstance(got, str):
-            self.query_one("#error", Label).update(f"[$error]{escape(got)}[/]")
+        self.query_one("#error", Label).update(f"[$error]{escape(got)}[/]" if isinstance(got, str) else "")
+        return None if isinstance(got, str) else got
+
+    def action_enter(self) -> None:
+        if self.focused is not None and self.focused.id == "cancel":
+            self.action_cancel()
+        else:
+            self.action_submit()
+
+    def action_submit(self) -> None:
+        got = self._checked()
+        if got is not None:
+            self.dismiss(ResizeRequest(*got, self.query_one("#persist", Checkbox).value))
+
+    def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
+        self._show_preview()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_preview()
+
+    def _show_preview(self) -> None:
+        """What saving would change in the pool file, before it is saved (where the file is on this machine)."""
+        label = self.query_one("#preview", Label)
+        got = self._checked() if self.query_one("#persist", Checkbox).value else None
+        if got is None or not self.config_path or not os.path.isfile(self.config_path):
+            label.update("")
             return
-        t, lo, hi = got
-        self.dismiss(ResizeRequest(t, lo, hi, self.query_one("#persist", Checkbox).value))
+        try:
+            lines = preview_pool_sizes(Path(self.config_path), self.snap.name, target_ready=got[0],
+                                       min_ready=got[1], max_ready=got[2])
+        except (OSError, PoolError) as e:
+            label.update(f"[$error]{escape(str(e))}[/]")
+            return
+        shown = [f"[$error]{escape(x)}[/]" if x.startswith("-") else f"[$success]{escape(x)}[/]" for x in lines]
+        label.update("\n".join(shown) if shown else "[dim]the file already says so: it will not be written[/]")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()

@@ -40,8 +40,7 @@ def header_lines(snap: PoolSnapshot | None, conn: Connection, refresh: float, re
         ready_colour = "$success" if snap.ready >= snap.target_ready else (
             "$warning" if snap.ready >= snap.min_ready else "$error")
         parts = [
-            f"[b]{escape(snap.name)}[/] [dim]{escape(snap.provider)} · {escape(snap.isolation)}[/]"
-            + (f" [dim]·[/] {view.shield(snap.shield)}" if snap.shield else ""),
+            f"[b]{escape(snap.name)}[/] [dim]{escape(snap.provider)} · {escape(snap.isolation)}[/]",
             badge(snap.state.upper(), view.POOL_STATE_COLOURS.get(snap.state, "$primary")),
             f"ready [b {ready_colour}]{snap.ready}[/]/{snap.target_ready}",
             f"creating [b]{c.get('creating', 0) + c.get('starting', 0)}[/]",
@@ -57,6 +56,8 @@ def header_lines(snap: PoolSnapshot | None, conn: Connection, refresh: float, re
         if snap.reason:
             lines.append(f"[$error]degraded: {escape(snap.reason)}[/]")
     second = [connection_text(conn, monotonic_now), f"refresh {interval_text(refresh)}"]
+    if snap is not None and snap.shield:
+        second.append(view.shield(snap.shield))
     if stale_for is not None and conn.state == "disconnected":
         second.append(f"[dim]data {view.duration(stale_for)} old[/]")
     if read_only:
