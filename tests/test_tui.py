@@ -270,6 +270,9 @@ async def test_read_only_blocks_every_mutating_action(tmp_path: Path, how: str) 
             after = mgr.pools["web"].snapshot(False)
             assert after.state == before.state == "healthy"
             assert after.target_ready == before.target_ready and after.metrics["claims"]["warm"] == 0
+            said = [n.message for n in app._notifications]
+            for key in "ctrmdp":  # each key said why it did nothing
+                assert any(m.startswith(f"{key} (") and m.endswith("is not available: read-only") for m in said), key
             assert set(mgr.pools["web"].members) == {m.id for m in app.table("ready").rows}
             await pilot.press("question_mark")
             await until(pilot, lambda: isinstance(app.screen, HelpScreen), 5, "help")

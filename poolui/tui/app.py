@@ -12,6 +12,7 @@ import argparse
 import asyncio
 from typing import Any, ClassVar
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.css.query import NoMatches
@@ -63,6 +64,17 @@ class PoolApp(Operations, Navigation):
         if action == "cycle_pool" and len(self.state.pool_names) < 2:
             return None
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A key whose action cannot be done now says why, instead of doing nothing without a word."""
+        active = self.screen.active_bindings.get(event.key)
+        if active is None or active.enabled:
+            return
+        action = active.binding.action.removeprefix("app.")
+        why = self.why_disabled(action)
+        if why:
+            name = active.binding.description or action
+            self.notify(f"{event.key} ({name}) is not available: {why}", severity="warning", timeout=3)
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
