@@ -1,4 +1,4 @@
-"""What network isolation costs a local (bubblewrap) sandbox, host against isolated, in one run.
+"""What network isolation costs a local (bubblewrap) sandbox, host against isolated and egress, in one run.
 
     .venv/bin/python bench/isolation.py [--starts 20] [--requests 300]
 
@@ -6,7 +6,8 @@
 - claim + first HTTP request through the claim URL;
 - HTTP requests through the claim URL of a claimed sandbox, a new TCP connection each (as a probe or a
   client without keep-alive makes them), and on one kept-alive connection.
-Prints each pool's p50/p99 and the difference, isolated less host.
+Prints each pool's p50/p99 and the difference of each against host. Egress (pasta) is measured when this
+machine can give it (root, pasta installed).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import http.client
+import os
+import shutil
 import tempfile
 import time
 from urllib.parse import urlsplit
@@ -21,7 +24,7 @@ from urllib.parse import urlsplit
 from poolui.core.manager import PoolManager
 from poolui.pool_file import parse_config
 
-MODES = ("host", "isolated")
+MODES = ("host", "isolated") + (("egress",) if os.geteuid() == 0 and shutil.which("pasta") else ())
 
 
 def table(network: str) -> dict[str, object]:
@@ -66,7 +69,7 @@ async def main(starts: int, n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         async with PoolManager(cfg, state_dir=d) as mgr:
             for i in range(starts):
-                for m in MODES if i % 2 else reversed(MODES):
+                for m in MODES[i % len(MODES):] + MODES[:i % len(MODES)]:  # each goes first in turn
                     t0 = time.perf_counter()
                     c = await mgr.claim(m, timeout=60)
                     cold[m].append(time.perf_counter() - t0)
@@ -76,13 +79,15 @@ async def main(starts: int, n: int) -> None:
                         fresh[m] = await asyncio.to_thread(requests, c.url, n, False)
                         kept[m] = await asyncio.to_thread(requests, c.url, n, True)
                     await mgr.release(m, c.id)
-    print(f"{'':44} {'host':>18} {'isolated':>18} {'isolated - host':>16}")
+    others = MODES[1:]
+    print(f"{'':44}" + "".join(f"{m:>18}" for m in MODES) + "".join(f"{m + ' - host':>16}" for m in others))
     for name, data in (("cold start, create to ready", cold), ("claim + first request", first),
                        ("request, new connection each", fresh), ("request, kept-alive connection", kept)):
-        h, i = data["host"], data["isolated"]
-        print(f"{name + f' (n={len(h)})':<44} {pct(h, 50):7.2f} / {pct(h, 99):7.2f} {pct(i, 50):7.2f} / "
-              f"{pct(i, 99):7.2f}   p50 {pct(i, 50) - pct(h, 50):+7.2f} ms")
-    print("(milliseconds, p50 / p99)")
+        h = data["host"]
+        cells = "".join(f"{pct(data[m], 50):8.2f} / {pct(data[m], 99):7.2f}" for m in MODES)
+        diffs = "".join(f"{pct(data[m], 50) - pct(h, 50):+13.2f} ms" for m in others)
+        print(f"{name + f' (n={len(h)})':<44}{cells}{diffs}")
+    print("(milliseconds, p50 / p99; differences are of p50)")
 
 
 if __name__ == "__main__":

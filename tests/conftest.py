@@ -14,6 +14,14 @@ pytest_plugins = ["docker_support", "modal_support"]
 
 WATCHDOG_MARKER = b"poolui-watchdog"  # poolui.providers.local._watchdog.MARKER
 ENV_MARKER = b"POOLUI_SANDBOX="
+EGRESS_NETNS = b"--netns\0/proc/self/fd/"  # poolui.providers.local._egress.argv
+
+
+def _watchdog_child(pid: str) -> bool:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        ppid = f.read().rsplit(b")", 1)[1].split()[1].decode()
+    with open(f"/proc/{ppid}/cmdline", "rb") as f:
+        return WATCHDOG_MARKER in f.read()
 
 
 def _leftovers(root: bytes) -> dict[int, str]:
@@ -28,6 +36,10 @@ def _leftovers(root: bytes) -> dict[int, str]:
                 cmd = f.read()
             if WATCHDOG_MARKER in cmd and root in cmd:
                 found[int(name)] = "watchdog"
+                continue
+            if cmd.startswith(b"/usr/bin/pasta\0") and EGRESS_NETNS in cmd:  # a watchdog's pasta (_egress.py)
+                if not _watchdog_child(name):  # with its watchdog alive it is that watchdog's to end
+                    found[int(name)] = "pasta"
                 continue
             with open(f"/proc/{name}/environ", "rb") as f:
                 env = f.read().split(b"\0")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,24 @@ import pytest
 from helpers import wait_for
 from server_fixtures import Served, pool_table, served
 
+from poolui.errors import ProviderUnavailable
+from poolui.pool_file import parse_config
+from poolui.providers.local.options import LocalOptions
+from poolui.providers.local.shield import decide
 from poolui.sandbox_io import collect
 
 ATTACKS = (Path(__file__).parent / "hostile" / "attacks.py").read_text()
 LIMITS = {"memory": "256MiB", "pids": 64, "disk": "8MiB"}
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap is not installed")
+EGRESS = os.geteuid() == 0 and shutil.which("pasta") is not None  # what network = "egress" needs
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[Served]:
     pools = {"a": pool_table(target_ready=2, limits=LIMITS), "b": pool_table(target_ready=1),
              "open": pool_table(target_ready=1, network="host", seccomp=False)}
+    if EGRESS:
+        pools["out"] = pool_table(target_ready=1, network="egress")
     with served(pools, on_shutdown="terminate") as s:
         yield s
 
@@ -83,6 +92,46 @@ async def test_an_isolated_sandbox_reaches_nothing_but_itself(host: Served, list
         for cl, p in ((me, "a"), (sibling, "a"), (other, "b"), (opened, "open")):
             await c.release(p, cl.id)
         await refilled(c, "a")
+
+
+def own_addresses() -> list[str]:
+    """This machine's IPv4 addresses but loopback: an egress sandbox must not reach the host through them
+    either. Only addresses of this machine: no test sends a packet off it."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[3].split("/")[0] for line in out.splitlines() if line.split()[1] != "lo"]
+
+
+@pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
+async def test_an_egress_sandbox_has_a_way_out_but_not_to_the_host(host: Served, listener: int) -> None:
+    async with host.client(timeout=30) as c:
+        me, sibling, other = [await c.claim(p, timeout=30) for p in ("out", "a", "b")]
+        targets = [port(host.url), port(sibling.url), port(other.url), listener]
+        seen = await attack(c, "out", me.id, ports=targets, hosts=["127.0.0.1", *own_addresses()])
+        assert all(v != 0 for v in seen["connect"].values()), seen["connect"]
+        assert len(seen["interfaces"]) == 2 and seen["routes"] > 0  # an interface and a route out: pasta's
+        async with httpx.AsyncClient() as h:
+            assert (await h.get(me.url)).status_code == 200
+        for cl, p in ((me, "out"), (sibling, "a"), (other, "b")):
+            await c.release(p, cl.id)
+        await refilled(c, "out")
+
+
+@pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
+async def test_an_egress_sandbox_reaches_what_lies_outside(host: Served) -> None:
+    # pasta gives the sandbox the address of the host's outward interface, so that one address means the
+    # sandbox itself; any other address of this machine is, from inside, just another host outside. No
+    # test sends a packet off this machine, so the "outside" is a service on all of its addresses.
+    addrs = own_addresses()
+    if len(addrs) < 2:
+        pytest.skip("needs a second address but loopback to stand for the outside (docker0 gives one)")
+    with socket.socket() as service:
+        service.bind(("0.0.0.0", 0))
+        service.listen(8)
+        async with host.client(timeout=30) as c:
+            me = await c.claim("out", timeout=30)
+            seen = await attack(c, "out", me.id, ports=[service.getsockname()[1]], hosts=addrs)
+            await c.release("out", me.id)
+    assert 0 in seen["connect"].values(), seen["connect"]
 
 
 async def test_an_isolated_sandbox_reads_nothing_of_the_controller(host: Served) -> None:
@@ -139,6 +188,8 @@ def test_the_snapshot_and_check_say_what_protects_each_pool(host: Served) -> Non
     assert shields["a"]["network"] == "isolated" and shields["a"]["seccomp"] is True
     assert shields["a"]["disk"] == 8 << 20
     assert shields["open"]["network"] == "host" and shields["open"]["seccomp"] is False
+    if EGRESS:
+        assert shields["out"]["network"] == "egress"
     if os.geteuid() == 0:
         assert shields["a"]["uid"] == 65534
 
@@ -155,7 +206,22 @@ def test_network_isolation_is_shown_in_the_console_header() -> None:
 def test_doctor_says_what_this_machine_gives_sandboxes(host: Served) -> None:
     r = host.headless("doctor", "--json", server=False)
     found = {f["name"]: f for f in json.loads(r.stdout)}
-    assert {"bubblewrap", "network isolation", "unprivileged uid", "seccomp", "cgroups"} <= set(found)
+    assert {"bubblewrap", "network isolation", "egress (pasta)", "unprivileged uid", "seccomp",
+            "cgroups"} <= set(found)
     assert found["bubblewrap"]["ok"] and found["network isolation"]["ok"]  # this module's sandboxes prove it
     assert found["unprivileged uid"]["ok"] is (os.geteuid() == 0)
+    assert found["egress (pasta)"]["ok"] is EGRESS
     assert r.returncode == (0 if all(f["ok"] for f in found.values()) else 1)
+
+
+@pytest.mark.parametrize(("network", "bwrap", "why"), [
+    ("egress", True, "needs pasta"), ("egress", False, "needs bubblewrap"), ("isolated", False, "needs bubblewrap"),
+])
+def test_a_network_that_cannot_be_had_is_refused_with_the_way_out(
+        network: str, bwrap: bool, why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without pasta
+    pool = parse_config({"pools": {"p": {"provider": "local", "command": ["true"], "network": network}}},
+                        "t.toml").pools["p"]
+    with pytest.raises(ProviderUnavailable, match=f"pool 'p': network = \"{network}\" {why}.*\"host\""):
+        decide(pool, LocalOptions(), bwrap=bwrap, agent=True, state_dir=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written for a pool that cannot start

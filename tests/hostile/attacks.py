@@ -21,16 +21,17 @@ def call(fn: Any, *args: Any) -> tuple[int, int]:  # (return value, errno)
     return r, ctypes.get_errno()
 
 
-def connect(port: int) -> int:
+def connect(host: str, port: int) -> int:
     s = socket.socket()
     s.settimeout(2)
     try:
-        return s.connect_ex(("127.0.0.1", port))
+        return s.connect_ex((host, port))
     finally:
         s.close()
 
 
-out["connect"] = {str(p): connect(p) for p in plan.get("ports", [])}
+# Every port on every address asked for: the host's loopback, and (egress) this machine's other addresses.
+out["connect"] = {f"{h}:{p}": connect(h, p) for h in plan.get("hosts", ["127.0.0.1"]) for p in plan.get("ports", [])}
 out["interfaces"] = [name for _, name in socket.if_nameindex()]
 with open("/proc/net/route") as f:
     out["routes"] = len(f.read().splitlines()) - 1

@@ -54,3 +54,18 @@ def handed_over(opts: dict[str, list[str]]) -> None:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def prepare(opts: dict[str, list[str]]) -> None:
+    """Open every descriptor the watchdog's options ask to hand in, at its fixed number."""
+    def one(key: str) -> str:
+        return opts.get(key, [""])[0]
+
+    if one("agent") == "1":
+        listen_agent(one("dir"))
+    if one("fwd") == "1":
+        bind_url(int(one("port")))
+    if one("seccomp"):
+        open_for_bwrap(one("seccomp"), SECCOMP_FD)
+    if one("agentzip"):
+        open_for_bwrap(one("agentzip"), AGENT_CODE_FD)

@@ -26,9 +26,11 @@ import sys
 import time
 
 try:
+    from . import _egress as egress
     from . import _watch_fds as fds
     from ._kill import kill_all, oom_kills  # the controller imports this module as part of the package
 except ImportError:
+    import _egress as egress  # type: ignore[no-redef]
     import _watch_fds as fds  # type: ignore[no-redef]  # run as the watchdog, from its own directory
     from _kill import kill_all, oom_kills  # type: ignore[no-redef]
 
@@ -334,14 +336,7 @@ def main(args: list[str]) -> int:
     pid, reason, tail, started = 0, "failed", b"", False
     marker = one("marker")
     try:
-        if one("agent") == "1":
-            fds.listen_agent(one("dir"))
-        if one("fwd") == "1":
-            fds.bind_url(int(one("port")))
-        if one("seccomp"):
-            fds.open_for_bwrap(one("seccomp"), fds.SECCOMP_FD)
-        if one("agentzip"):
-            fds.open_for_bwrap(one("agentzip"), fds.AGENT_CODE_FD)
+        fds.prepare(opts)
         ids = (int(one("uid")), int(one("gid"))) if one("uid") else None
         deadline = time.monotonic() + float(one("expires")) - time.time()
         memory = int(one("mem", "0"))
@@ -359,6 +354,8 @@ def main(args: list[str]) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         fds.handed_over(opts)
         os.close(out_w)
+        if one("pasta"):
+            egress.start(pid, one("pasta"), one("dir"), spawn)
         st = proc_stat(pid)
         limit = "cgroup" if mem_limited else "rlimit" if rlimit_as else "none"
         say("\t".join(["started", str(pid), str(st[2] if st else 0), limit, *cgroups]).encode() + b"\n")
@@ -372,6 +369,7 @@ def main(args: list[str]) -> int:
     finally:
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_IGN)  # a second terminate must not cut the cleanup short
+    egress.stop()
     kill_tree(cgroups, pid, "" if cgroups else marker)
     status = reap(pid) if pid else "not started"
     remove_cgroups(cgroups)

@@ -52,6 +52,9 @@ async def findings() -> list[Finding]:
     bases = cgroup_bases() if LocalOptions().cgroups else []
     out.append(Finding("cgroups", bool(bases), f"limits and kills through {', '.join(bases)}" if bases else
                        "no writable cgroup here: memory is bounded by an rlimit, kills go by the sandbox's marker"))
-    out.append(Finding("pasta", bool(shutil.which("pasta")), "installed (for network = \"egress\", not built yet)"
-                       if shutil.which("pasta") else "not installed (apt-get install -y passt)"))
+    pasta = shutil.which("pasta")
+    out.append(Finding("egress (pasta)", bool(pasta) and root and not err,
+                       err or (f"{pasta} gives network = \"egress\" sandboxes a way out, never to the host's "
+                               "loopback" if root else "pasta joins a sandbox's namespace only as root")
+                       if pasta else "pasta is not installed (apt-get install -y passt)"))
     return out

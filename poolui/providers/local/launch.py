@@ -43,6 +43,8 @@ def watchdog_argv(pool: PoolConfig, *, program: str, member_id: str, port: int, 
         if shield is not None and shield.network != "host":
             static = [a for a in static if a != "--share-net"]
             orders.append("fwd=1")
+            if shield.pasta:
+                orders.append(f"pasta={shield.pasta}")
         if shield is not None and shield.disk:
             home = ["--size", str(shield.disk), "--tmpfs", "/work"]
         else:

@@ -10,6 +10,7 @@ import errno
 import grp
 import os
 import pwd
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Shield:
     gid: int | None
     seccomp: Path | None  # the BPF program, or None for no filter
     disk: int | None  # the work directory's tmpfs size; None: a directory on the controller's disk
+    pasta: str | None = None  # network = "egress": the pasta that gives the sandbox its way out
 
     def describe(self) -> dict[str, object]:
         """For snapshots and the console: what protects this pool's sandboxes."""
@@ -59,10 +61,7 @@ def decide(pool: PoolConfig, opts: LocalOptions, bwrap: bool, agent: bool, state
         why = "bubblewrap (not installed, or it cannot run here)" if not bwrap else "the agent (agent = false)"
         raise ProviderUnavailable(f'{where}: network = "{network}" needs {why}; set network = "host" to run '
                                   "without network isolation")
-    if network == "egress":
-        # Planned: pasta attached to the sandbox's namespace for outbound only (see docs/isolation.md).
-        raise ProviderUnavailable(f'{where}: network = "egress" is not available yet; use "isolated" (no network '
-                                  'but the claim URL) or "host"')
+    pasta = _pasta(where) if network == "egress" else None
     uid = gid = None
     if os.geteuid() == 0 and bwrap:  # a plain process runs as the controller: it has no root of its own
         uid, gid = _ids(opts, where)
@@ -71,7 +70,19 @@ def decide(pool: PoolConfig, opts: LocalOptions, bwrap: bool, agent: bool, state
         seccomp = state_dir / "seccomp.bpf"
         _write_filter(seccomp, where)
     disk = (pool.limits.disk or DISK_DEFAULT) if bwrap else None
-    return Shield(network, uid, gid, seccomp, disk)
+    return Shield(network, uid, gid, seccomp, disk, pasta)
+
+
+def _pasta(where: str) -> str:
+    """pasta, for egress: it must be installed, and joining a namespace it did not make takes root."""
+    path = shutil.which("pasta")
+    if not path:
+        raise ProviderUnavailable(f'{where}: network = "egress" needs pasta (apt-get install -y passt); use '
+                                  '"isolated" (no network but the claim URL) or "host"')
+    if os.geteuid() != 0:
+        raise ProviderUnavailable(f'{where}: network = "egress" needs the controller to run as root (pasta '
+                                  'joins each sandbox\'s network namespace); use "isolated" or "host"')
+    return path
 
 
 def _ids(opts: LocalOptions, where: str) -> tuple[int, int]:

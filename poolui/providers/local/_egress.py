@@ -1,0 +1,95 @@
+"""Outbound network for a sandbox with network = "egress": pasta attached to the sandbox's own network
+namespace, started by the watchdog right after the sandbox, and killed with it.
+
+pasta gives the namespace one interface and a default route and makes each outbound connection again from
+the host, as an ordinary socket. It is told to forward nothing from the host's loopback into the sandbox
+(`-T none -U none`), nothing inward (`-t none -u none`), and not to map the gateway's address to the host
+(`--no-map-gw`): so the host's 127.0.0.1 (the API, the other sandboxes' claim URLs) stays out of reach.
+
+The namespace is handed to pasta as an inherited descriptor (`/proc/self/fd/N`): pasta may not open
+another process's `/proc/PID/ns/net` once it has dropped its capabilities. As root it must keep uid 0
+(`--runas 0`, it fails to re-enter its own namespaces as nobody); it still shuts itself into empty
+namespaces and a seccomp filter of its own. The parent-death signal ties it to the watchdog, so it cannot
+outlive the sandbox even if the watchdog is killed. Standard library only, like the watchdog.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+
+READY_WAIT = 5.0  # seconds for pasta to configure the namespace
+_pasta = 0  # pasta's pid, for stop()
+
+
+def argv(pasta: str, netns_fd: int) -> list[str]:
+    """pasta's command line: outbound only, nothing of the host's loopback, in the foreground."""
+    return [pasta, "--runas", "0", "-q", "-f", "-T", "none", "-U", "none", "-t", "none", "-u", "none",
+            "--no-map-gw", "--config-net", "--netns", f"/proc/self/fd/{netns_fd}"]
+
+
+def _inner(pid: int, deadline: float) -> int:
+    """A process of the sandbox inside its network namespace: bubblewrap's child, made with the namespace."""
+    own = os.readlink("/proc/self/ns/net")
+    todo = [pid]
+    while time.monotonic() < deadline:
+        for p in list(todo):
+            try:
+                if os.readlink(f"/proc/{p}/ns/net") != own:
+                    return p
+                with open(f"/proc/{p}/task/{p}/children") as f:
+                    todo += [int(c) for c in f.read().split() if int(c) not in todo]
+            except (OSError, ValueError):
+                todo.remove(p)
+        if not todo:
+            break
+        time.sleep(0.0005)
+    raise OSError("egress: the sandbox ended before its network namespace could be found")
+
+
+def _routed(pid: int) -> bool:
+    with open(f"/proc/{pid}/net/route") as f:
+        return any(line.split()[1] == "00000000" for line in f.read().splitlines()[1:])
+
+
+def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
+    """Attach pasta to the namespace of the sandbox `pid` and wait until it has a default route, so the
+    sandbox is not reported started before it can reach out. `spawn` is the watchdog's own."""
+    global _pasta
+    deadline = time.monotonic() + READY_WAIT
+    inner = _inner(pid, deadline)
+    ns = os.open(f"/proc/{inner}/ns/net", os.O_RDONLY)  # any free number: the watchdog's own are in use
+    os.set_inheritable(ns, True)
+    log = os.path.join(mdir, "pasta.log")  # read when pasta fails; goes with the member's directory
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _pasta = spawn(argv(pasta, ns), [], "/", out, dict(os.environ), 0, pdeath=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        os.close(out)
+        os.close(ns)
+    while not _routed(inner):
+        done, _ = os.waitpid(_pasta, os.WNOHANG)
+        if done or time.monotonic() > deadline:
+            if done:
+                _pasta = 0
+            with open(log, "rb") as f:
+                text = f.read().decode(errors="replace")
+            why = " ".join(line for line in text.splitlines() if "syslog" not in line)
+            raise OSError(f"egress: pasta {'failed' if done else 'did not configure the network'}: "
+                          f"{why[-300:] or 'no message'}")
+        time.sleep(0.0005)
+
+
+def stop() -> None:
+    """Kill pasta, if this watchdog started one, and reap it."""
+    global _pasta
+    if _pasta:
+        try:
+            os.kill(_pasta, signal.SIGKILL)
+            os.waitpid(_pasta, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        _pasta = 0
