@@ -25,7 +25,8 @@ MAX_ARGV = 256
 MAX_ARG = 32 << 10
 MAX_ENV = 128
 MAX_ENV_VALUE = 32 << 10
-MAX_PATH = 1024
+MAX_PATH = 1024  # bytes (UTF-8) of a path under the work directory
+MAX_NAME = 255  # bytes of one name in it: the kernel's NAME_MAX, so a longer one could never be written
 DEFAULT_EXEC_TIMEOUT = 60.0
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -91,8 +92,8 @@ def check_path(path: str, what: str = "path") -> str:
     """The path, normalised, when it names a place under the work directory; else InvalidRequest."""
     if not isinstance(path, str) or not path:
         raise InvalidRequest(f"{what}: a path relative to the sandbox's work directory is needed, e.g. 'main.py'")
-    if len(path) > MAX_PATH or "\0" in path:
-        raise InvalidRequest(f"{what}: at most {MAX_PATH} characters and no NUL byte")
+    if len(path.encode(errors="surrogatepass")) > MAX_PATH or "\0" in path:
+        raise InvalidRequest(f"{what}: at most {MAX_PATH} bytes (UTF-8) and no NUL byte")
     if path.startswith("/"):
         raise InvalidRequest(f"{what} {path!r} is absolute: give it relative to the sandbox's work directory")
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -100,6 +101,10 @@ def check_path(path: str, what: str = "path") -> str:
         raise InvalidRequest(f"{what} {path!r} has a '..' part: paths stay under the sandbox's work directory")
     if not parts:
         raise InvalidRequest(f"{what} {path!r} names the work directory itself, not a file in it")
+    for part in parts:
+        if (n := len(part.encode(errors="surrogatepass"))) > MAX_NAME:
+            raise InvalidRequest(f"{what}: the name {part[:32] + '...'!r} is {n} bytes; at most {MAX_NAME} bytes "
+                                 f"per name (and {MAX_PATH} per path)")
     return "/".join(parts)
 
 

@@ -2,20 +2,26 @@
 path check and cap of use.py holds, on every provider that has them).
 
 An upload is checked whole before anything is written: only regular files and directories, every name
-under the target directory (no absolute path, no '..'), within the caps; a tar with a link or a device in
-it is refused, and nothing changes. Empty directories are not created. A download holds the regular
-files under the directory (symlinks and devices are left out, never followed).
+under the target directory (no absolute path, no '..'), every declared size within the caps; a tar with
+a link or a device in it is refused, and nothing changes. Then it is read again and streamed into the
+sandbox member by member, in chunks: the controller never holds a whole member, and the tar's parsing
+and decompression run in worker threads, never on the event loop (tar_stream.py has the bounds).
+Empty directories are not created. A download holds the regular files under the directory (symlinks
+and devices are left out, never followed).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest
-from ..sandbox_io import MAX_CLAIM_FILES, MAX_FILE, check_dir, check_path
+from ..sandbox_io import MAX_CLAIM_FILES, MAX_FILE, check_dir
 from . import use
+from .tar_stream import TarWalk, scan
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -24,34 +30,22 @@ if TYPE_CHECKING:
 async def put_tar(pool: Pool, sandbox_id: str, path: str, data: bytes) -> int:
     """Unpack a tar under `path` of the work directory ('' for the top); the number of files written."""
     top = check_dir(path)
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            files = _regular_files(archive, top)
-    except (tarfile.TarError, EOFError) as e:
-        raise InvalidRequest(f"the body is not a tar archive ({e})") from None
-    total = sum(len(content) for _, content, _ in files)
     m = use.claimed_member(pool, sandbox_id)
-    if total > MAX_CLAIM_FILES - m.files_in:
-        raise InvalidRequest(f"the tar holds {total} bytes; this claim may put {MAX_CLAIM_FILES - m.files_in} more")
-    for rel, content, mode in files:
-        await use.put_file(pool, sandbox_id, rel, content, mode)
+    use.uses(pool, "put_stream")
+    room = MAX_CLAIM_FILES - m.files_in
+    files = await asyncio.to_thread(scan, data, top, room)  # the whole tar checked; nothing written yet
+    walk = await asyncio.to_thread(TarWalk, data, top, room)
+    for expected in files:
+        entry = await asyncio.to_thread(walk.next_file)
+        assert entry == expected, "the same bytes read twice gave two different tars"
+        await use.put_stream(pool, sandbox_id, entry.rel, entry.size, _chunks(walk), entry.mode)
     return len(files)
 
 
-def _regular_files(archive: tarfile.TarFile, top: str) -> list[tuple[str, bytes, int]]:
-    """(path under the work directory, content, mode) of every member; InvalidRequest for anything else."""
-    files = []
-    for info in archive.getmembers():
-        if info.isdir():
-            continue
-        if not info.isreg():
-            raise InvalidRequest(f"tar member {info.name!r} is a link or a device: only regular files and "
-                                 "directories are unpacked")
-        rel = check_path(f"{top}/{info.name}" if top else info.name, "tar member")
-        extracted = archive.extractfile(info)
-        assert extracted is not None
-        files.append((rel, extracted.read(), info.mode & 0o777))
-    return files
+async def _chunks(walk: TarWalk) -> AsyncIterator[bytes]:
+    """The current member's data, a chunk at a time, each read in a worker thread."""
+    while chunk := await asyncio.to_thread(walk.read):
+        yield chunk
 
 
 async def get_tar(pool: Pool, sandbox_id: str, path: str) -> bytes:
@@ -70,5 +64,5 @@ async def get_tar(pool: Pool, sandbox_id: str, path: str) -> bytes:
                                      f"fetch it in parts (at most {MAX_FILE} per file)")
             info = tarfile.TarInfo(name)
             info.size, info.mode = len(data), 0o644
-            archive.addfile(info, io.BytesIO(data))
+            await asyncio.to_thread(archive.addfile, info, io.BytesIO(data))  # copies up to MAX_FILE
     return out.getvalue()

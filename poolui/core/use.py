@@ -7,7 +7,7 @@ env wins on a clash) and is never stored, logged or shown.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -62,18 +62,35 @@ async def put_file(pool: Pool, sandbox_id: str, path: str, data: bytes, mode: in
     rel = check_path(path)
     if not isinstance(data, bytes):
         raise InvalidRequest("the content of a file must be bytes")
-    if not 0 <= mode <= 0o777:
-        raise InvalidRequest(f"mode = {mode!r} is not allowed: permission bits from 0 to 0o777")
-    m = claimed_member(pool, sandbox_id)
-    if len(data) > MAX_FILE:
-        raise InvalidRequest(f"{rel} is {len(data)} bytes; at most {MAX_FILE} per file")
-    if m.files_in + len(data) > MAX_CLAIM_FILES:
-        raise InvalidRequest(f"this claim has had {m.files_in} bytes of files; {len(data)} more would pass the "
-                             f"{MAX_CLAIM_FILES} a claim may put")
+    m = _room_for(pool, sandbox_id, rel, len(data), mode)
     put = uses(pool, "put_file")
     m.files_in += len(data)
     await put(m.sandbox, rel, data, mode)
     return len(data)
+
+
+async def put_stream(pool: Pool, sandbox_id: str, rel: str, size: int, chunks: AsyncIterator[bytes],
+                     mode: int = 0o644) -> int:
+    """Write a file of `size` bytes that arrives in chunks (a tar member), never held whole: counted
+    against the caps by its declared size before any chunk is read. `rel` is checked already."""
+    m = _room_for(pool, sandbox_id, rel, size, mode)
+    put = uses(pool, "put_stream")
+    m.files_in += size
+    await put(m.sandbox, rel, size, chunks, mode)
+    return size
+
+
+def _room_for(pool: Pool, sandbox_id: str, rel: str, size: int, mode: int) -> Member:
+    """The claimed member, when a file of `size` bytes fits both caps; else InvalidRequest naming the cap."""
+    if not 0 <= mode <= 0o777:
+        raise InvalidRequest(f"mode = {mode!r} is not allowed: permission bits from 0 to 0o777")
+    m = claimed_member(pool, sandbox_id)
+    if size > MAX_FILE:
+        raise InvalidRequest(f"{rel} is {size} bytes; at most {MAX_FILE} per file")
+    if m.files_in + size > MAX_CLAIM_FILES:
+        raise InvalidRequest(f"this claim has had {m.files_in} bytes of files; {size} more would pass the "
+                             f"{MAX_CLAIM_FILES} a claim may put")
+    return m
 
 
 async def get_file(pool: Pool, sandbox_id: str, path: str) -> bytes:

@@ -123,6 +123,13 @@ class SandboxUse(Protocol):
         symlink on the way with InvalidRequest."""
         ...
 
+    async def put_stream(self, sb: Sandbox, path: str, size: int, chunks: AsyncIterator[bytes],
+                         mode: int = 0o644) -> None:
+        """As put_file, for `size` bytes that come in chunks (a tar member): each passed on as it comes,
+        never all held at once; InvalidRequest when the chunks do not come to `size`, and then no file
+        (and no temporary file) is left."""
+        ...
+
     async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
         """Read from under the work directory; FileNotFound, or InvalidRequest past `limit` bytes."""
         ...

@@ -8,11 +8,13 @@ sandbox_io.check_path (relative, no '..'), and as arguments, never spliced into 
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 from ..errors import FileNotFound, InvalidRequest, ProviderError
-from ..sandbox_io import ExecChunk, ExecRequest, ExecResult, collect, exec_request
+from ..sandbox_io import MAX_STDIN, ExecChunk, ExecRequest, ExecResult, collect, exec_request
 
 if TYPE_CHECKING:
     from .base import Sandbox
@@ -25,8 +27,15 @@ KILL = ('for p in /proc/[0-9]*; do grep -q "$1" "$p/environ" 2>/dev/null && kill
 # never followed). Exit 3: a symlink on the way; 4: not a regular file; 5: too large; 6: missing.
 WALK = ('p="$1"; d=$(dirname "$p"); c=.; IFS=/; for part in $d; do [ "$part" = . ] && continue; c="$c/$part"; '
         '[ -L "$c" ] && { echo "$c" >&2; exit 3; }; done; unset IFS; ')
-PUT = WALK + ('mkdir -p "$d" && [ ! -d "$p" ] || exit 4; t="$p.poolui-put.$$"; cat > "$t" && chmod "$2" "$t" '
-              '&& mv -f "$t" "$p"')
+# $1 the path, $2 the mode, $3 a tag naming the temporary file, $4 which part this is: a file comes in parts
+# of at most MAX_STDIN bytes (first, more..., last; or one "only"), appended to a temporary file beside
+# it that the last part moves into place. Exit 9: it could not be written (stderr says why); the
+# temporary file is then removed.
+PUT = WALK + ('mkdir -p "$d" && [ ! -d "$p" ] || exit 4; t="$d/.poolui-put-$3"; '
+              'case "$4" in first|only) cat > "$t";; *) [ -f "$t" ] && [ ! -L "$t" ] && cat >> "$t";; esac '
+              '|| { rm -f "$t"; exit 9; }; case "$4" in last|only) chmod "$2" "$t" && mv -f "$t" "$p" '
+              '|| { rm -f "$t"; exit 9; };; esac')
+DROP = 'rm -f "$(dirname "$1")/.poolui-put-$2"'  # a failed put's temporary file
 LIST = WALK + ('[ -L "$2" ] && exit 3; cd "$2" 2>/dev/null || exit 6; find . -type f -print0')
 GET = WALK + ('[ -L "$p" ] && exit 3; [ -e "$p" ] || exit 6; [ -f "$p" ] || exit 4; '
               '[ $(wc -c < "$p") -le "$2" ] || exit 5; cat "$p"')
@@ -52,7 +61,31 @@ class ShellUse:
 
     async def put_file(self, sb: Sandbox, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write `data` to `path` under the work directory (parents made; symlinks on the way refused)."""
-        r = await collect(self.exec(sb, exec_request(["sh", "-c", PUT, "put", path, f"{mode:o}"], stdin=data)))
+        await self.put_stream(sb, path, len(data), _pieces(data), mode)
+
+    async def put_stream(self, sb: Sandbox, path: str, size: int, chunks: AsyncIterator[bytes],
+                         mode: int = 0o644) -> None:
+        """As put_file, the data passed on in parts of at most MAX_STDIN bytes as it comes (one exec each,
+        since an exec's stdin is bytes), never held whole; nothing is left when a part fails."""
+        tag = secrets.token_hex(8)
+        held, sent, step = b"", 0, "first"
+        try:
+            async for chunk in chunks:
+                held += chunk
+                while len(held) > MAX_STDIN:  # a part is sent once more follows it, so the last one says so
+                    await self._put_part(sb, path, mode, tag, step, held[:MAX_STDIN])
+                    sent, held, step = sent + MAX_STDIN, held[MAX_STDIN:], "more"
+            if sent + len(held) != size:
+                raise InvalidRequest(f"{path}: its data came to {sent + len(held)} bytes, not the {size} it declared")
+            await self._put_part(sb, path, mode, tag, "only" if step == "first" else "last", held)
+        except BaseException:
+            with contextlib.suppress(Exception):  # harmless when there is none; the sandbox's own shell runs it
+                await collect(self.exec(sb, exec_request(["sh", "-c", DROP, "drop", path, tag])))
+            raise
+
+    async def _put_part(self, sb: Sandbox, path: str, mode: int, tag: str, step: str, data: bytes) -> None:
+        r = await collect(self.exec(sb, exec_request(["sh", "-c", PUT, "put", path, f"{mode:o}", tag, step],
+                                                     stdin=data)))
         _check(r, path)
 
     async def list_files(self, sb: Sandbox, path: str) -> list[str]:
@@ -84,10 +117,16 @@ class ShellUse:
                                     f"{r.stderr.decode(errors='replace').strip()[-200:]}")
 
 
+async def _pieces(data: bytes) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), MAX_STDIN):
+        yield data[i:i + MAX_STDIN]
+
+
 def _check(r: ExecResult, path: str) -> None:
     why = {3: f"{path}: {r.stderr.decode(errors='replace').strip() or 'a part'} is a symlink; paths may not pass "
               "through symlinks",
-           4: f"{path} is not a regular file", 5: f"{path} is larger than a file may be"}
+           4: f"{path} is not a regular file", 5: f"{path} is larger than a file may be",
+           9: f"{path} could not be written: {r.stderr.decode(errors='replace').strip()[-200:] or r.describe()}"}
     if r.exit_code == 6:
         raise FileNotFound(f"{path}: no such file or directory")
     if r.exit_code in why:

@@ -39,30 +39,42 @@ def open_dir(work: str, parts: list[str], create: bool) -> int:
 
 
 def put(conn: Any, req: dict[str, Any], data: bytes, work: str) -> None:
+    """Write the data to a temporary file beside the target, then rename it into place; any failure is
+    answered as such (naming the path and the reason) and leaves no temporary file behind."""
     parts = str(req["path"]).split("/")
     try:
         d = open_dir(work, parts[:-1], create=True)
     except Refused as e:
         end(conn, error=str(e), refused=True)
         return
+    except OSError as e:  # a name too long, no space left: the request's fault, not the sandbox's
+        end(conn, error=f"{req['path']}: {e.strerror or e}", refused=True)
+        return
     tmp = f".poolui-put-{os.getpid()}-{id(conn)}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, int(req.get("mode", 0o644)), dir_fd=d)
+        _write(d, tmp, data, int(req.get("mode", 0o644)))
+        os.rename(tmp, parts[-1], src_dir_fd=d, dst_dir_fd=d)  # replaces a symlink, never follows it
+    except OSError as e:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
-        try:
-            os.rename(tmp, parts[-1], src_dir_fd=d, dst_dir_fd=d)  # replaces a symlink, never follows it
-        except IsADirectoryError:
             os.unlink(tmp, dir_fd=d)
-            end(conn, error=f"{req['path']} is a directory", refused=True)
-            return
+        except OSError:
+            pass
+        why = "is a directory" if e.errno == 21 else f"could not be written: {e.strerror or e}"
+        end(conn, error=f"{req['path']} {why}", refused=True)
+        return
     finally:
         os.close(d)
     end(conn, size=len(data))
+
+
+def _write(d: int, name: str, data: bytes, mode: int) -> None:
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=d)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
 
 
 def get(conn: Any, req: dict[str, Any], work: str) -> None:

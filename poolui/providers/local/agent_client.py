@@ -8,7 +8,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -43,14 +43,22 @@ async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
     return await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
 
 
-async def frames(path: Path, header: dict[str, Any], data: bytes = b"") -> AsyncGenerator[tuple[bytes, bytes], None]:
-    """Send one request; yield its answer's frames (kind, payload), the b"x" frame last."""
+async def frames(path: Path, header: dict[str, Any], data: bytes = b"",
+                 stream: AsyncIterator[bytes] | None = None) -> AsyncGenerator[tuple[bytes, bytes], None]:
+    """Send one request (its data as bytes, or as a stream of header["size"] bytes); yield its answer's
+    frames (kind, payload), the b"x" frame last."""
     reader, writer = await _connect(path)
     try:
-        writer.write(json.dumps({**header, "size": len(data)}).encode() + b"\n")
-        if data:
-            writer.write(data)
-        await writer.drain()
+        try:
+            writer.write(json.dumps({**header, "size": len(data) if stream is None else header["size"]}).encode()
+                         + b"\n")
+            if stream is not None:
+                await _send(writer, stream, int(header["size"]), str(header.get("path")))
+            elif data:
+                writer.write(data)
+            await writer.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            raise SandboxDied("the sandbox ended during the request") from None
         while True:
             try:
                 head = await reader.readexactly(5)
@@ -62,6 +70,21 @@ async def frames(path: Path, header: dict[str, Any], data: bytes = b"") -> Async
                 return
     finally:
         writer.close()
+
+
+async def _send(writer: asyncio.StreamWriter, stream: AsyncIterator[bytes], size: int, what: str) -> None:
+    """Pass the chunks on as they come, waiting for each to leave (so at most one is held here). When they
+    do not come to `size`, the connection is closed short and the agent writes nothing."""
+    sent = 0
+    async for chunk in stream:
+        sent += len(chunk)
+        if sent > size:
+            break
+        writer.write(chunk)
+        await writer.drain()
+    if sent != size:
+        raise InvalidRequest(f"{what}: its data came to {'more than ' if sent > size else ''}{sent} bytes, "
+                             f"not the {size} it declared")
 
 
 def _end(payload: bytes, doing: str) -> dict[str, Any]:
@@ -92,6 +115,13 @@ async def run(path: Path, req: ExecRequest) -> AsyncGenerator[ExecChunk | ExecRe
 
 async def put(path: Path, rel: str, data: bytes, mode: int = 0o644) -> None:
     async for kind, payload in frames(path, {"op": "put", "path": rel, "mode": mode}, data):
+        if kind == b"x":
+            _end(payload, f"writing {rel}")
+
+
+async def put_stream(path: Path, rel: str, size: int, chunks: AsyncIterator[bytes], mode: int = 0o644) -> None:
+    """As put, the data sent on chunk by chunk as it comes."""
+    async for kind, payload in frames(path, {"op": "put", "path": rel, "mode": mode, "size": size}, stream=chunks):
         if kind == b"x":
             _end(payload, f"writing {rel}")
 

@@ -71,6 +71,11 @@ class AgentUse:
         """Write `data` to `path` under the work directory (parents made; symlinks on the way refused)."""
         await agent_client.put(self._socket(sb), path, data, mode)
 
+    async def put_stream(self, sb: Sandbox, path: str, size: int, chunks: AsyncIterator[bytes],
+                         mode: int = 0o644) -> None:
+        """As put_file, the data sent on to the agent chunk by chunk as it comes."""
+        await agent_client.put_stream(self._socket(sb), path, size, chunks, mode)
+
     async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
         return await agent_client.get(self._socket(sb), path, limit)
