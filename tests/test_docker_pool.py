@@ -152,7 +152,9 @@ async def test_warm_up_claim_url_answers_and_release_removes(engine: Any, manage
     assert claim.warm and claim.url.startswith("http://127.0.0.1:")
     assert await http_body(claim.url) == OK_BODY
     port = int(claim.url.rsplit(":", 1)[1])
-    assert [p["PublicPort"] for p in found[claim.id]["Ports"] if p.get("PublicPort")] == [port]
+    # isolated by default: nothing published, the URL's port is the forwarder's (named by a label)
+    assert snap.shield is not None and snap.shield["network"] == "isolated"
+    assert found[claim.id]["Ports"] == [] and found[claim.id]["Labels"]["poolui.host_port"] == str(port)
     await warm(mgr)
     conserved(mgr, engine)
     assert len(by_member(engine, tmp_path)) == 3

@@ -51,3 +51,16 @@ def exit_code_of(api: Any, exec_id: str) -> int | None:
         info = api.exec_inspect(exec_id)
     rc = info.get("ExitCode")
     return None if rc is None else int(rc)
+
+
+def container_state(api: Any, cid: str) -> str | None:
+    """None while the container runs; else how it ended."""
+    import docker.errors
+
+    try:
+        st = api.inspect_container(cid)["State"]
+    except docker.errors.NotFound:
+        return "container removed"
+    if st.get("Running"):
+        return None
+    return f"exited with code {st.get('ExitCode')}" + (" (OOM-killed)" if st.get("OOMKilled") else "")

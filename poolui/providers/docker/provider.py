@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -19,12 +20,13 @@ from ...config import PoolConfig, ProbeConfig
 from ...errors import ProviderError, ProviderUnavailable, SandboxDied
 from .. import probes
 from ..base import ProbeResult, ProviderContext, Sandbox
-from ..common import EXPIRES, MEMBER, NAMESPACE, POOL, REVISION, Ended
+from ..common import NAMESPACE, POOL, Ended
+from . import forward, network
 from .errors import is_engine_gone, translate
 from .events import EventWatcher
 from .options import DockerOptions
-from .probing import exec_blocking, tcp_through_proxy
-from .spec import HOST_PORT, container_spec
+from .probing import container_state, exec_blocking, tcp_through_proxy
+from .spec import ContainerSpec, container_spec, published, sandbox_of
 from .use import DockerUse
 
 T = TypeVar("T")
@@ -47,6 +49,8 @@ class DockerProvider(DockerUse):
         self.read_only = opts.read_only or pool.read_only
         self.command = opts.command or pool.command
         self.engine = opts.host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+        self.mode = network.resolve(pool, opts, self.engine)  # isolated | egress | a Docker network's name
+        self._egress: str | None = None  # the egress network, once made and firewalled
         self._filters = {"label": [f"{NAMESPACE}={ctx.namespace}", f"{POOL}={pool.name}"]}
         self._executor = ThreadPoolExecutor(max(4, pool.max_concurrent_creates + 2), f"poolui-docker-{pool.name}")
         self._client: Any = None
@@ -61,7 +65,12 @@ class DockerProvider(DockerUse):
 
     @property
     def isolation(self) -> str:
-        return "container" + (" (host network)" if self.opts.network == "host" else "")
+        return "container" + (" (host network)" if self.mode == "host" else "")
+
+    @property
+    def shield(self) -> dict[str, object]:
+        """What protects this pool's containers: which network, who runs, seccomp, the disk's cap."""
+        return network.describe(self.mode, self.opts, self.read_only, self.pool.seccomp)
 
     # ------------------------------------------------------------------ engine access
 
@@ -110,6 +119,17 @@ class DockerProvider(DockerUse):
         client = self._docker()
         client.ping()
         client.images.get(self.opts.image)
+        self._network_blocking()
+
+    def _network_blocking(self) -> str:
+        """The Docker network a new container goes on (the egress one made and firewalled on first use)."""
+        if self.mode == "isolated":
+            return "none"
+        if self.mode != "egress":
+            return self.mode
+        if self._egress is None:  # two threads may both make sure: ensure_egress is idempotent
+            self._egress = network.ensure_egress(self._docker(), self.ctx.namespace)
+        return self._egress
 
     async def create(self, member_id: str, ttl: float) -> Sandbox:
         loop = asyncio.get_running_loop()
@@ -156,19 +176,31 @@ class DockerProvider(DockerUse):
             raise
 
     def _create_once(self, member_id: str, ttl: float) -> Sandbox:
-        import docker.errors
-
         client = self._docker()
         o = self.opts
         image = client.images.get(o.image)
         expires_at = time.time() + max(1, math.ceil(ttl))
-        host_port = o.host_port
-        if o.network == "host":
+        host_port, listener = o.host_port, None
+        if self.mode == "host":
             host_port = host_port or self.ctx.ports.pick()
-        c = container_spec(self.pool, o, self.ctx.namespace, member_id, ttl, expires_at, host_port,
-                           image.attrs.get("Config") or {}, self.memory, self.pids, self.read_only)
-        api = client.api
-        spec = {**c.create, "image": image.id, "host_config": api.create_host_config(**c.host_config)}
+        elif self.mode == "isolated":  # the URL's port is bound here, before the container exists
+            listener = forward.listen(host_port or self.ctx.ports.pick())
+            host_port = listener.getsockname()[1]
+        try:
+            c = container_spec(self.pool, o, self.ctx.namespace, member_id, ttl, expires_at, host_port,
+                               image.attrs.get("Config") or {}, self.memory, self.pids, self.read_only,
+                               self.mode, self._network_blocking())
+            return self._create_started(c, image.id, listener)
+        finally:
+            if listener is not None:
+                listener.close()  # a no-op once the forwarder has it
+
+    def _create_started(self, c: ContainerSpec, image_id: str, listener: socket.socket | None) -> Sandbox:
+        """Create and start the container (and an isolated one's forwarder); nothing is left on failure."""
+        import docker.errors
+
+        api = self._docker().api
+        spec = {**c.create, "image": image_id, "host_config": api.create_host_config(**c.host_config)}
         labels = c.labels
         try:
             cid = api.create_container(**spec)["Id"]
@@ -183,31 +215,15 @@ class DockerProvider(DockerUse):
         try:
             api.start(cid)
             attrs = api.inspect_container(cid)
+            if listener is not None:
+                forward.start(listener, attrs["State"]["Pid"], self.opts.port or 0)
         except BaseException:
             self._remove_blocking(cid)
             raise
         finally:
             with self._lock:
                 self._creating.discard(cid)
-        return self._sandbox(cid, attrs.get("Name", ""), labels, self._published(attrs))
-
-    def _published(self, attrs: dict[str, Any]) -> int | None:
-        bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{self.opts.port}/tcp") or []
-        for b in bindings:
-            if b.get("HostPort"):
-                return int(b["HostPort"])
-        return None
-
-    def _sandbox(self, cid: str, name: str, labels: dict[str, str], published: int | None) -> Sandbox:
-        host_port = int(labels[HOST_PORT]) if HOST_PORT in labels else published
-        ref = {"container_id": cid, "name": name.lstrip("/"), "image": self.opts.image,
-               "host_port": host_port, "revision": labels.get(REVISION, "")}
-        url = f"http://127.0.0.1:{host_port}" if host_port else ""
-        try:
-            expires_at = float(labels.get(EXPIRES, "0"))
-        except ValueError:
-            expires_at = 0.0
-        return Sandbox(labels.get(MEMBER, ""), url, ref, expires_at)
+        return sandbox_of(cid, attrs.get("Name", ""), labels, published(attrs, self.opts.port), self.opts.image)
 
     async def wait_ready(self, sb: Sandbox, timeout: float) -> None:
         cfg = self.pool.readiness
@@ -300,9 +316,9 @@ class DockerProvider(DockerUse):
                 if not in_creation:
                     self._remove_blocking(c["Id"])
                 continue
-            published = next((p.get("PublicPort") for p in c.get("Ports") or []
+            port = next((p.get("PublicPort") for p in c.get("Ports") or []
                               if p.get("PrivatePort") == self.opts.port and p.get("PublicPort")), None)
-            out.append(self._sandbox(c["Id"], (c.get("Names") or [""])[0], c.get("Labels") or {}, published))
+            out.append(sandbox_of(c["Id"], (c.get("Names") or [""])[0], c.get("Labels") or {}, port, self.opts.image))
         return out
 
     async def close(self) -> None:
@@ -321,7 +337,7 @@ class DockerProvider(DockerUse):
         if cfg.kind == "http":
             return await probes.http_get(sb.url, cfg.path, timeout)
         port = int(sb.url.rsplit(":", 1)[1])
-        if self.opts.network == "host":
+        if self.mode == "host":
             return await probes.tcp_connect("127.0.0.1", port, timeout)
         return await tcp_through_proxy(port, timeout)
 
@@ -346,23 +362,11 @@ class DockerProvider(DockerUse):
         """Mark the sandbox dead when the engine says it is not running (never raises)."""
         cid = sb.ref.get("container_id", "")
         try:
-            state = await self._call("inspecting a container", self._state_blocking, cid)
+            state = await self._call("inspecting a container", lambda: container_state(self._docker().api, cid))
         except ProviderError:
             return
         if state is not None:
             self._mark_dead(cid, sb.member_id, state)
-
-    def _state_blocking(self, cid: str) -> str | None:
-        """None while running; else how it ended."""
-        import docker.errors
-
-        try:
-            st = self._docker().api.inspect_container(cid)["State"]
-        except docker.errors.NotFound:
-            return "container removed"
-        if st.get("Running"):
-            return None
-        return f"exited with code {st.get('ExitCode')}" + (" (OOM-killed)" if st.get("OOMKilled") else "")
 
     # ------------------------------------------------------------------ deaths
 

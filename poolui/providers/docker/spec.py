@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import PoolConfig
-from ..common import fill, owner_marks
+from ..base import Sandbox
+from ..common import EXPIRES, MEMBER, REVISION, fill, owner_marks
 from .options import DockerOptions
 
-HOST_PORT = "poolui.host_port"  # the host port of a host-network container (it has no published one)
+HOST_PORT = "poolui.host_port"  # the URL's port of a host-network or isolated container (none is published)
+NO_IPV6 = {"net.ipv6.conf.all.disable_ipv6": "1"}  # no link-local IPv6 beside the firewalled IPv4
 
 
 def slug(s: str) -> str:
@@ -33,29 +35,33 @@ class ContainerSpec:
 
 def container_spec(pool: PoolConfig, opts: DockerOptions, namespace: str, member_id: str, ttl: float,
                    expires_at: float, host_port: int | None, image_config: dict[str, Any],
-                   memory: int | None, pids: int | None, read_only: bool) -> ContainerSpec:
+                   memory: int | None, pids: int | None, read_only: bool, mode: str, network: str) -> ContainerSpec:
+    """The container of one member; `mode` is the pool's network (network.resolve), `network` the Docker
+    network it is on ("none" for isolated, the namespace's egress network for egress)."""
     o = opts
     ttl_s = max(1, math.ceil(ttl))
-    port = host_port if o.network == "host" else o.port
+    port = host_port if mode == "host" else o.port
     argv = fill(list(o.command or pool.command or image_config.get("Cmd") or []), port=port or "")
     prefix = [a.replace("{ttl}", str(ttl_s)) for a in o.ttl_command]
     labels = {**o.labels, **owner_marks(namespace, pool.name, member_id, expires_at, pool.revision)}
-    if o.network == "host":
+    if mode in ("host", "isolated"):
         labels[HOST_PORT] = str(host_port)
     tmpfs = {o.workdir: f"rw,size={o.tmpfs_size},mode=1777"}
     if read_only:
         tmpfs.setdefault("/tmp", f"rw,size={o.tmpfs_size},mode=1777")
-    ports = [o.port] if o.network not in ("host", "none") and o.port else []
+    ports = [o.port] if network not in ("host", "none") and o.port else []
+    security = (["no-new-privileges"] if o.no_new_privileges else []) + ([] if pool.seccomp else ["seccomp=unconfined"])
     host_config = drop_none(
         init=True,
         auto_remove=True,
         read_only=read_only,
         tmpfs=tmpfs,
-        network_mode=o.network,
+        network_mode=network,
+        sysctls=NO_IPV6 if mode == "egress" else None,
         port_bindings={o.port: ("127.0.0.1", host_port) if host_port else ("127.0.0.1",)} if ports else None,
         cap_drop=list(o.cap_drop) or None,
         cap_add=list(o.cap_add) or None,
-        security_opt=["no-new-privileges"] if o.no_new_privileges else None,
+        security_opt=security or None,
         mem_limit=memory,
         memswap_limit=memory,  # no swap on top of the limit: over it means OOM-killed
         pids_limit=pids,
@@ -75,3 +81,25 @@ def container_spec(pool: PoolConfig, opts: DockerOptions, namespace: str, member
         ports=ports or None,
     )
     return ContainerSpec(create, host_config, labels, name)
+
+
+def published(attrs: dict[str, Any], port: int | None) -> int | None:
+    """The host port the engine published the container's `port` on (None: not published)."""
+    bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
+    for b in bindings:
+        if b.get("HostPort"):
+            return int(b["HostPort"])
+    return None
+
+
+def sandbox_of(cid: str, name: str, labels: dict[str, str], published: int | None, image: str) -> Sandbox:
+    """A container as a Sandbox, from its labels alone (what a later controller adopts it by)."""
+    host_port = int(labels[HOST_PORT]) if HOST_PORT in labels else published
+    ref = {"container_id": cid, "name": name.lstrip("/"), "image": image,
+           "host_port": host_port, "revision": labels.get(REVISION, "")}
+    url = f"http://127.0.0.1:{host_port}" if host_port else ""
+    try:
+        expires_at = float(labels.get(EXPIRES, "0"))
+    except ValueError:
+        expires_at = 0.0
+    return Sandbox(labels.get(MEMBER, ""), url, ref, expires_at)
