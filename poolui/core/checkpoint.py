@@ -1,56 +1,184 @@
-"""WAL checkpoints on a thread of their own, so the event loop never stalls on one.
+"""WAL checkpoints on a thread of their own that complete under any rate of writes, so the state files
+stay bounded and the event loop never stalls on one.
 
-SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold: a few milliseconds, every
-thousand pages or so, on whichever call made that commit (in the engine, a claim). With the automatic one
-off, this thread copies the WAL back into the database on its own connection (PASSIVE: writers are never
-blocked, it does what it can) whenever the store has committed enough since the last one.
+Why not simpler: SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold, and a
+complete checkpoint syncs the WAL and the database (and TRUNCATE then shortens the WAL file): measured on
+this project's disk, 4 ms for a 1 MiB WAL and 15 ms for 4 MiB, far past the loop's millisecond. A PASSIVE
+checkpoint on another connection never blocks the writer, but the WAL only starts over when a checkpoint
+has copied every frame before the next write begins, and under sustained claims the writer always appends
+first: the WAL grew to 1.2 GB in 15,000 claims.
+
+So every EVERY commits, on this module's thread, in two phases:
+1. PASSIVE checkpoints copy what the WAL holds (the bulk, and its syncs) while the store keeps writing.
+2. Then the store holds its writes (they queue in memory; the loop runs on, a claim waits for its commit)
+   and a RESTART checkpoint copies the frames written meanwhile; the next write starts the WAL over from
+   its beginning. The store then writes what it held, in one transaction.
+The WAL file is reused, not shortened: shortening it costs 3-4 ms more (measured, an ftruncate on ext4),
+and SQLite's journal_size_limit would do that in a commit on the loop's thread. Should the file still grow
+past HOLD_AT (transactions bigger than usual, a slow disk), the store holds at once and that checkpoint
+TRUNCATEs. So the WAL file stays under HOLD_AT plus one transaction. A checkpoint that cannot complete (a
+reader in another process holding an old snapshot for longer than HOLD_WAIT) gives up the hold; the next
+is tried after twice as many commits, or HOLD_AT more bytes, so a stuck reader costs disk (it would with
+any checkpoint), not a hold per commit. Nothing but this process opens the state file in normal use.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import queue
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-EVERY = 200  # commits between checkpoints: a WAL of a few MB at most
+from .metrics import Histogram
+
+EVERY = 200  # commits between checkpoints: about 3 MiB of WAL at a claim's few pages per commit
+HOLD_AT = 8 << 20  # WAL file bytes past which the store's writes wait for a checkpoint at once
+COPY_ROUNDS, SETTLED = 4, 64  # phase 1 ends after 4 rounds, or once a round found under 64 new frames
+HOLD_WAIT = 0.2  # seconds the finishing checkpoint waits for readers of another process before giving up
 
 
 class Checkpointer:
-    def __init__(self, path: Path) -> None:
+    """The checkpoint thread and its policy. `hold` and `resume` are the store's: stop writing to the
+    database (queue instead), and write what was queued; both are called on the loop's thread."""
+
+    def __init__(self, path: Path, hold: Callable[[], None], resume: Callable[[], None]) -> None:
         self._path = path
-        self._wake = threading.Event()
-        self._stop = False
-        self._since = 0
-        self.done = 0
+        self._wal = f"{path}-wal"
+        self._hold, self._resume = hold, resume
+        self._jobs: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._since = 0  # commits since the last checkpoint began
+        self._running = False  # a checkpoint is under way (either phase)
+        self._holding = False
+        self._held_since = 0.0
+        self._limit = HOLD_AT
+        self._every = EVERY  # doubled after each checkpoint a reader elsewhere kept from completing
+        self._closed = False
+        self.done = 0  # checkpoints that completed (every frame copied, the WAL to start over)
+        self.wal_peak = 0  # the largest WAL file seen after a commit, in bytes
+        self.hold_seconds = Histogram()  # how long the store's writes waited for phase 2
         self._thread = threading.Thread(target=self._run, name="poolui-checkpoint", daemon=True)
         self._thread.start()
 
     def committed(self) -> None:
-        """Called after each commit (on the loop's thread): every EVERY commits, wake the thread."""
+        """Called after each commit, on the loop's thread: a count, one stat of the WAL file (about a
+        microsecond), and the start of a checkpoint, or of a hold, when one is due."""
         self._since += 1
-        if self._since >= EVERY:
-            self._since = 0
-            self._wake.set()
-
-    def _run(self) -> None:
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=5000")
+        size = self.wal_size()
+        self.wal_peak = max(self.wal_peak, size)
+        if self._running:
+            if size > self._limit and not self._holding:
+                self._begin_hold()  # phase 1 trails a writer this fast: no more frames until it is done
+            return
+        if self._since < self._every and size <= self._limit:
+            return
         try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._stop:
-                    return
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    self.done += 1
-                except sqlite3.Error:
-                    pass  # busy or closing: the next one copies what this one could not
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a script): nothing to stall, so checkpoint right here
+            self._since = 0
+            self._checkpoint_here()
+            return
+        self._since, self._running = 0, True
+        if size > self._limit:
+            self._begin_hold()
+        self._jobs.put("copy")
+
+    def _checkpoint_here(self) -> None:
+        db = self._connect()
+        try:
+            if db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                self.done += 1
         finally:
             db.close()
 
+    def _begin_hold(self) -> None:
+        self._holding = True
+        self._held_since = time.perf_counter()  # a measurement of real I/O, not an engine deadline
+        self._hold()
+
+    def _copied(self) -> None:
+        """Phase 1 is done (on the loop's thread): hold the store's writes and finish."""
+        if self._closed:
+            return
+        if not self._holding:
+            self._begin_hold()
+        self._jobs.put("TRUNCATE" if self.wal_size() > self._limit else "RESTART")
+
+    def _finished(self, complete: bool) -> None:
+        """Phase 2 is done (on the loop's thread): the store writes what it held."""
+        if self._closed:
+            return
+        self.hold_seconds.observe(time.perf_counter() - self._held_since)
+        self._running, self._holding = False, False
+        if complete:
+            self.done += 1
+            self._limit, self._every = HOLD_AT, EVERY
+        else:  # a reader elsewhere keeps the WAL: try less often, not a hold per commit meanwhile
+            self._limit, self._every = self.wal_size() + HOLD_AT, min(self._every * 2, 64 * EVERY)
+        self._resume()
+
+    def wal_size(self) -> int:
+        """The WAL file's size in bytes now (0 when there is none)."""
+        try:
+            return os.stat(self._wal).st_size
+        except FileNotFoundError:
+            return 0
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={int(HOLD_WAIT * 1000)}")
+        return db
+
+    def _run(self) -> None:
+        db = self._connect()
+        try:
+            while (job := self._jobs.get()) != "stop":
+                complete = False
+                try:
+                    if job == "copy":
+                        self._copy(db)
+                    else:
+                        complete = self._finish(db, job)
+                except sqlite3.Error:
+                    pass  # busy or closing: the next checkpoint copies what this one could not
+                done = self._copied if job == "copy" else partial(self._finished, complete)
+                loop = self._loop
+                try:
+                    if loop is not None:
+                        loop.call_soon_threadsafe(done)
+                except RuntimeError:
+                    pass  # the loop has closed: the store's close writes what it held
+        finally:
+            db.close()
+
+    @staticmethod
+    def _copy(db: sqlite3.Connection) -> None:
+        """Phase 1: PASSIVE rounds until one finds few frames written during the one before, so phase 2
+        (while writes wait) has little left to sync and copy: measured, holds of 1.6 ms instead of 3."""
+        last = 0
+        for _ in range(COPY_ROUNDS):
+            frames = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+            if frames - last < SETTLED:
+                return
+            last = frames
+
+    def _finish(self, db: sqlite3.Connection, mode: str) -> bool:
+        """Phase 2, while the store holds its writes: copy the rest, then start the WAL over with a write of
+        this thread's own (a row counting checkpoints), since the first write after a restart syncs the
+        WAL's new header: measured, 1 to 9 ms that would otherwise fall in a commit on the loop's thread."""
+        if db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0] != 0:
+            return False
+        db.execute("INSERT INTO checkpoints (id, done) VALUES (0, 1) ON CONFLICT (id) DO UPDATE SET done = done + 1")
+        return True
+
     def close(self) -> None:
-        """Stop the thread; the store's own connection checkpoints the rest when it closes."""
-        self._stop = True
-        self._wake.set()
+        """Stop the thread (after the checkpoint it is running, if any); the store then writes what it
+        held, and its own connection checkpoints the rest when it closes."""
+        self._closed = True
+        self._jobs.put("stop")
         self._thread.join(10)

@@ -46,7 +46,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
     if held is not None:
         if held.lease is not None or lease is not None:  # a retry means its holder is alive: renew
             leases.renew(pool, held.id, lease)
-        pool.store.commit()
+        await pool.store.commit_now()
         return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
     if pool.mode == "draining":
         pool.metrics.claim("failed", None, "draining")
@@ -79,11 +79,12 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
         await use.apply_claim(pool, m, env, files or {})
     leases.start(pool, m, lease)
     # Committed now, with whatever else this turn wrote: a claim is answered only once a restart would find
-    # it claimed, and without yielding to the loop (a claim never waits behind other work).
+    # it claimed, and without yielding to the loop (a claim never waits behind other work) unless a
+    # checkpoint is finishing (store.py).
     try:
-        pool.store.commit()
-    except Exception:
-        pool.give_back(m)  # not recorded: it must not stay claimed in memory either
+        await pool.store.commit_now()
+    except BaseException:  # an error, or a claimer cancelled while a checkpoint held the commit
+        pool.give_back(m)  # not recorded, or not received: it must not stay claimed in memory either
         raise
     latency = pool.clock.monotonic() - start
     pool.metrics.claim("warm" if warm else "cold", latency, reason)

@@ -204,7 +204,7 @@ class PoolManager(UseVerbs):
         TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""
         p = self.pool(pool)
         renewed = leases.renew(p, sandbox_id, lease)
-        p.store.commit()  # answered only once a restart would keep the new lease
+        await p.store.commit_now()  # answered only once a restart would keep the new lease
         return renewed
 
     async def release_claim(self, pool: str, claim_key: str) -> bool:
@@ -214,7 +214,7 @@ class PoolManager(UseVerbs):
         if m is None:
             return False
         released = await p.release(m.id)
-        p.store.commit()
+        await p.store.commit_now()
         return released
 
     def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
@@ -228,7 +228,7 @@ class PoolManager(UseVerbs):
         SandboxNotFound for an id the pool never had; InvalidRequest for one that is not claimed."""
         p = self.pool(pool)
         released = await p.release(sandbox_id)
-        p.store.commit()  # answered only once a restart would not find it claimed again
+        await p.store.commit_now()  # answered only once a restart would not find it claimed again
         return released
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:

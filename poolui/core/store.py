@@ -8,6 +8,12 @@ WAL with synchronous=NORMAL: a committed transaction survives the controller bei
 it is in the OS's page cache before COMMIT returns; only a power loss or a kernel crash can take the last
 commits (WAL is synced at checkpoints), and then the providers' own hard TTLs bound what could be left
 running.
+
+The state files stay bounded under any rate of claims: checkpoint.py completes a checkpoint every few MiB
+of WAL, holding this store's writes (queued in memory, not blocking the loop) for the millisecond or so
+its last phase takes, so the WAL file stays under 8 MiB plus one transaction. A claim, renew or release
+answers only after its commit, so it waits out such a hold (`commit_now`). The database itself holds the
+live members and the last max_events events (about 2 MiB at 10,000).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ CREATE TABLE IF NOT EXISTS events (
     state TEXT,
     detail TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY CHECK (id = 0), done INTEGER NOT NULL);
 """
 
 
@@ -99,16 +106,39 @@ class Store:
         self._in_txn = False
         self._committed: asyncio.Future[None] | None = None  # resolved by the commit of the open transaction
         self._closed = False
+        self._held: list[tuple[str, tuple[Any, ...]]] | None = None  # writes queued while a checkpoint ends
+        self._replay: list[tuple[str, tuple[Any, ...]]] = []  # what was held, for the next commit to write
         self.commits = 0
-        self._checkpoints = Checkpointer(self.path)
+        self.checkpoints = Checkpointer(self.path, self._hold, self._resume)
 
     def close(self) -> None:
         self.commit()
+        self.checkpoints.close()
+        if self._held is not None:  # closed in the middle of a checkpoint: what it held still goes in
+            self._resume()
         self._closed = True
-        self._checkpoints.close()
         self._db.close()  # the last connection to close checkpoints the WAL into the database
 
+    def _hold(self) -> None:
+        """A checkpoint is about to finish: commit this turn's writes, then queue the next ones."""
+        try:
+            self.commit()
+        except sqlite3.Error:
+            pass  # whoever waited on that commit got the error; the hold goes on
+        self._held = []
+
+    def _resume(self) -> None:
+        """The checkpoint is done: write what was held, in order, and commit it with the pending events."""
+        self._replay, self._held = self._held or [], None
+        try:
+            self.commit()
+        except sqlite3.Error:
+            pass  # commit() has rolled back and handed the error to whoever waits on it
+
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        if self._held is not None:
+            self._held.append((sql, args))
+            return
         if not self._in_txn:
             self._db.execute("BEGIN")
             self._in_txn = True
@@ -125,8 +155,8 @@ class Store:
 
         On a SQLite error (a full disk) the turn's writes are rolled back, waiters get the error, and the
         error is raised: the store is left with no transaction open, ready for the next write."""
-        if self._closed:
-            return
+        if self._closed or self._held is not None:
+            return  # held: _resume() commits, and wakes whoever waits, once the checkpoint is done
         done, self._committed = self._committed, None
         try:
             self._commit_turn()
@@ -141,10 +171,13 @@ class Store:
             done.set_result(None)
 
     def _commit_turn(self) -> None:
+        if (self._pending or self._replay) and not self._in_txn:
+            self._db.execute("BEGIN")
+            self._in_txn = True
+        replay, self._replay = self._replay, []
+        for sql, args in replay:
+            self._db.execute(sql, args)
         if self._pending:
-            if not self._in_txn:
-                self._db.execute("BEGIN")
-                self._in_txn = True
             rows, self._pending = self._pending, []
             self._db.executemany(
                 "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)", rows
@@ -159,15 +192,23 @@ class Store:
             self._db.execute("COMMIT")
             self._in_txn = False
             self.commits += 1
-            self._checkpoints.committed()
+            self.checkpoints.committed()
 
     async def durable(self) -> None:
         """Return once everything written so far is committed (at once when nothing is waiting)."""
-        if not self._in_txn and not self._pending:
+        if not self._in_txn and not self._pending and self._held is None:
             return
         if self._committed is None:
             self._committed = asyncio.get_running_loop().create_future()
         await asyncio.shield(self._committed)
+
+    async def commit_now(self) -> None:
+        """Commit what was written so far before returning: at once, without yielding to the loop, unless a
+        checkpoint holds writes; then once it is done (a few milliseconds). What a claim, renew and release
+        do before they answer."""
+        self.commit()
+        if self._held is not None:
+            await self.durable()
 
     def put(self, m: Member) -> None:
         sb = m.sandbox
