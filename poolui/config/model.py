@@ -91,6 +91,9 @@ class ServerConfig:
     allow_remote: bool = False  # listening beyond loopback; needs tls_cert and tls_key as well
     tls_cert: str | None = None
     tls_key: str | None = None
+    header_timeout: float = 10.0  # seconds a request's headers may take to come (server/deadlines.py)
+    body_timeout: float = 60.0  # seconds its body may take once the headers are in
+    keep_alive: float = 5.0  # seconds an idle keep-alive connection is kept
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,9 @@ def _server(t: TableReader | None) -> ServerConfig:
         allow_remote=t.bool_("allow_remote", False),
         tls_cert=t.opt_str("tls_cert", "a path to a PEM certificate"),
         tls_key=t.opt_str("tls_key", "a path to a PEM private key"),
+        header_timeout=t.duration("header_timeout", d.header_timeout, minimum=0.1, maximum=b.MAX_WAIT),
+        body_timeout=t.duration("body_timeout", d.body_timeout, minimum=0.1, maximum=b.MAX_WAIT),
+        keep_alive=t.duration("keep_alive", d.keep_alive, minimum=0.1, maximum=b.MAX_WAIT),
     )
     if (cfg.tls_cert is None) != (cfg.tls_key is None):
         raise t.error("tls_cert" if cfg.tls_cert is None else "tls_key", None,

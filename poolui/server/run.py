@@ -28,6 +28,7 @@ from ..core.manager import PoolManager
 from ..errors import ConfigError
 from .app import ServerOptions, create_app
 from .auth import loose_permissions, server_token
+from .deadlines import deadline_protocol
 
 T = TypeVar("T")
 
@@ -131,10 +132,14 @@ async def serve(config: Config, opts: ServeOptions) -> int:
         raise
     server_opts = ServerOptions(events_queue=opts.events_queue, events_write_timeout=opts.events_write_timeout)
     app = create_app(manager, token, server_opts)
+    srv = config.server
+    # Slow and silent clients are dropped: keep-alive by uvicorn, headers and bodies by deadlines.py.
     server = _Server(uvicorn.Config(app, lifespan="off", access_log=False, log_level=opts.log_level,
                                     timeout_graceful_shutdown=int(max(1, opts.grace)), server_header=False,
-                                    ssl_certfile=config.server.tls_cert if tls else None,
-                                    ssl_keyfile=config.server.tls_key if tls else None))
+                                    ssl_certfile=srv.tls_cert if tls else None,
+                                    ssl_keyfile=srv.tls_key if tls else None,
+                                    http=deadline_protocol(srv.header_timeout, srv.body_timeout),
+                                    timeout_keep_alive=srv.keep_alive))  # type: ignore[arg-type]  # a float works
     loop = asyncio.get_running_loop()
     signals = 0
 
