@@ -210,6 +210,7 @@ def test_doctor_says_what_this_machine_gives_sandboxes(host: Served) -> None:
             "cgroups"} <= set(found)
     assert found["bubblewrap"]["ok"] and found["network isolation"]["ok"]  # this module's sandboxes prove it
     assert found["unprivileged uid"]["ok"] is (os.geteuid() == 0)
+    assert found["agent apart"]["ok"] is (os.geteuid() == 0)
     assert found["egress (pasta)"]["ok"] is EGRESS
     assert r.returncode == (0 if all(f["ok"] for f in found.values()) else 1)
 

@@ -1,13 +1,18 @@
 """The agent: a process inside every local sandbox beside the sandbox's own command (its server). It runs
 the controller's exec, file and reset requests inside the sandbox (its namespaces, cgroups, limits, root).
 
-    sh -c '"$PY" -I -S -c "$CODE" "$$" WORKDIR & exec "$@" 3>&-' ... ARGV...
+    sh -c '"$PY" -I -S -c "$CODE" "$$" WORKDIR [UID GID] & exec "$@" 3>&-' ... ARGV...
 
 The shell starts the agent in the background and becomes the server (exec), so the two start at once:
 waiting for the agent's interpreter before the server's cost about 50 ms of every cold start here.
 fd 3 is a listening Unix socket that the watchdog bound outside the sandbox, in the controller's private
 directory, which the sandbox cannot see: only the controller can connect, and the server does not get
 the fd. The agent ends when the server (pid "$$") does.
+
+The sandbox's code must not reach the agent: it could answer the controller in the agent's place. So the
+agent makes itself non-dumpable first (no /proc/PID/mem, fd or environ for anyone without
+CAP_SYS_PTRACE), and when the controller is root (_userns.py) it is the user namespace's root while the
+server and every command it runs are UID:GID, which can neither signal it nor touch what it owns.
 
 One connection is one request: a JSON line, then (put, exec with stdin) `size` raw bytes. The answer is
 frames of one kind byte and a 4-byte big-endian length: b"o" stdout, b"e" stderr, b"d" file data, and
@@ -26,16 +31,36 @@ LISTEN_FD = 3
 EXEC_MARKER = "POOLUI_EXEC"
 SANDBOX_MARKER = "POOLUI_SANDBOX"  # the watchdog's, on every process of this sandbox
 READ = 65536
+MAX_REQUESTS = 64  # at once; beyond, a request is refused at once rather than costing a thread
 SERVER = 0  # the sandbox's own command
+USER: tuple[int, int] | None = None  # who the sandbox's code runs as, when not the agent's own uid
 
 
 def main() -> None:
-    server, work = int(sys.argv[1]), sys.argv[2]
-    os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
-    import _agent_forward
+    import ctypes
 
-    _agent_forward.start()
+    global USER
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(4, 0)  # PR_SET_DUMPABLE 0, before anything else: see above
+    server, work = int(sys.argv[1]), sys.argv[2]
+    if len(sys.argv) > 4:
+        USER = (int(sys.argv[3]), int(sys.argv[4]))
+    import _agent_reset
+
+    _agent_reset.remember()  # the sandbox as it starts, before any claim's code runs
+    os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
     sys.exit(serve(server, work))
+
+
+def as_user() -> None:
+    """File requests act as the sandbox's user, in this thread only (glibc does not spread setfsuid to the
+    other threads): what they make is its own, and they can do nothing it could not."""
+    if USER is not None:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.setfsgid(USER[1])
+        libc.setfsuid(USER[0])
 
 
 # ---------------------------------------------------------------- after the fork
@@ -52,6 +77,7 @@ def serve(server: int, work: str) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     listener = socket.socket(fileno=LISTEN_FD)
     pidfd = os.pidfd_open(server)
+    slots = threading.BoundedSemaphore(MAX_REQUESTS)
     while True:
         ready, _, _ = select.select([listener.fileno(), pidfd], [], [])
         if pidfd in ready:  # the sandbox's command ended, and with it the sandbox
@@ -60,7 +86,24 @@ def serve(server: int, work: str) -> int:
             conn, _ = listener.accept()
         except OSError:
             continue
-        threading.Thread(target=handle, args=(conn, work), daemon=True).start()
+        if not slots.acquire(blocking=False):
+            busy(conn, f"the sandbox's agent is running {MAX_REQUESTS} requests at once")
+            continue
+        try:
+            threading.Thread(target=handle, args=(conn, work, slots), daemon=True).start()
+        except RuntimeError:  # no thread to be had (the sandbox's pids limit): refuse, and live on
+            slots.release()
+            busy(conn, "the sandbox has no thread left for its agent (its process limit)")
+
+
+def busy(conn: Any, why: str) -> None:
+    """Refuse a request at once, without reading it: the controller says 429."""
+    try:
+        conn.settimeout(1)
+        end(conn, error=why, busy=True)
+    except OSError:
+        pass
+    conn.close()
 
 
 def frame(conn: Any, kind: bytes, data: bytes) -> None:
@@ -95,7 +138,7 @@ def read_request(conn: Any) -> tuple[dict[str, Any], bytes]:
     return req, rest[:size]
 
 
-def handle(conn: Any, work: str) -> None:
+def handle(conn: Any, work: str, slots: Any) -> None:
     try:
         req, data = read_request(conn)
         op = req.get("op")
@@ -104,6 +147,7 @@ def handle(conn: Any, work: str) -> None:
         elif op in ("put", "get", "list"):
             import _agent_files
 
+            as_user()
             if op == "put":
                 _agent_files.put(conn, req, data, work)
             elif op == "get":
@@ -111,7 +155,9 @@ def handle(conn: Any, work: str) -> None:
             else:
                 _agent_files.listing(conn, req, work)
         elif op == "reset":
-            reset(conn, req, work)
+            import _agent_reset
+
+            _agent_reset.reset(conn, req, work)
         else:
             end(conn, error=f"unknown op {op!r}")
     except OSError:
@@ -123,51 +169,7 @@ def handle(conn: Any, work: str) -> None:
             pass
     finally:
         conn.close()
-
-
-# ---------------------------------------------------------------- reset
-
-
-def reset(conn: Any, req: dict[str, Any], work: str) -> None:
-    """Between two claims: kill every process but the server (and what it started: its session), empty the
-    work directory (and, inside bubblewrap, the private /tmp), check that both held, run the pool's reset
-    command. Without bubblewrap only processes carrying this sandbox's marker are candidates."""
-    import shutil
-    import subprocess
-
-    keep = _session(SERVER)
-    mine = f"\0{SANDBOX_MARKER}={os.environ.get(SANDBOX_MARKER, '')}\0".encode()
-    isolated = bool(req.get("isolated"))
-
-    def others() -> list[int]:
-        return [p for p in _procs() if p not in (1, os.getpid()) and _live(p) and _session(p) != keep
-                and (isolated or _has(p, mine))]
-
-    from _kill import kill_all
-
-    left = kill_all(others, 2.0)
-    if left:
-        end(conn, error=f"processes {left[:5]} survived SIGKILL")
-        return
-    for top in [work, "/tmp"] if isolated else [work]:
-        for entry in os.scandir(top):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(entry.path)
-                except OSError:
-                    pass
-        if os.listdir(top):
-            end(conn, error=f"{top} could not be emptied: {sorted(os.listdir(top))[:5]}")
-            return
-    if req.get("argv"):
-        r = subprocess.run(req["argv"], cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, timeout=float(req.get("timeout", 30)), start_new_session=True)
-        if r.returncode != 0:
-            end(conn, error=f"the reset command exited {r.returncode}: {r.stderr.decode(errors='replace')[-200:]}")
-            return
-    end(conn, ok=True)
+        slots.release()
 
 
 # ---------------------------------------------------------------- exec
@@ -185,7 +187,7 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
         # Popen forks and execs in C, which is safe beside this agent's other threads.
         proc = subprocess.Popen(argv, cwd=os.path.join(work, req.get("cwd") or ""), env=env, bufsize=0,
                                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True, **user())
     except OSError as e:
         end(conn, exit_code=127, signal=None, error=f"{argv[0]}: {e.strerror or e}", duration=time.monotonic() - start)
         return
@@ -211,6 +213,11 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
     else:
         result.update(exit_code=status, signal=None)
     end(conn, **result)
+
+
+def user() -> dict[str, Any]:
+    """Popen's arguments that start a command as the sandbox's user, with no capability left."""
+    return {} if USER is None else {"user": USER[0], "group": USER[1], "extra_groups": []}
 
 
 class Pump:

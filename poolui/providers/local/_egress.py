@@ -20,6 +20,13 @@ import signal
 import time
 from collections.abc import Callable
 
+try:
+    from ._forward import inner_pid
+    from ._kill import end_child
+except ImportError:
+    from _forward import inner_pid  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    from _kill import end_child  # type: ignore[no-redef]
+
 READY_WAIT = 5.0  # seconds for pasta to configure the namespace
 _pasta = 0  # pasta's pid, for stop()
 
@@ -28,25 +35,6 @@ def argv(pasta: str, netns_fd: int) -> list[str]:
     """pasta's command line: outbound only, nothing of the host's loopback, in the foreground."""
     return [pasta, "--runas", "0", "-q", "-f", "-T", "none", "-U", "none", "-t", "none", "-u", "none",
             "--no-map-gw", "--config-net", "--netns", f"/proc/self/fd/{netns_fd}"]
-
-
-def _inner(pid: int, deadline: float) -> int:
-    """A process of the sandbox inside its network namespace: bubblewrap's child, made with the namespace."""
-    own = os.readlink("/proc/self/ns/net")
-    todo = [pid]
-    while time.monotonic() < deadline:
-        for p in list(todo):
-            try:
-                if os.readlink(f"/proc/{p}/ns/net") != own:
-                    return p
-                with open(f"/proc/{p}/task/{p}/children") as f:
-                    todo += [int(c) for c in f.read().split() if int(c) not in todo]
-            except (OSError, ValueError):
-                todo.remove(p)
-        if not todo:
-            break
-        time.sleep(0.0005)
-    raise OSError("egress: the sandbox ended before its network namespace could be found")
 
 
 def _routed(pid: int) -> bool:
@@ -59,7 +47,7 @@ def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
     sandbox is not reported started before it can reach out. `spawn` is the watchdog's own."""
     global _pasta
     deadline = time.monotonic() + READY_WAIT
-    inner = _inner(pid, deadline)
+    inner = inner_pid(pid, deadline)
     ns = os.open(f"/proc/{inner}/ns/net", os.O_RDONLY)  # any free number: the watchdog's own are in use
     os.set_inheritable(ns, True)
     log = os.path.join(mdir, "pasta.log")  # read when pasta fails; goes with the member's directory
@@ -86,10 +74,5 @@ def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
 def stop() -> None:
     """Kill pasta, if this watchdog started one, and reap it."""
     global _pasta
-    if _pasta:
-        try:
-            os.kill(_pasta, signal.SIGKILL)
-            os.waitpid(_pasta, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        _pasta = 0
+    end_child(_pasta)
+    _pasta = 0

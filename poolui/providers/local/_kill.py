@@ -1,5 +1,5 @@
-"""The SIGKILL loop the watchdog and the agent share, and the count of memory kills the watchdog watches
-(standard library only: both start on every create)."""
+"""The SIGKILL loop the watchdog and the agent share, the count of memory kills the watchdog watches, and
+the removal of a dead sandbox's directory (standard library only: both start on every create)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,35 @@ def oom_kills(cgroups: list[str]) -> int:
             except (OSError, ValueError, IndexError):
                 pass
     return n
+
+
+def rmtree(top: str) -> None:
+    """Remove a directory tree without following symlinks (shutil costs ~3 ms to import)."""
+    for _, dirs, files, fd in os.fwalk(top, topdown=False):  # fd is valid only during its own step
+        for name in files:
+            try:
+                os.unlink(name, dir_fd=fd)
+            except OSError:
+                pass
+        for name in dirs:
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                try:
+                    os.unlink(name, dir_fd=fd)  # a symlink to a directory
+                except OSError:
+                    pass
+    try:
+        os.rmdir(top)
+    except OSError:
+        pass
+
+
+def end_child(pid: int) -> None:
+    """SIGKILL a child of this process (a helper of the watchdog's: the forwarder, pasta) and reap it."""
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass

@@ -1,14 +1,15 @@
-"""The descriptors the watchdog hands its sandbox, each made outside the sandbox where the sandbox cannot
-reach: fd 3 the agent's Unix socket, fd 4 the claim URL's TCP socket on the host's loopback (network
-isolated: the agent forwards it into the sandbox's own network namespace), fd 5 the seccomp filter that
-bubblewrap loads, fd 6 the agent's code (a zip) that bubblewrap copies in. Standard library only, like the
-watchdog."""
+"""The descriptors the watchdog opens before the sandbox starts, each made outside the sandbox where the
+sandbox cannot reach: fd 3 the agent's Unix socket, fd 5 the seccomp filter that bubblewrap loads, fd 6
+the agent's code (a zip) that bubblewrap copies in; and fd 4, the claim URL's TCP socket on the host's
+loopback (network isolated), which the sandbox never gets: the watchdog's forwarder serves it
+(_forward.py). Standard library only, like the watchdog."""
 
 from __future__ import annotations
 
 import os
 
 AGENT_FD, URL_FD, SECCOMP_FD, AGENT_CODE_FD = 3, 4, 5, 6
+BLOCK_FD, INFO_FD = 7, 8  # _userns.py's: bubblewrap's ends of the user namespace's two pipes
 
 
 def _place(fd: int, at: int) -> None:
@@ -31,14 +32,16 @@ def listen_agent(mdir: str) -> None:
 
 
 def bind_url(port: int) -> None:
-    """The claim URL's socket on the host's 127.0.0.1, bound but not listening: the agent listens once the
-    server answers inside, so until then a connect is refused, as it would be without isolation."""
+    """The claim URL's socket on the host's 127.0.0.1, bound but not listening: the forwarder listens once
+    the server answers inside, so until then a connect is refused, as it would be without isolation. Not
+    inheritable: no process of the sandbox may hold a socket of the host's network namespace."""
     import _socket
 
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
     sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     _place(sock.detach(), URL_FD)
+    os.set_inheritable(URL_FD, False)
 
 
 def open_for_bwrap(path: str, at: int) -> None:
@@ -48,7 +51,8 @@ def open_for_bwrap(path: str, at: int) -> None:
 
 def handed_over(opts: dict[str, list[str]]) -> None:
     """Close, in the watchdog, what the sandbox holds now: a connect after the sandbox is gone must fail."""
-    for key, fd in (("agent", AGENT_FD), ("fwd", URL_FD), ("seccomp", SECCOMP_FD), ("agentzip", AGENT_CODE_FD)):
+    for key, fd in (("agent", AGENT_FD), ("seccomp", SECCOMP_FD), ("agentzip", AGENT_CODE_FD),
+                    ("userns", BLOCK_FD), ("userns", INFO_FD)):
         if opts.get(key, [""])[0] not in ("", "0"):
             try:
                 os.close(fd)

@@ -27,12 +27,16 @@ import time
 
 try:
     from . import _egress as egress
+    from . import _forward as forward
+    from . import _userns as userns
     from . import _watch_fds as fds
-    from ._kill import kill_all, oom_kills  # the controller imports this module as part of the package
+    from ._kill import kill_all, oom_kills, rmtree  # the controller imports this module as part of the package
 except ImportError:
     import _egress as egress  # type: ignore[no-redef]
+    import _forward as forward  # type: ignore[no-redef]
+    import _userns as userns  # type: ignore[no-redef]
     import _watch_fds as fds  # type: ignore[no-redef]  # run as the watchdog, from its own directory
-    from _kill import kill_all, oom_kills  # type: ignore[no-redef]
+    from _kill import kill_all, oom_kills, rmtree  # type: ignore[no-redef]
 
 MARKER = "poolui-watchdog"
 ENV_MARKER = "POOLUI_SANDBOX"
@@ -180,28 +184,6 @@ def remove_cgroups(dirs: list[str], wait: float = 2.0) -> None:
                 time.sleep(0.002)
 
 
-def rmtree(top: str) -> None:
-    """Remove a directory tree without following symlinks (shutil costs ~3 ms to import)."""
-    for _, dirs, files, fd in os.fwalk(top, topdown=False):  # fd is valid only during its own step
-        for name in files:
-            try:
-                os.unlink(name, dir_fd=fd)
-            except OSError:
-                pass
-        for name in dirs:
-            try:
-                os.rmdir(name, dir_fd=fd)
-            except OSError:
-                try:
-                    os.unlink(name, dir_fd=fd)  # a symlink to a directory
-                except OSError:
-                    pass
-    try:
-        os.rmdir(top)
-    except OSError:
-        pass
-
-
 # ---------------------------------------------------------------- the sandbox
 
 
@@ -322,6 +304,15 @@ def say(data: bytes) -> None:
         pass  # the controller is gone; nobody to tell
 
 
+def _network(pid: int, fwd: bool, pasta: str, mdir: str, ids: tuple[int, int] | None) -> None:
+    """The claim URL's forwarder, outside the sandbox (isolated, egress), and pasta's way out (egress)."""
+    if fwd:
+        forward.start(pid, fds.URL_FD, ids if os.geteuid() == 0 else None)
+        os.close(fds.URL_FD)  # the forwarder's now
+    if pasta:
+        egress.start(pid, pasta, mdir, spawn)
+
+
 def main(args: list[str]) -> int:
     os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # no fd of the controller's (database, sockets) may leak in
     signal.signal(signal.SIGTERM, _stop)
@@ -338,6 +329,9 @@ def main(args: list[str]) -> int:
     try:
         fds.prepare(opts)
         ids = (int(one("uid")), int(one("gid"))) if one("uid") else None
+        two = [int(x) for x in one("userns").split(":")] if one("userns") else []  # agent uid, gid; sandbox's
+        if two:
+            ids, ends = (two[0], two[1]), userns.pipes()
         deadline = time.monotonic() + float(one("expires")) - time.time()
         memory = int(one("mem", "0"))
         cgroups, mem_limited = make_cgroups(opts.get("cg", []), memory, int(one("pids", "0")))
@@ -352,10 +346,11 @@ def main(args: list[str]) -> int:
             pid = spawn(cmd, cgroups, one("work"), out_w, env, rlimit_as, pdeath=True, ids=ids)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+        if two:
+            userns.write_maps(*ends, (two[0], two[1]), (two[2], two[3]))
         fds.handed_over(opts)
         os.close(out_w)
-        if one("pasta"):
-            egress.start(pid, one("pasta"), one("dir"), spawn)
+        _network(pid, one("fwd") == "1", one("pasta"), one("dir"), ids)
         st = proc_stat(pid)
         limit = "cgroup" if mem_limited else "rlimit" if rlimit_as else "none"
         say("\t".join(["started", str(pid), str(st[2] if st else 0), limit, *cgroups]).encode() + b"\n")
@@ -370,6 +365,7 @@ def main(args: list[str]) -> int:
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_IGN)  # a second terminate must not cut the cleanup short
     egress.stop()
+    forward.stop()
     kill_tree(cgroups, pid, "" if cgroups else marker)
     status = reap(pid) if pid else "not started"
     remove_cgroups(cgroups)

@@ -21,11 +21,16 @@ def static_args(opts: LocalOptions, extra: bool = True) -> list[str]:
         elif os.path.isdir(d):
             a += ["--ro-bind", d, d]
     if extra:
+        a += ["--perms", "0755", "--dir", "/etc"]  # made by the agent's uid: the sandbox's must pass through
         for p in ETC_FILES:
             a += ["--ro-bind-try", p, p]
         for p in opts.ro_paths:
             a += ["--ro-bind", p, p]
-    return a + ["--proc", "/proc", "--dev", "/dev", "--size", str(opts.tmp_size), "--tmpfs", "/tmp"]
+    # Every place the sandbox's code can write is a tmpfs of its own with a cap (the root is made read-only
+    # last, launch.py): a full one fails with ENOSPC inside, and a reset finds and empties each of them.
+    scratch = [x for d in ("/tmp", "/var/tmp", "/dev/shm") for x in ("--perms", "1777", "--size", str(opts.tmp_size),
+                                                                      "--tmpfs", d)]
+    return a + ["--proc", "/proc", "--dev", "/dev", *scratch]
 
 
 async def try_bwrap(bwrap: str, opts: LocalOptions) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .host import cgroup_bases, resolve
 from .options import LocalOptions
 from .shield import _write_filter
+from .use import SETPRIV
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,14 @@ async def findings() -> list[Finding]:
     err = await _bwrap_runs(bwrap) if bwrap else "bwrap is not installed (apt-get install -y bubblewrap)"
     out.append(Finding("bubblewrap", not err, err or f"{bwrap} makes sandboxes here"))
     out.append(Finding("network isolation", not err, err or "each sandbox gets a network namespace with only a "
-                       "loopback; the claim URL is forwarded in by its agent"))
+                       "loopback; the claim URL is forwarded in from outside it"))
     out.append(Finding("unprivileged uid", root, "sandboxes run as nobody:nogroup" if root else
                        f"the controller is not root: sandboxes run as its uid {os.geteuid()} (never root)"))
+    apart = root and os.access(SETPRIV, os.X_OK)
+    out.append(Finding("agent apart", apart, "the agent has a uid of its own, which the sandbox's code cannot "
+                       "signal or read" if apart else "the agent shares the sandbox's uid (non-dumpable, but the "
+                       "code can signal it): " + ("setpriv is missing (util-linux)" if root else
+                                                  "only root can map a second uid")))
     with tempfile.TemporaryDirectory() as d:
         try:
             _write_filter(Path(d) / "f.bpf", "doctor")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ...config import PoolConfig
 from ..common import fill
+from . import _userns as userns
 from . import _watch_fds as fds
 from . import _watchdog as wd
 from . import agent_zip
@@ -32,8 +33,10 @@ def watchdog_argv(pool: PoolConfig, *, program: str, member_id: str, port: int, 
     of the agent's code (agent_zip.py), or None for a sandbox without an agent."""
     marker = f"{ns}/{pool.name}/{member_id}"
     cmd = [program, *fill(pool.command[1:], port=port)]
+    two = shield is not None and shield.agent_uid is not None and bool(bwrap)  # _userns.py
     if agent:
-        cmd = agent_argv(cmd, "/work" if bwrap else str(work), bool(bwrap))
+        drop = (shield.uid or 0, shield.gid or 0) if two and shield else None
+        cmd = agent_argv(cmd, "/work" if bwrap else str(work), bool(bwrap), drop)
     orders: list[str] = []
     if bwrap:
         setenv = [x for k, v in {**env, wd.ENV_MARKER: marker}.items() for x in ("--setenv", k, v)]
@@ -52,9 +55,12 @@ def watchdog_argv(pool: PoolConfig, *, program: str, member_id: str, port: int, 
         if shield is not None and shield.seccomp is not None:
             home += ["--seccomp", str(fds.SECCOMP_FD)]
             orders.append(f"seccomp={shield.seccomp}")
-        if shield is not None and shield.uid is not None:
+        if two and shield is not None:
+            orders.append(f"userns={shield.agent_uid}:{shield.agent_gid}:{shield.uid}:{shield.gid}")
+            home += userns.bwrap_args()
+        elif shield is not None and shield.uid is not None:
             orders += [f"uid={shield.uid}", f"gid={shield.gid}"]
-        cmd = [bwrap, *static, *shown, *home, "--chdir", "/work", *setenv, "--", *cmd]
+        cmd = [bwrap, *static, *shown, *home, "--remount-ro", "/", "--chdir", "/work", *setenv, "--", *cmd]
     # Under bubblewrap the watchdog's child starts in "/": an unprivileged uid may not enter the state
     # directory, and the sandbox's own work directory is made by bubblewrap.
     start_in = "/" if bwrap and shield is not None and shield.disk else str(work)

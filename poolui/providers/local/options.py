@@ -10,7 +10,7 @@ from ...config import TableReader
 from ..common import ENV_ALLOWED, ENV_NAME
 
 ISOLATIONS = ("auto", "bubblewrap", "none")
-OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size", "agent", "user", "group")
+OPTION_KEYS = ("isolation", "cgroups", "env", "ro_paths", "tmp_size", "agent", "user", "group", "agent_user")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class LocalOptions:
     agent: bool = True  # the in-sandbox agent that runs exec and file requests (_agent.py)
     user: str = "nobody"  # who sandboxes run as when the controller is root (a name or a number, never 0)
     group: str = "nogroup"
+    agent_user: str = "65533"  # the agent's own uid when the controller is root: nothing else should use it
 
 
 def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
@@ -38,6 +39,7 @@ def parse_options(raw: dict[str, Any], where: str) -> LocalOptions:
     agent = t.bool_("agent", d.agent)
     user = t.str_("user", d.user, nonempty=True)
     group = t.str_("group", d.group, nonempty=True)
+    agent_user = t.str_("agent_user", d.agent_user, nonempty=True)
     t.finish(OPTION_KEYS, sort=False)
     return LocalOptions(isolation, cgroups, tuple(sorted(env.items())),
-                        tuple(os.path.normpath(p) for p in ro_paths), tmp_size, agent, user, group)
+                        tuple(os.path.normpath(p) for p in ro_paths), tmp_size, agent, user, group, agent_user)

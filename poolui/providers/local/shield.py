@@ -17,6 +17,7 @@ from pathlib import Path
 from ...config import PoolConfig
 from ...errors import ProviderUnavailable
 from .options import LocalOptions
+from .use import SETPRIV
 
 DISK_DEFAULT = 512 << 20  # bytes of the work directory's tmpfs when limits.disk is not set
 SECCOMP_FD = 5  # where the watchdog puts the filter for bubblewrap's --seccomp
@@ -32,6 +33,9 @@ DENIED = (
     "swapoff", "acct", "quotactl", "syslog", "vhangup", "iopl", "ioperm", "lookup_dcookie",
     "open_by_handle_at", "name_to_handle_at", "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
     "personality", "uselib", "nfsservctl",
+    # POSIX message queues live in the IPC namespace with no file to find them by: a reset could not
+    # see what one claim left for the next, so they cannot be made at all.
+    "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
 CLONE_NS = (0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x02000000)
 
@@ -44,6 +48,8 @@ class Shield:
     seccomp: Path | None  # the BPF program, or None for no filter
     disk: int | None  # the work directory's tmpfs size; None: a directory on the controller's disk
     pasta: str | None = None  # network = "egress": the pasta that gives the sandbox its way out
+    agent_uid: int | None = None  # the agent's own host uid and gid, out of the sandbox code's reach
+    agent_gid: int | None = None  # (_userns.py); None: the agent runs as the sandbox's uid, non-dumpable
 
     def describe(self) -> dict[str, object]:
         """For snapshots and the console: what protects this pool's sandboxes."""
@@ -62,15 +68,17 @@ def decide(pool: PoolConfig, opts: LocalOptions, bwrap: bool, agent: bool, state
         raise ProviderUnavailable(f'{where}: network = "{network}" needs {why}; set network = "host" to run '
                                   "without network isolation")
     pasta = _pasta(where) if network == "egress" else None
-    uid = gid = None
+    uid = gid = auid = agid = None
     if os.geteuid() == 0 and bwrap:  # a plain process runs as the controller: it has no root of its own
         uid, gid = _ids(opts, where)
+        if agent and os.access(SETPRIV, os.X_OK):
+            auid, agid = _agent_ids(opts, where, uid)
     seccomp = None
     if pool.seccomp and bwrap:
         seccomp = state_dir / "seccomp.bpf"
         _write_filter(seccomp, where)
     disk = (pool.limits.disk or DISK_DEFAULT) if bwrap else None
-    return Shield(network, uid, gid, seccomp, disk, pasta)
+    return Shield(network, uid, gid, seccomp, disk, pasta, auid, agid)
 
 
 def _pasta(where: str) -> str:
@@ -94,6 +102,20 @@ def _ids(opts: LocalOptions, where: str) -> tuple[int, int]:
     if uid == 0 or gid == 0:
         raise ProviderUnavailable(f"{where}: sandboxes may not run as root (user or group 0)")
     return uid, gid
+
+
+def _agent_ids(opts: LocalOptions, where: str, sandbox_uid: int) -> tuple[int, int]:
+    """The agent's host uid and gid: a number nothing else on the host should run as (it owns the
+    sandbox's user namespace), never root, never the sandbox's own."""
+    try:
+        auid = pwd.getpwnam(opts.agent_user).pw_uid if not opts.agent_user.isdigit() else int(opts.agent_user)
+    except KeyError:
+        raise ProviderUnavailable(f"{where}: no such user on this machine: {opts.agent_user} "
+                                  "([pools.NAME.local] agent_user)") from None
+    if auid in (0, sandbox_uid):
+        raise ProviderUnavailable(f"{where}: agent_user {opts.agent_user} may be neither root nor the sandbox's "
+                                  "own user: the agent must be out of the sandbox code's reach")
+    return auid, auid
 
 
 def _write_filter(path: Path, where: str) -> None:

@@ -25,14 +25,22 @@ if TYPE_CHECKING:
     from .options import LocalOptions
 
 AGENT_DIR = str(Path(__file__).parent)
+SETPRIV = "/usr/bin/setpriv"  # util-linux: drops the server to the sandbox's user (_userns.py)
 
 
-def agent_argv(cmd: list[str], work: str, sandboxed: bool) -> list[str]:
+def agent_argv(cmd: list[str], work: str, sandboxed: bool, drop: tuple[int, int] | None = None) -> list[str]:
     """The sandbox's command with its agent started beside it (see _agent.py); the agent's cached bytecode is
-    used, so there is no compile on every start."""
+    used, so there is no compile on every start. With `drop` (uid, gid), the shell is the user namespace's
+    root (_userns.py): it gives the work directory to that user, and the server runs as it, with no
+    capability left (setpriv), while the agent stays root there."""
     where = agent_zip.MOUNT if sandboxed else AGENT_DIR
     code = f"import sys; sys.path[:0] = [{where!r}]; import _agent; _agent.main()"
-    script = '"$0" -I -S -c "$1" "$$" "$2" & shift 2; exec "$@" 3>&- 4>&-'
+    if drop is None:
+        script = '"$0" -I -S -c "$1" "$$" "$2" 7>&- 8>&- & shift 2; exec "$@" 3>&- 7>&- 8>&-'
+        return ["/bin/sh", "-c", script, PYTHON, code, work, *cmd]
+    u, g = drop
+    script = (f'chown {u}:{g} "$2" || exit 125; "$0" -I -S -c "$1" "$$" "$2" {u} {g} 7>&- 8>&- & shift 2; '
+              f'exec {SETPRIV} --reuid={u} --regid={g} --clear-groups --inh-caps=-all -- "$@" 3>&- 7>&- 8>&-')
     return ["/bin/sh", "-c", script, PYTHON, code, work, *cmd]
 
 

@@ -1,0 +1,141 @@
+"""The agent's reset of a reused sandbox (see _agent.py): back to how it started, by construction and by
+check, or an error (and the controller terminates the sandbox, never hands it out).
+
+A sandbox's root and system directories are read-only; the places its code can write are tmpfs mounts
+(the work directory, /tmp, /var/tmp, /dev/shm: bwrap.py), each capped. The reset finds them itself, in
+/proc/self/mountinfo (every read-write tmpfs), so a place added later is not forgotten: it kills every
+process but the server's session, empties each of those places and checks that each is empty; /dev,
+which holds the device nodes, must be as it was when the agent started (remember()). SysV IPC objects
+(which live in the sandbox's IPC namespace, not in a file) are removed and checked gone; POSIX message
+queues cannot be made at all (the seccomp filter refuses mq_open). Last, the pool's reset command runs,
+as the sandbox's user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from typing import Any
+
+import _agent as agent
+from _kill import kill_all
+
+DEV = "/dev"
+IPC = ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem")
+_dev: dict[str, str] = {}  # /dev as it started: name -> what it is
+
+
+def _describe(top: str) -> dict[str, str]:
+    out = {}
+    for e in os.scandir(top):
+        kind = "link:" + os.readlink(e.path) if e.is_symlink() else "dir" if e.is_dir() else "file"
+        out[e.name] = kind
+    return out
+
+
+def remember() -> None:
+    """Note what /dev holds at the agent's start, before any claim's code has run."""
+    global _dev
+    try:
+        _dev = _describe(DEV)
+    except OSError:
+        _dev = {}
+
+
+def writable() -> list[str]:
+    """Every read-write tmpfs of this sandbox but /dev: the places its code can leave something in."""
+    places = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            point, options = fields[4].replace("\\040", " "), fields[5].split(",")
+            if post.split()[0] == "tmpfs" and "rw" in options and point not in ("/", DEV):
+                places.append(point)
+    return places
+
+
+def _empty(top: str) -> None:
+    for entry in os.scandir(top):
+        if entry.is_dir(follow_symlinks=False) and not os.path.ismount(entry.path):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        elif not entry.is_dir(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+def _ipc_left() -> list[str]:
+    left = []
+    for path in IPC:
+        try:
+            with open(path) as f:
+                left += [f"{path.rsplit('/', 1)[1]} {line.split()[1]}" for line in f.read().splitlines()[1:]]
+        except OSError:
+            pass
+    return left
+
+
+def _clear_ipc() -> str:
+    """Remove every SysV IPC object, as the sandbox's user (who made them); '' or what is left."""
+    if not _ipc_left():
+        return ""
+    try:
+        subprocess.run(["ipcrm", "--all"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=10, **agent.user())
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"ipcrm: {e}"
+    left = _ipc_left()
+    return f"SysV IPC objects survived: {left[:5]}" if left else ""
+
+
+def reset(conn: Any, req: dict[str, Any], work: str) -> None:
+    """Between two claims: kill every process but the server (and what it started: its session), empty
+    every writable place and check it held, run the pool's reset command. Without bubblewrap only the
+    work directory is the sandbox's own, and only processes carrying its marker are candidates."""
+    keep = agent._session(agent.SERVER)
+    mine = f"\0{agent.SANDBOX_MARKER}={os.environ.get(agent.SANDBOX_MARKER, '')}\0".encode()
+    isolated = bool(req.get("isolated"))
+
+    def others() -> list[int]:
+        return [p for p in agent._procs() if p not in (1, os.getpid()) and agent._live(p)
+                and agent._session(p) != keep and (isolated or agent._has(p, mine))]
+
+    left = kill_all(others, 2.0)
+    if left:
+        agent.end(conn, error=f"processes {left[:5]} survived SIGKILL")
+        return
+    why = _clean(work, isolated)
+    if why:
+        agent.end(conn, error=why)
+        return
+    if req.get("argv"):
+        r = subprocess.run(req["argv"], cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=float(req.get("timeout", 30)), start_new_session=True,
+                           **agent.user())
+        if r.returncode != 0:
+            agent.end(conn, error=f"the reset command exited {r.returncode}: "
+                                  f"{r.stderr.decode(errors='replace')[-200:]}")
+            return
+    agent.end(conn, ok=True)
+
+
+def _clean(work: str, isolated: bool) -> str:
+    """Empty the writable places and check; '' when all held, else what did not."""
+    places = writable() if isolated else [work]
+    if isolated and work not in places:
+        places.append(work)
+    for top in places:
+        _empty(top)
+    for top in places:
+        if [n for n in os.listdir(top) if not os.path.ismount(os.path.join(top, n))]:
+            return f"{top} could not be emptied: {sorted(os.listdir(top))[:5]}"
+    if isolated:
+        now = _describe(DEV) if _dev else {}
+        if now != _dev:
+            changed = sorted(set(now.items()) ^ set(_dev.items()))
+            return f"/dev is not as it started: {changed[:5]}"
+        return _clear_ipc()
+    return ""
