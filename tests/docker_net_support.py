@@ -212,4 +212,5 @@ async def space(engine: Any) -> Any:
         remove_egress(client, s.ns)
         name, bridge = egress_names(s.ns)
         assert client.api.networks(names=[name]) == [] and rules_of(bridge) == []
+        assert client.api.containers(all=True, filters={"label": f"poolui.namespace={s.ns}"}) == []
         client.close()

@@ -88,7 +88,11 @@ def main() -> None:
         if not slots.acquire(blocking=False):
             client.close()
             continue
-        threading.Thread(target=relay, args=(client, port, slots), daemon=True).start()
+        try:
+            threading.Thread(target=relay, args=(client, port, slots), daemon=True).start()
+        except RuntimeError:  # no thread to be had now: this connection is refused, the next may not be
+            client.close()
+            slots.release()
 
 
 if __name__ == "__main__":
