@@ -4,16 +4,18 @@
 
 Same measures as bench/isolation.py (the local provider's): cold start (a claim on an empty pool, create to
 HTTP-ready, in-process PoolManager, the pools alternating), claim + first request through the claim URL,
-then requests through the claim URL of a claimed container, a new TCP connection each and on one kept-alive
-connection. Prints p50/p99 and each mode's p50 minus bridge's. Needs `sudo scripts/docker-engine.sh`;
-isolated and egress are measured where this machine can give them (a local engine, root; egress also
-iptables and br_netfilter). The egress network and its host rule made for the run are removed at the end.
+then requests through the claim URL of a claimed container, a new TCP connection each and on one
+kept-alive connection. Prints p50/p99 and each mode's p50 minus bridge's, then all of it as one JSON
+line. Needs `sudo scripts/docker-engine.sh`; isolated and egress are measured where this machine can give
+them (a local engine, root; egress also iptables and br_netfilter). The egress network and its host rule
+made for the run are removed at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -61,20 +63,30 @@ async def main(starts: int, n: int) -> None:
             client = docker.from_env()
             remove_egress(client, namespace_of(Path(d)))
             client.close()
-    others = MODES[1:]
-    print(f"{'':44}" + "".join(f"{m:>18}" for m in MODES) + "".join(f"{m + ' - bridge':>18}" for m in others))
-    for name, key in (("cold start, create to ready", "cold"), ("claim + first request", "first"),
-                      ("request, new connection each", "fresh"), ("request, kept-alive connection", "kept")):
-        base = data[key]["bridge"]
-        cells = "".join(f"{pct(data[key][m], 50):8.2f} / {pct(data[key][m], 99):7.2f}" for m in MODES)
-        diffs = "".join(f"{pct(data[key][m], 50) - pct(base, 50):+15.2f} ms" for m in others)
-        print(f"{name + f' (n={len(base)})':<44}{cells}{diffs}")
-    print("(milliseconds, p50 / p99; differences are of p50)")
+    report(data)
+
+
+MEASURES = {"cold": "cold start, create to ready", "first": "claim + first request",
+            "fresh": "request, new connection each", "kept": "request, kept-alive connection"}
+
+
+def report(data: dict[str, dict[str, list[float]]]) -> None:
+    """One line per measure and mode (p50, p99, p50 over bridge's), and the same as one JSON object last,
+    for comparing runs."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for key, label in MEASURES.items():
+        base = pct(data[key]["bridge"], 50)
+        for m in MODES:
+            p50, p99 = pct(data[key][m], 50), pct(data[key][m], 99)
+            out.setdefault(key, {})[m] = [round(p50, 3), round(p99, 3)]
+            print(f"{label:<32} {m:<9} n={len(data[key][m]):<4} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms  "
+                  f"{'' if m == 'bridge' else f'{p50 - base:+.2f} ms over bridge'}")
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--starts", type=int, default=20)
-    ap.add_argument("--requests", type=int, default=300)
-    a = ap.parse_args()
-    asyncio.run(main(a.starts, a.requests))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--starts", type=int, default=20, help="cold starts per mode")
+    parser.add_argument("--requests", type=int, default=300, help="requests per mode, each way")
+    args = parser.parse_args()
+    asyncio.run(main(args.starts, args.requests))
