@@ -144,8 +144,8 @@ def forwarders() -> dict[int, int]:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if len(argv) > 8 and argv[3].endswith(b"docker/_forward.py") and argv[8].startswith(b"url="):
-            found[int(pid)] = int(argv[8][4:])
+        if len(argv) > 3 and argv[3].endswith(b"docker/_forward.py"):
+            found[int(pid)] = next(int(a[4:]) for a in argv if a.startswith(b"url="))
     return found
 
 

@@ -14,7 +14,7 @@ from docker_net_support import ISOLATED_MISSING, Space, forwarders, space
 from docker_support import IMAGE, http_body
 from helpers import wait_for
 
-from poolui.errors import ConfigError, ProviderUnavailable
+from poolui.errors import ConfigError, ProviderUnavailable, SandboxDied
 from poolui.pool_file import parse_config
 from poolui.providers.base import ProviderContext
 from poolui.providers.docker import make
@@ -86,3 +86,12 @@ async def test_an_isolated_url_outlives_the_controller_and_ends_with_its_contain
     with pytest.raises(httpx.ConnectError):
         await http_body(sb.url)
     assert os.geteuid() == 0  # ISOLATED_MISSING said so
+
+
+@pytest.mark.skipif(bool(ISOLATED_MISSING), reason=f"isolated Docker networks need {ISOLATED_MISSING}")
+async def test_a_container_that_ends_at_once_leaves_no_forwarder(space: Space) -> None:
+    p = space.provider("web", network="isolated", command=["sh", "-c", "exit 3"])
+    sb = await p.create("m-1", ttl=60)  # the forwarder was started before the container, and never handed it
+    with pytest.raises(SandboxDied, match="exited with code 3"):
+        await p.wait_ready(sb, timeout=20)
+    await wait_for(lambda: sb.ref["host_port"] not in forwarders().values(), 10, what="the unused forwarder to end")

@@ -1,12 +1,13 @@
 """The claim URL of an isolated container (network_mode "none"), forwarded from the host's side.
 
-Run by the controller, detached (its own session), as `python -I -S _forward.py PORT LISTENER ENDED
-NETNS url=URL_PORT`, standard library only; PORT is the server's inside, the next three are descriptors
-it inherits (the last argument only says in `ps` which claim URL this is):
+Run by the controller, detached (its own session), as `python -I -S _forward.py LISTENER CHANNEL
+url=URL_PORT`, standard library only, before the container starts; LISTENER and CHANNEL are descriptors it
+inherits (the last argument only says in `ps` which claim URL this is):
   LISTENER  a TCP socket bound and listening on the host's 127.0.0.1 (the claim URL's port);
-  ENDED     a pidfd of the container's first process: readable once the container has ended, and then so
-            is the forwarder;
-  NETNS     the container's network namespace (/proc/PID/ns/net).
+  CHANNEL   a Unix socket on which the controller sends, once the container runs, the server's port inside
+            with two descriptors: a pidfd of the container's first process (readable once the container
+            has ended, and then so is the forwarder) and the container's network namespace. An end of the
+            channel without them (the container did not start) ends the forwarder.
 It enters the container's network namespace with setns, so that every socket it makes from then on (the
 connection to the server on the container's 127.0.0.1:PORT) is inside, while the listening socket, made
 before, stays in the host's. Nothing inside the container holds a socket of the host's namespace, and
@@ -70,7 +71,12 @@ def relay(client: socket.socket, port: int, slots: threading.BoundedSemaphore) -
 
 
 def main() -> None:
-    port, listen_fd, ended, netns = map(int, sys.argv[1:5])
+    listen_fd, channel_fd = map(int, sys.argv[1:3])
+    with socket.socket(fileno=channel_fd) as channel:
+        data, fds, _, _ = socket.recv_fds(channel, 16, 2)
+    if len(fds) != 2 or not data.isdigit():
+        sys.exit(0)  # the container did not start: nothing to forward to
+    port, (ended, netns) = int(data), fds
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.setns(netns, CLONE_NEWNET) != 0:
         sys.exit(f"setns: {os.strerror(ctypes.get_errno())}")

@@ -180,22 +180,23 @@ class DockerProvider(DockerUse):
         o = self.opts
         image = client.images.get(o.image)
         expires_at = time.time() + max(1, math.ceil(ttl))
-        host_port, listener = o.host_port, None
+        host_port, channel = o.host_port, None
         if self.mode == "host":
             host_port = host_port or self.ctx.ports.pick()
-        elif self.mode == "isolated":  # the URL's port is bound here, before the container exists
+        elif self.mode == "isolated":  # the URL's port is bound, and its forwarder started, before the container
             listener = forward.listen(host_port or self.ctx.ports.pick())
             host_port = listener.getsockname()[1]
+            channel = forward.prestart(listener)
         try:
             c = container_spec(self.pool, o, self.ctx.namespace, member_id, ttl, expires_at, host_port,
                                image.attrs.get("Config") or {}, self.memory, self.pids, self.read_only,
                                self.mode, self._network_blocking())
-            return self._create_started(c, image.id, listener)
+            return self._create_started(c, image.id, channel)
         finally:
-            if listener is not None:
-                listener.close()  # a no-op once the forwarder has it
+            if channel is not None:
+                channel.close()  # a no-op once handed over; else the forwarder ends
 
-    def _create_started(self, c: ContainerSpec, image_id: str, listener: socket.socket | None) -> Sandbox:
+    def _create_started(self, c: ContainerSpec, image_id: str, channel: socket.socket | None) -> Sandbox:
         """Create and start the container (and an isolated one's forwarder); nothing is left on failure."""
         import docker.errors
 
@@ -215,8 +216,8 @@ class DockerProvider(DockerUse):
         try:
             api.start(cid)
             attrs = api.inspect_container(cid)
-            if listener is not None:
-                forward.start(listener, attrs["State"]["Pid"], self.opts.port or 0)
+            if channel is not None:
+                forward.hand_over(channel, attrs["State"]["Pid"], self.opts.port or 0)
         except BaseException:
             self._remove_blocking(cid)
             raise
