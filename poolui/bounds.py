@@ -13,6 +13,7 @@ MAX_INTERVAL = DAY  # maintenance, health and readiness intervals
 MIN_LEASE, MAX_LEASE = 0.1, DAY  # claim leases
 MAX_SIZE = 100_000  # sandboxes in one pool
 MAX_CONCURRENT_CREATES = 1000
+MAX_EXECS = 1024  # concurrent execs in one sandbox (each is a process and a connection to it)
 MAX_CREATE_RETRIES = 1000
 MAX_PIDS = 1 << 22
 MAX_MEMORY = 1 << 40  # 1 TiB

@@ -121,6 +121,13 @@ class FileNotFound(PoolError):
     http_status = 404
 
 
+class TooManyExecs(PoolError):
+    """The sandbox runs as many execs as its pool allows at once (max_execs): one must end first."""
+
+    code = "too_many_execs"
+    http_status = 429
+
+
 class NotSupported(PoolError):
     """This pool's provider cannot do it (the instant provider has nothing to exec in)."""
 
@@ -133,6 +140,6 @@ ERRORS_BY_CODE: dict[str, type[PoolError]] = {
     for cls in (
         PoolError, ConfigError, InvalidRequest, PoolNotFound, SandboxNotFound, ClaimEnded, PoolExhausted,
         PoolDraining, ClaimTimeout, WarmUpTimeout, ProviderError, ReadinessTimeout, SandboxDied,
-        ProviderUnavailable, Unauthorized, ServerUnreachable, Forbidden, FileNotFound, NotSupported,
+        ProviderUnavailable, Unauthorized, ServerUnreachable, Forbidden, FileNotFound, NotSupported, TooManyExecs,
     )
 }

@@ -60,6 +60,7 @@ class PoolConfig:
     claim_timeout: float = 10.0
     claim_lease: float | None = None  # a claim ends unless renewed within this long (None: claims have no lease)
     max_concurrent_creates: int = 4
+    max_execs: int = 16  # execs one sandbox runs at once; more are refused with 429 (core/use.py)
     create_retries: int = 3  # failures in a row before the pool is degraded
     limits: Limits = Limits()
     read_only: bool = False  # the console and API refuse every change to this pool

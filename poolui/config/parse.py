@@ -30,7 +30,7 @@ POOL_KEYS = (
     "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
     "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
     "claim_timeout", "claim_lease", "max_concurrent_creates", "create_retries", "limits", "read_only",
-    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp",
+    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp", "max_execs",
 )
 NETWORKS = ("auto", "isolated", "egress", "host")
 REUSE_KEYS = ("max_uses", "reset", "reset_timeout")
@@ -118,6 +118,7 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
         max_concurrent_creates=t.int_("max_concurrent_creates", d.max_concurrent_creates, minimum=1,
                                       maximum=b.MAX_CONCURRENT_CREATES),
         create_retries=t.int_("create_retries", d.create_retries, minimum=1, maximum=b.MAX_CREATE_RETRIES),
+        max_execs=t.int_("max_execs", d.max_execs, minimum=1, maximum=b.MAX_EXECS),
         limits=_limits(t.sub("limits")),
         read_only=t.bool_("read_only", False),
         reuse=_reuse(t),

@@ -42,6 +42,7 @@ class Member:
     token_hash: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     files_in: int = 0
+    execs: int = 0  # execs running in it now, against its pool's max_execs
 
     @property
     def url(self) -> str:

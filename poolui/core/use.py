@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ClaimEnded, InvalidRequest, NotSupported, SandboxNotFound
+from ..errors import ClaimEnded, InvalidRequest, NotSupported, SandboxNotFound, TooManyExecs
 from ..sandbox_io import MAX_CLAIM_FILES, MAX_FILE, ExecChunk, ExecRequest, ExecResult, check_path
 from .member import Member
 from .model import MemberState
@@ -51,10 +51,19 @@ async def exec_in(pool: Pool, sandbox_id: str, req: ExecRequest) -> AsyncGenerat
     if m.env:
         req = ExecRequest(req.argv, tuple({**dict(m.env), **dict(req.env)}.items()), req.cwd, req.stdin,
                           req.timeout, req.max_output)
+    # Refused here, before the provider is asked: each exec is a process and a connection (a thread in the
+    # local agent), and a flood of them must not take the sandbox down with it.
+    if m.execs >= pool.cfg.max_execs:
+        raise TooManyExecs(f"sandbox '{sandbox_id}' of pool '{pool.name}' is running {m.execs} execs, as many as "
+                           f"its pool allows at once (max_execs = {pool.cfg.max_execs}): retry once one has ended")
+    m.execs += 1
     pool.metrics.execs += 1
-    async with aclosing(run(m.sandbox, req)) as items:  # closed at once when our caller stops reading
-        async for item in items:
-            yield item
+    try:
+        async with aclosing(run(m.sandbox, req)) as items:  # closed at once when our caller stops reading
+            async for item in items:
+                yield item
+    finally:
+        m.execs -= 1
 
 
 async def put_file(pool: Pool, sandbox_id: str, path: str, data: bytes, mode: int = 0o644) -> int:

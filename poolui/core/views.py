@@ -53,6 +53,7 @@ def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
         config={
             "ttl": cfg.ttl, "min_remaining_ttl": cfg.min_remaining_ttl, "on_empty": cfg.on_empty,
             "claim_timeout": cfg.claim_timeout, "max_concurrent_creates": cfg.max_concurrent_creates,
+            "max_execs": cfg.max_execs,
             "command": list(cfg.command), "revision": cfg.revision,
             "health_interval": cfg.health.interval if cfg.health else None,
             "maintenance_interval": cfg.maintenance_interval,

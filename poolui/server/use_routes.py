@@ -19,11 +19,12 @@ from ..sandbox_io import ExecChunk, ExecResult
 from .fast import claim_files
 from .fast_exec import line, stdin_of
 from .routes import bearer, no_unknown_query
-from .schemas import ERROR_RESPONSES, ExecIn, FileOut, RunIn
+from .schemas import ERROR_RESPONSES, ErrorOut, ExecIn, FileOut, RunIn
 
 NDJSON = "application/x-ndjson"
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {NDJSON: {}}, "description": "output lines as they come, then a line with \"done\": true"}}
+    200: {"content": {NDJSON: {}}, "description": "output lines as they come, then a line with \"done\": true"},
+    429: {"model": ErrorOut, "description": "the sandbox already runs its pool's max_execs execs at once"}}
 
 use_api = APIRouter(dependencies=[Security(bearer), Depends(no_unknown_query)], responses=ERROR_RESPONSES)
 
