@@ -45,7 +45,8 @@ async def test_an_exec_flood_gets_429_past_the_cap_and_the_sandbox_lives_on(web:
         flood = [asyncio.ensure_future(one()) for _ in range(FLOOD)]
         try:
             # None of the first CAP can end before `go` exists, so every other one must be refused.
-            await wait_for(lambda: len(refused) == FLOOD - CAP, 60, interval=0.02, what="the execs past the cap refused")
+            await wait_for(lambda: len(refused) == FLOOD - CAP, 60, interval=0.02,
+                           what="the execs past the cap refused")
             async with httpx.AsyncClient(headers={"authorization": f"Bearer {cl.token}"}, timeout=30) as h:
                 r = await h.post(f"{web.url}/pools/{POOL}/sandboxes/{cl.id}/exec", json={"argv": ["true"]})
             assert (r.status_code, r.json()["error"]) == (429, "too_many_execs"), r.text
