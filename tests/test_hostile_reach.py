@@ -40,6 +40,7 @@ def config() -> Any:
     return parse_config({"pools": {
         "iso": {**base, "target_ready": 1},
         "re": {**base, "target_ready": 1, "min_ready": 0, "max_ready": 1, "max_total": 1, "reuse": True},
+        "hp": {**base, "target_ready": 1, "health": {"http": "/", "interval": "1h", "timeout": "2s"}},
     }}, "test.toml")
 
 
@@ -141,8 +142,7 @@ def _pidns(pid: int) -> int:
 def _agent_listener(pid: int, fd: int) -> bool:
     """The agent's own Unix listener (fd 3), which the controller connects to: the one socket made outside,
     a Unix socket that can only accept, held by the agent alone, which the code cannot reach (above)."""
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return fd == 3 and b"_agent.main()" in f.read()
+    return fd == 3 and _is_agent(pid)
 
 
 async def test_a_reused_sandbox_keeps_nothing_of_the_claim_before(mgr: PoolManager) -> None:
@@ -180,3 +180,35 @@ def test_an_agent_uid_within_the_sandboxs_reach_is_refused(agent_user: str, tmp_
     opts = parse_options({"agent_user": agent_user}, "pools.iso.local")
     with pytest.raises(ProviderUnavailable, match="agent_user|no such user"):
         decide(pool, opts, bwrap=True, agent=True, state_dir=tmp_path)
+
+
+async def test_a_sandbox_whose_agent_died_is_unhealthy_and_replaced(mgr: PoolManager) -> None:
+    [m] = mgr.pools["hp"].handout.members()
+    assert m.sandbox is not None
+    agent = next(p for p in _tree(int(m.sandbox.ref["watchdog_pid"])) if _is_agent(p))
+    os.kill(agent, 9)  # what an OOM kill, or code that could reach it, would do
+    report = await mgr.maintain("hp")
+    assert report.removed_unhealthy == [m.id]
+    await wait_for(lambda: len(mgr.pools["hp"].handout) == 1 and mgr.pools["hp"].handout.members()[0].id != m.id,
+                   30, what="a new sandbox in the dead agent's place")
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _is_agent(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"_agent.main()" in f.read()
+    except OSError:
+        return False

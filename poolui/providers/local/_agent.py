@@ -154,6 +154,8 @@ def handle(conn: Any, work: str, slots: Any) -> None:
                 _agent_files.get(conn, req, work)
             else:
                 _agent_files.listing(conn, req, work)
+        elif op == "ping":  # the health probe's: the agent accepts, has a thread, and answers
+            end(conn, ok=True)
         elif op == "reset":
             import _agent_reset
 

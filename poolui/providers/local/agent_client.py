@@ -150,3 +150,10 @@ async def listing(path: Path, rel: str) -> list[str]:
         elif kind == b"x":
             _end(payload, f"listing {rel or 'the work directory'}")
     return found
+
+
+async def ping(path: Path) -> None:
+    """The agent answers a request: SandboxDied or ProviderError when it does not."""
+    async for kind, payload in frames(path, {"op": "ping"}):
+        if kind == b"x":
+            _end(payload, "asking the agent")

@@ -20,7 +20,7 @@ from ..base import ProbeResult, ProviderContext, Sandbox
 from ..common import Ended, fill, options_of
 from ..probes import http_get, poll_until_ready, run_exec, tcp_connect
 from . import _watchdog as wd
-from . import agent_zip
+from . import agent_client, agent_zip
 from .bwrap import static_args, try_bwrap
 from .host import BOOT_ID, PYTHON, SAFE_ID, SANDBOX_PATH, SYSTEM_DIRS, cgroup_bases, ref_alive, resolve, under
 from .launch import sandbox_env, watchdog_argv
@@ -294,6 +294,12 @@ class LocalProvider(AgentUse):
         if not self.alive(sb):
             return ProbeResult(False, "the sandbox has exited: " + self._ended.get(sb.member_id, "process gone"))
         try:
+            if self.has_agent:  # a sandbox whose agent is gone serves its URL but can be neither used nor reset
+                try:
+                    async with asyncio.timeout(cfg.timeout):
+                        await agent_client.ping(self._member_dir(sb.member_id) / agent_client.SOCKET)
+                except Exception as e:
+                    return ProbeResult(False, f"the sandbox's agent does not answer ({e or type(e).__name__})")
             return await self._probe(cfg.kind, cfg.path, cfg.argv, sb, cfg.timeout)
         except Exception as e:
             return ProbeResult(False, f"probe failed: {e}")
