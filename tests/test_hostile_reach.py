@@ -40,6 +40,7 @@ def config() -> Any:
     return parse_config({"pools": {
         "iso": {**base, "target_ready": 1},
         "re": {**base, "target_ready": 1, "min_ready": 0, "max_ready": 1, "max_total": 1, "reuse": True},
+        "few": {**base, "target_ready": 1, "limits": {"disk": "16MiB", "pids": 48}},
         "hp": {**base, "target_ready": 1, "health": {"http": "/", "interval": "1h", "timeout": "2s"}},
     }}, "test.toml")
 
@@ -212,3 +213,45 @@ def _is_agent(pid: int) -> bool:
             return b"_agent.main()" in f.read()
     except OSError:
         return False
+
+
+BOMB = """import os, sys, time
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:  # takes every pid there is, and each one given back, until the end
+    try:
+        if os.fork() == 0:
+            time.sleep(max(0, end - time.monotonic()))
+            os._exit(0)
+    except OSError:
+        time.sleep(0.001)
+"""
+
+
+async def test_an_agent_out_of_threads_refuses_and_lives_on(mgr: PoolManager) -> None:
+    from poolui.errors import TooManyExecs
+
+    c = await mgr.claim("few", timeout=30)
+    sandbox = mgr.pools["few"].members[c.id].sandbox
+    assert sandbox is not None
+    pids = [f"{d}/pids.current" for d in sandbox.ref["cgroups"] if os.path.exists(f"{d}/pids.current")]
+    if not pids:
+        pytest.skip("no pids cgroup here to fill")
+    bomb = ["sh", "-c", 'setsid python3 -c "$0" 5 >/dev/null 2>&1 &', BOMB]
+    assert (await collect(mgr.exec("few", c.id, bomb))).exit_code == 0
+
+    def full() -> bool:
+        with open(pids[0]) as f:
+            return int(f.read()) >= 48
+
+    await wait_for(full, 10, interval=0.01, what="every pid of the sandbox taken")
+    with pytest.raises(TooManyExecs, match="no thread left"):
+        await collect(mgr.exec("few", c.id, ["true"]))
+
+    async def answers() -> bool:
+        try:
+            return (await collect(mgr.exec("few", c.id, ["echo", "back"]))).stdout == b"back\n"
+        except TooManyExecs:
+            return False
+
+    await wait_for(answers, 30, interval=0.2, what="the agent to answer once the pids come back")
+    await mgr.release("few", c.id)

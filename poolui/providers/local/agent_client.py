@@ -13,7 +13,7 @@ from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
-from ...errors import FileNotFound, InvalidRequest, ProviderError, SandboxDied
+from ...errors import FileNotFound, InvalidRequest, ProviderError, SandboxDied, TooManyExecs
 from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
 
 SOCKET = "agent.sock"
@@ -58,13 +58,19 @@ async def frames(path: Path, header: dict[str, Any], data: bytes = b"",
                 writer.write(data)
             await writer.drain()
         except (BrokenPipeError, ConnectionResetError):
-            raise SandboxDied("the sandbox ended during the request") from None
+            # A busy agent answers at once and closes without reading: its answer may be waiting.
+            pass
         while True:
             try:
                 head = await reader.readexactly(5)
                 payload = await reader.readexactly(int.from_bytes(head[1:], "big"))
             except asyncio.IncompleteReadError:
                 raise SandboxDied("the sandbox ended during the request") from None
+            except (BrokenPipeError, ConnectionResetError):
+                # The agent accepted and closed without reading the request: only a busy agent does that
+                # (its answer went with the connection, which asyncio drops on the failed write).
+                raise TooManyExecs(f"the sandbox's agent refused the request unread (too many at once, or no "
+                                   "thread left in the sandbox); try again when a request has ended") from None
             yield head[:1], payload
             if head[:1] == b"x":
                 return
@@ -93,6 +99,8 @@ def _end(payload: bytes, doing: str) -> dict[str, Any]:
         raise FileNotFound(result["error"])
     if result.get("refused") or result.get("too_large"):
         raise InvalidRequest(result["error"])
+    if result.get("busy"):  # the agent's own cap, or no thread left in the sandbox (_agent.serve)
+        raise TooManyExecs(f"{doing}: {result['error']}; try again when a request has ended")
     if "error" in result and "exit_code" not in result:
         raise ProviderError(f"{doing}: {result['error']}")
     return result
