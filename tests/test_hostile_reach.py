@@ -233,7 +233,7 @@ async def test_an_agent_out_of_threads_refuses_and_lives_on(mgr: PoolManager) ->
     c = await mgr.claim("few", timeout=30)
     sandbox = mgr.pools["few"].members[c.id].sandbox
     assert sandbox is not None
-    pids = [f"{d}/pids.current" for d in sandbox.ref["cgroups"] if os.path.exists(f"{d}/pids.current")]
+    pids = _pids_files(sandbox.ref["cgroups"])
     if not pids:
         pytest.skip("no pids cgroup here to fill")
     bomb = ["sh", "-c", 'setsid python3 -c "$0" 5 >/dev/null 2>&1 &', BOMB]
@@ -255,3 +255,7 @@ async def test_an_agent_out_of_threads_refuses_and_lives_on(mgr: PoolManager) ->
 
     await wait_for(answers, 30, interval=0.2, what="the agent to answer once the pids come back")
     await mgr.release("few", c.id)
+
+
+def _pids_files(cgroups: list[str]) -> list[str]:
+    return [f"{d}/pids.current" for d in cgroups if os.path.exists(f"{d}/pids.current")]

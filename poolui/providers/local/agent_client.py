@@ -69,7 +69,7 @@ async def frames(path: Path, header: dict[str, Any], data: bytes = b"",
             except (BrokenPipeError, ConnectionResetError):
                 # The agent accepted and closed without reading the request: only a busy agent does that
                 # (its answer went with the connection, which asyncio drops on the failed write).
-                raise TooManyExecs(f"the sandbox's agent refused the request unread (too many at once, or no "
+                raise TooManyExecs("the sandbox's agent refused the request unread (too many at once, or no "
                                    "thread left in the sandbox); try again when a request has ended") from None
             yield head[:1], payload
             if head[:1] == b"x":
