@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import wait_for
 
+from poolui import virtual_time
 from poolui.core import checkpoint
 from poolui.core.manager import PoolManager
 from poolui.core.member import Member
@@ -110,6 +111,25 @@ def test_without_a_loop_the_checkpoint_runs_in_the_commit(tmp_path: Path) -> Non
         assert store.checkpoints.wal_size() < 64 << 10
     finally:
         store.close()
+
+
+def test_on_virtual_time_the_checkpoint_runs_in_the_commit(tmp_path: Path) -> None:
+    """On virtual time a wait for the checkpoint thread would let time jump (a lease could end while a claim
+    waits for its commit): the checkpoint runs in the commit instead, and no virtual time passes."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        store = Store(tmp_path)
+        try:
+            start = loop.time()
+            for i in range(checkpoint.EVERY):
+                store.put(member(i))
+                await store.commit_now()
+            assert (store.checkpoints.done, store.checkpoints.hold_seconds.count, loop.time()) == (1, 0, start)
+        finally:
+            store.close()
+
+    virtual_time.run(main())
 
 
 async def test_a_checkpoint_a_reader_blocks_gives_up_its_hold(tmp_path: Path) -> None:

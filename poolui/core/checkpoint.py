@@ -20,6 +20,8 @@ TRUNCATEs. So the WAL file stays under HOLD_AT plus one transaction. A checkpoin
 reader in another process holding an old snapshot for longer than HOLD_WAIT) gives up the hold; the next
 is tried after twice as many commits, or HOLD_AT more bytes, so a stuck reader costs disk (it would with
 any checkpoint), not a hold per commit. Nothing but this process opens the state file in normal use.
+Without a loop (a script), or on virtual time (where waiting for a thread lets time jump), the checkpoint
+runs in the commit that makes it due, blocking for real time only.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from ..virtual_time import VirtualTimeLoop
 from .metrics import Histogram
 
 EVERY = 200  # commits between checkpoints: about 3 MiB of WAL at a claim's few pages per commit
@@ -79,7 +82,11 @@ class Checkpointer:
             return
         try:
             self._loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a script): nothing to stall, so checkpoint right here
+        except RuntimeError:
+            self._loop = None
+        if self._loop is None or isinstance(self._loop, VirtualTimeLoop):
+            # No loop (a script): nothing to stall. Virtual time: a wait for this thread would let time
+            # jump (leases end, timeouts fire) while nothing happened; a blocking checkpoint takes none.
             self._since = 0
             self._checkpoint_here()
             return
