@@ -217,10 +217,30 @@ async def test_resize_up_and_down_never_touches_claimed(tmp_path: Path) -> None:
         await mgr.resize("p", target=1)
         await wait_for(lambda: len(pool.handout) == 1 and pool.counts()["terminating"] == 0, 5)
         assert all(m.id not in pool.members for m in newest)  # the newest idle ones went
+        assert {pool.recently_gone[m.id] for m in newest} == {"surplus after resize to target 1"}
         assert pool.members[held.id].state is MemberState.CLAIMED
         with pytest.raises(PoolError, match="min_ready <= target_ready <= max_ready"):
             await mgr.resize("p", target=7)
         assert pool.cfg.target_ready == 1
+
+
+def test_a_surplus_nobody_resized_for_says_what_it_is(tmp_path: Path) -> None:
+    """on_empty = "create": a claimer that gave up leaves the create made for it over the target. It is
+    trimmed, and the reason says so; it does not claim a resize that never happened."""
+
+    async def main() -> None:
+        cfg = config(target_ready=1, max_ready=2, on_empty="create", instant={"create_delay": "1s"})
+        async with virtual_manager(cfg, tmp_path) as (mgr, clock):
+            await mgr.warm_up(5)
+            await mgr.claim("p")
+            with pytest.raises(ClaimTimeout):
+                await mgr.claim("p", timeout=0.1)
+            pool = mgr.pools["p"]
+            await wait_for(lambda: any("surplus" in why for why in pool.recently_gone.values()), 10)
+            assert [why for why in pool.recently_gone.values() if "surplus" in why] == \
+                ["surplus: 2 ready or starting for a target of 1"]
+
+    virtual_time.run(main())
 
 
 async def test_resize_down_retires_not_ready_members_first(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..bounds import MAX_WAIT
 from ..errors import ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
-from . import leases, use
+from . import leases, reuse, use
 from .member import Member
 from .model import Claim
 
@@ -25,6 +25,8 @@ def empty_reason(pool: Pool) -> str:
         return "pool empty and paused (no refill)"
     if pool.live() >= pool.cfg.max_total:
         return f"max_total ({pool.cfg.max_total}) sandboxes already exist"
+    if reuse.coming_back(pool):  # a reuse pool at its target waits for a reset, not a create (reuse.py)
+        return "all out on claims or on their way to ready (a reuse pool waits for a reset)"
     return "pool empty"
 
 

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 def resize(pool: Pool, target: int | None = None, min_ready: int | None = None,
            max_ready: int | None = None) -> PoolConfig:
     """New sizes, checked by the pool file's own rule; InvalidRequest says what is wrong."""
+    old = pool.cfg.target_ready
     pool.cfg = new = resized(pool.cfg, target, min_ready, max_ready)
+    pool.lowered_target = pool.lowered_target or new.target_ready < old  # the trim then says "after resize"
     pool.emit("resized", None, f"target {new.target_ready}, min {new.min_ready}, max {new.max_ready}")
     pool.reconcile()
     return new

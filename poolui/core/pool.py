@@ -22,7 +22,7 @@ from ..clock import Clock
 from ..config import PoolConfig
 from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
-from . import claim_scope, claims, leases, refill, reuse
+from . import claim_scope, claims, refill, reuse
 from .bringup import bring_up
 from .eligibility import verdict
 from .events import EventBus
@@ -67,7 +67,7 @@ class Pool:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._bringups: dict[str, asyncio.Task[Any]] = {}
         self._loops: list[asyncio.Task[Any]] = []
-        self.drained_said = False
+        self.drained_said, self.lowered_target = False, False  # lowered_target: by a resize (refill.trim)
         self._n: Counter[MemberState] = Counter()  # members per state, kept by _set/_gone: no scans per claim
 
     # ------------------------------------------------------------------ lifecycle
@@ -192,8 +192,7 @@ class Pool:
         if m.state is not S.CLAIMED:
             return
         self._release_hold(m)
-        m.claimed_at, m.claim_key = None, None
-        leases.clear(m)
+        reuse.forget_claim(m)
         self._set(m, S.READY, "returned", "claimer gave up before using it")
         if not self._hand_to_waiter(m):
             self.handout.give_back(m)
@@ -229,7 +228,8 @@ class Pool:
                 return False
             raise InvalidRequest(f"sandbox '{member_id}' is {m.state.value}, not claimed: nothing to release")
         self.emit("released", m)
-        self.reset(m) if reuse.wanted(self, m) else self.end_claim(m, "released")
+        why_not = reuse.not_reused(self, m)
+        self.reset(m) if why_not is None else self.end_claim(m, why_not)
         return True
 
     def reset(self, m: Member) -> None:
@@ -346,10 +346,12 @@ class Pool:
     def bringup_done(self, m: Member) -> None:
         self._bringups.pop(m.id, None)
 
-    def became_ready(self, m: Member) -> None:
+    def became_ready(self, m: Member, reset_began: float | None = None) -> None:
+        """m passed readiness after its create, or after a reset that began at `reset_began` (monotonic)."""
         now = self.clock.monotonic()
+        began, what = (m.created_mono, "create") if reset_began is None else (reset_began, "reset")
         m.ready_at = self.clock.time()
-        self.metrics.create_to_ready.observe(now - m.created_mono)
+        self.metrics.create_to_ready.observe(now - began)  # a reset's way back to ready counts too, as always
         if self.failures or self.degraded_reason:
             was = self.degraded_reason
             self.failures, self.backoff_until, self.degraded_reason = 0, 0.0, ""
@@ -357,7 +359,7 @@ class Pool:
                 self.emit("recovered", None, "a sandbox became ready again")
         m.health_ok, m.health_detail, m.last_probe_at = True, "readiness probe passed", m.ready_at
         # the whole row: some providers only know the URL once the sandbox is ready (a Modal tunnel)
-        self._set(m, S.READY, "ready", f"{(now - m.created_mono) * 1000:.0f}ms after create", row=True)
+        self._set(m, S.READY, "ready", f"{(now - began) * 1000:.0f}ms after {what}", row=True)
         if self.mode == "draining":
             self.retire(m, "pool draining")
         elif not self._hand_to_waiter(m):

@@ -1,11 +1,15 @@
 """The reconcile loop: keep a pool at its target. It decides what to create and what to retire (deadlines
-passed, surplus after a resize, a drain); the Pool carries each change out."""
+passed, surplus over the target, a drain); the Pool carries each change out.
+
+What counts toward the target: ready members, members on their way to ready (creating, starting, being
+reset), and in a reuse pool the members out on claims that will come back (reuse.coming_back)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from ..errors import PoolDraining
+from . import reuse
 from .eligibility import verdict
 from .model import MemberState
 from .opening import adopt_when_reachable
@@ -51,7 +55,8 @@ def reconcile(pool: Pool) -> float:
     if cfg.on_empty == "create":  # each waiter gets a create of its own (a cold claim)
         want += pool.handout.waiting()
     cap = cfg.max_concurrent_creates if not pool.failures else 1  # slow start after failures
-    n = min(want - len(pool.handout) - in_flight, cfg.max_total - pool.live(), cap - in_flight)
+    have = len(pool.handout) + in_flight + reuse.coming_back(pool)
+    n = min(want - have, cfg.max_total - pool.live(), cap - in_flight)
     for _ in range(max(0, n)):
         pool.new_member()
     return max(sleep, 0.001)
@@ -81,17 +86,28 @@ def scan_deadlines(pool: Pool, now: float) -> None:
 
 
 def trim(pool: Pool) -> None:
-    """Surplus beyond target: not-ready first (newest first), then the newest idle. Never claimed ones."""
-    surplus = len(pool.handout) + pool.in_flight() - max(pool.cfg.target_ready, 0)
+    """Surplus beyond target: not-ready first (newest first), then the newest idle. Never claimed ones.
+    A reuse pool goes by reuse.trim_order instead: a sandbox just reset is not taken for the newest."""
+    target = max(pool.cfg.target_ready, 0)
+    have = len(pool.handout) + pool.in_flight() + reuse.coming_back(pool)
+    surplus = have - target
     if pool.cfg.on_empty == "create":
         surplus -= pool.handout.waiting()
     if surplus <= 0:
+        pool.lowered_target = False  # what a resize asked for is done: a later surplus has another cause
         return
-    starting = [m for m in pool.members.values() if m.state in IN_FLIGHT and not m.doomed]
-    victims = sorted(starting, key=lambda m: -m.created_mono)[:surplus]
-    victims += pool.handout.surplus(surplus - len(victims))
+    if pool.cfg.reuse is not None:
+        victims = reuse.trim_order(pool)[:surplus]
+    else:
+        starting = [m for m in pool.members.values() if m.state in IN_FLIGHT and not m.doomed]
+        victims = sorted(starting, key=lambda m: -m.created_mono)[:surplus]
+        victims += pool.handout.surplus(surplus - len(victims))
+    # The reason names the cause: "after resize" only when a resize lowered the target.
+    why = (f"surplus after resize to target {target}" if pool.lowered_target else
+           f"surplus: {have} ready{', starting or coming back from claims' if pool.cfg.reuse else ' or starting'} "
+           f"for a target of {target}")
     for m in victims:
-        pool.retire(m, "surplus after resize")
+        pool.retire(m, why)
 
 
 def drain_step(pool: Pool) -> None:

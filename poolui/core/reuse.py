@@ -5,6 +5,12 @@ a private /tmp) wiped, then the pool's `reset` command run, and readiness probed
 or takes longer than reset_timeout terminates the sandbox instead: nothing of one claim (files, env,
 processes) may reach the next. The claim's env and token live in the engine only and end with the
 claim (claim_scope.py). A member being reset is "starting": it counts as on its way to ready.
+
+Sizing: a member out on a claim that will be reset when released is expected back, and counts toward the
+target like a ready one (refill.py); else every claim would start a replacement, and every reset would
+leave the pool over target with the reset one trimmed. So with more concurrent claims than the target, and
+on_empty = "wait", claimers wait for a reset instead of a create; a member that will not come back (its
+last use, too little TTL left) is replaced as soon as it is claimed.
 """
 
 from __future__ import annotations
@@ -14,17 +20,33 @@ from typing import TYPE_CHECKING
 
 from . import leases
 from .member import Member
+from .model import MemberState
 
 if TYPE_CHECKING:
     from .pool import Pool
 
 
-def wanted(pool: Pool, m: Member) -> bool:
-    """Reset m for another claim (else it is terminated, as in a single-use pool)."""
+def not_reused(pool: Pool, m: Member) -> str | None:
+    """Why m, once released, is terminated rather than reset for another claim (None: it is reset). The
+    reason is the one its events and `recently_gone` give."""
     r = pool.cfg.reuse
-    return (r is not None and m.uses < r.max_uses and m.sandbox is not None and pool.mode == "normal"
-            and not pool.stopping and hasattr(pool.provider, "reset")
-            and pool.ttl_left(m) > pool.cfg.min_remaining_ttl + r.reset_timeout)
+    if r is None or m.sandbox is None or not hasattr(pool.provider, "reset"):
+        return "released"
+    if pool.mode != "normal" or pool.stopping:
+        return f"released while the pool is {'stopping' if pool.stopping else pool.mode}"
+    if m.uses >= r.max_uses:
+        return f"released after its last use (max_uses = {r.max_uses})"
+    if pool.ttl_left(m) <= pool.cfg.min_remaining_ttl + r.reset_timeout:
+        return "released with too little TTL left for a reset and another claim"
+    return None
+
+
+def coming_back(pool: Pool) -> int:
+    """Members out on claims that will be reset and come back when released (0 in a single-use pool).
+    A walk over the members, but only in reuse pools, whose members are few (max_total)."""
+    if pool.cfg.reuse is None:
+        return 0
+    return sum(1 for m in pool.members.values() if m.state is MemberState.CLAIMED and not_reused(pool, m) is None)
 
 
 def forget_claim(m: Member) -> None:
@@ -32,10 +54,25 @@ def forget_claim(m: Member) -> None:
     leases.clear(m)
 
 
+def trim_order(pool: Pool) -> list[Member]:
+    """The members a reuse pool over its target retires first: creates still under way (newest first:
+    the least spent on), then idle ones with the fewest claims left (most uses, then least TTL), then ones
+    being reset, in the same order. Each is ranked by its real age and uses, never by when its last reset
+    ended (that ranked the one just reset as the newest, and trimmed it first)."""
+    def worn(m: Member) -> tuple[int, float]:
+        return -m.uses, m.expires_mono
+
+    starting = [m for m in pool.members.values() if m.state is MemberState.STARTING and not m.doomed]
+    creating = [m for m in pool.members.values() if m.state is MemberState.CREATING and not m.doomed]
+    fresh = sorted(creating + [m for m in starting if not m.uses], key=lambda m: -m.created_mono)
+    resetting = sorted((m for m in starting if m.uses), key=worn)
+    return fresh + sorted(pool.handout.members(), key=worn) + resetting
+
+
 async def reset(pool: Pool, m: Member) -> None:
     r = pool.cfg.reuse
     assert r is not None and m.sandbox is not None
-    m.created_mono = pool.clock.monotonic()  # create_to_ready then also counts the time a reset takes
+    began = pool.clock.monotonic()  # created_mono stays: the trim and the hand-out order go by true age
     try:
         async with asyncio.timeout(r.reset_timeout):
             await pool.provider.reset(m.sandbox, r.reset)  # type: ignore[attr-defined]
@@ -56,4 +93,4 @@ async def reset(pool: Pool, m: Member) -> None:
         pool.kill_later(m)
         return
     pool.metrics.resets += 1
-    pool.became_ready(m)
+    pool.became_ready(m, reset_began=began)
