@@ -153,11 +153,14 @@ async def test_a_reused_sandbox_keeps_nothing_of_the_claim_before(mgr: PoolManag
     assert not {"/", "/etc", "/run", "/usr", "/dev"} & set(left["wrote"])  # the root and /dev are read-only to it
     assert left["preload"] in (EACCES, 30) and left["mq_open"] == EPERM  # EROFS; no POSIX queues at all
     assert min(left["shm"], left["msg"], left["sem"]) >= 0  # SysV IPC can be made: the reset must remove it
+    assert left["server_mem"] == 0  # and the server's memory is the code's to write: the reset must replace it
     await mgr.release("re", a.id)
     await wait_for(lambda: len(mgr.pools["re"].handout) == 1, 30, what="the member reset and ready again")
     b = await mgr.claim("re", timeout=30)
     assert b.id == a.id  # the same sandbox, a new claim
     found = await run(mgr, "re", b.id, "scribble.py", look="a")
+    assert found["server"] and found["server"] != left["server"]  # a new server: A could write the old one's memory
+    del found["server"]
     assert found == {"found": [], "ipc": {"shm": 0, "msg": 0, "sem": 0}, "processes": [], "preload": False}
     await mgr.release("re", b.id)
 

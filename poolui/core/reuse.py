@@ -1,7 +1,8 @@
 """Reuse pools (reuse = true): a released sandbox is reset and handed out again, up to max_uses claims.
 
-The reset is the provider's: every process but the sandbox's own server killed, the work directory (and
-a private /tmp) wiped, then the pool's `reset` command run, and readiness probed again. Whatever fails
+The reset is the provider's: the claim's processes killed (locally the server too, started again fresh),
+the places it could write wiped and checked, then the pool's `reset` command run, and readiness probed
+again. Whatever fails
 or takes longer than reset_timeout terminates the sandbox instead: nothing of one claim (files, env,
 processes) may reach the next. The claim's env and token live in the engine only and end with the
 claim (claim_scope.py). A member being reset is "starting": it counts as on its way to ready.

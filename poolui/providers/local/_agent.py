@@ -1,13 +1,14 @@
 """The agent: a process inside every local sandbox beside the sandbox's own command (its server). It runs
 the controller's exec, file and reset requests inside the sandbox (its namespaces, cgroups, limits, root).
 
-    sh -c '"$PY" -I -S -c "$CODE" "$$" WORKDIR [UID GID] & exec "$@" 3>&-' ... ARGV...
+    sh -c '... "$@" 3>&- & exec "$PY" -I -S -c "$CODE" "$!" WORKDIR UID GID "$@"' ... ARGV...
 
-The shell starts the agent in the background and becomes the server (exec), so the two start at once:
-waiting for the agent's interpreter before the server's cost about 50 ms of every cold start here.
-fd 3 is a listening Unix socket that the watchdog bound outside the sandbox, in the controller's private
-directory, which the sandbox cannot see: only the controller can connect, and the server does not get
-the fd. The agent ends when the server (pid "$$") does.
+The shell starts the server in the background and becomes the agent (exec), so the two start at once:
+waiting for the agent's interpreter before the server's cost about 50 ms of every cold start here. The
+server is the agent's child, so a reset can start it again fresh (_agent_server.py). fd 3 is a listening
+Unix socket that the watchdog bound outside the sandbox, in the controller's private directory, which the
+sandbox cannot see: only the controller can connect, and the server does not get the fd. The agent ends
+when the server ends by itself, and the sandbox with it.
 
 The sandbox's code must not reach the agent: it could answer the controller in the agent's place. So the
 agent makes itself non-dumpable first (no /proc/PID/mem, fd or environ for anyone without
@@ -32,24 +33,26 @@ EXEC_MARKER = "POOLUI_EXEC"
 SANDBOX_MARKER = "POOLUI_SANDBOX"  # the watchdog's, on every process of this sandbox
 READ = 65536
 MAX_REQUESTS = 64  # at once; beyond, a request is refused at once rather than costing a thread
-SERVER = 0  # the sandbox's own command
+SERVER: Any = None  # the sandbox's own command (_agent_server.Server)
 USER: tuple[int, int] | None = None  # who the sandbox's code runs as, when not the agent's own uid
 
 
 def main() -> None:
     import ctypes
 
-    global USER
+    global USER, SERVER
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0)  # PR_SET_DUMPABLE 0, before anything else: see above
-    server, work = int(sys.argv[1]), sys.argv[2]
-    if len(sys.argv) > 4:
+    work = sys.argv[2]
+    if sys.argv[3]:
         USER = (int(sys.argv[3]), int(sys.argv[4]))
     import _agent_reset
+    import _agent_server
 
+    SERVER = _agent_server.Server(int(sys.argv[1]), sys.argv[5:], work)
     _agent_reset.remember()  # the sandbox as it starts, before any claim's code runs
     os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
-    sys.exit(serve(server, work))
+    sys.exit(serve(work))
 
 
 def as_user() -> None:
@@ -66,22 +69,25 @@ def as_user() -> None:
 # ---------------------------------------------------------------- after the fork
 
 
-def serve(server: int, work: str) -> int:
+def serve(work: str) -> int:
     import select
     import signal
     import socket
     import threading
 
-    global SERVER
-    SERVER = server
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     listener = socket.socket(fileno=LISTEN_FD)
-    pidfd = os.pidfd_open(server)
     slots = threading.BoundedSemaphore(MAX_REQUESTS)
     while True:
-        ready, _, _ = select.select([listener.fileno(), pidfd], [], [])
-        if pidfd in ready:  # the sandbox's command ended, and with it the sandbox
-            return 0
+        SERVER.tidy()
+        pidfd = SERVER.fd
+        ready, _, _ = select.select([listener.fileno(), pidfd], [], [], 0.05 if SERVER.restarting else None)
+        if pidfd in ready:
+            if SERVER.ended_by_itself(pidfd):  # the sandbox's command ended, and with it the sandbox
+                return SERVER.end_as_it_did()
+            continue  # a reset killed it, and starts it again
+        if listener.fileno() not in ready:
+            continue
         try:
             conn, _ = listener.accept()
         except OSError:

@@ -4,11 +4,11 @@ check, or an error (and the controller terminates the sandbox, never hands it ou
 A sandbox's root and system directories are read-only; the places its code can write are tmpfs mounts
 (the work directory, /tmp, /var/tmp, /dev/shm: bwrap.py), each capped. The reset finds them itself, in
 /proc/self/mountinfo (every read-write tmpfs), so a place added later is not forgotten: it kills every
-process but the server's session, empties each of those places and checks that each is empty; /dev,
+process but the agent (the server too), empties each of those places and checks that each is empty; /dev,
 which holds the device nodes, must be as it was when the agent started (remember()). SysV IPC objects
 (which live in the sandbox's IPC namespace, not in a file) are removed and checked gone; POSIX message
-queues cannot be made at all (the seccomp filter refuses mq_open). Last, the pool's reset command runs,
-as the sandbox's user.
+queues cannot be made at all (the seccomp filter refuses mq_open). Then the pool's reset command runs, as
+the sandbox's user, and last the server starts again, fresh (_agent_server.py).
 """
 
 from __future__ import annotations
@@ -92,17 +92,18 @@ def _clear_ipc() -> str:
 
 
 def reset(conn: Any, req: dict[str, Any], work: str) -> None:
-    """Between two claims: kill every process but the server (and what it started: its session), empty
-    every writable place and check it held, run the pool's reset command. Without bubblewrap only the
-    work directory is the sandbox's own, and only processes carrying its marker are candidates."""
-    keep = agent._session(agent.SERVER)
+    """Between two claims: kill every process but the agent, the server too (_agent_server.py), empty every
+    writable place and check it held, run the pool's reset command, start the server again. Without
+    bubblewrap only the work directory is the sandbox's own, and only processes carrying its marker are
+    candidates."""
     mine = f"\0{agent.SANDBOX_MARKER}={os.environ.get(agent.SANDBOX_MARKER, '')}\0".encode()
     isolated = bool(req.get("isolated"))
 
     def others() -> list[int]:
         return [p for p in agent._procs() if p not in (1, os.getpid()) and agent._live(p)
-                and agent._session(p) != keep and (isolated or agent._has(p, mine))]
+                and (isolated or agent._has(p, mine))]
 
+    agent.SERVER.stopping()
     left = kill_all(others, 2.0)
     if left:
         agent.end(conn, error=f"processes {left[:5]} survived SIGKILL")
@@ -119,7 +120,8 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
             agent.end(conn, error=f"the reset command exited {r.returncode}: "
                                   f"{r.stderr.decode(errors='replace')[-200:]}")
             return
-    agent.end(conn, ok=True)
+    why = agent.SERVER.start_again(agent.user())
+    agent.end(conn, **({"error": why} if why else {"ok": True}))
 
 
 def _clean(work: str, isolated: bool) -> str:

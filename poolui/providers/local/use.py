@@ -35,12 +35,14 @@ def agent_argv(cmd: list[str], work: str, sandboxed: bool, drop: tuple[int, int]
     capability left (setpriv), while the agent stays root there."""
     where = agent_zip.MOUNT if sandboxed else AGENT_DIR
     code = f"import sys; sys.path[:0] = [{where!r}]; import _agent; _agent.main()"
+    # The server in the background, the agent in the shell's place: its child, which a reset restarts.
+    agent = 'exec "$py" -I -S -c "$code" "$!" "$w" {u} {g} "$@" 7>&- 8>&-'
     if drop is None:
-        script = '"$0" -I -S -c "$1" "$$" "$2" 7>&- 8>&- & shift 2; exec "$@" 3>&- 7>&- 8>&-'
+        script = 'py=$0 code=$1 w=$2; shift 2; "$@" 3>&- 7>&- 8>&- & ' + agent.format(u="''", g="''")
         return ["/bin/sh", "-c", script, PYTHON, code, work, *cmd]
     u, g = drop
-    script = (f'chown {u}:{g} "$2" || exit 125; "$0" -I -S -c "$1" "$$" "$2" {u} {g} 7>&- 8>&- & shift 2; '
-              f'exec {SETPRIV} --reuid={u} --regid={g} --clear-groups --inh-caps=-all -- "$@" 3>&- 7>&- 8>&-')
+    script = (f'py=$0 code=$1 w=$2; shift 2; chown {u}:{g} "$w" || exit 125; {SETPRIV} --reuid={u} --regid={g} '
+              f'--clear-groups --inh-caps=-all -- "$@" 3>&- 7>&- 8>&- & ' + agent.format(u=u, g=g))
     return ["/bin/sh", "-c", script, PYTHON, code, work, *cmd]
 
 
