@@ -9,8 +9,10 @@ any place it can write, in SysV IPC or as a process, claim B does not see."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import fcntl
+import functools
 import json
 import os
 from collections.abc import AsyncIterator
@@ -262,3 +264,42 @@ async def test_an_agent_out_of_threads_refuses_and_lives_on(mgr: PoolManager) ->
 
 def _pids_files(cgroups: list[str]) -> list[str]:
     return [f"{d}/pids.current" for d in cgroups if os.path.exists(f"{d}/pids.current")]
+
+
+@pytest.mark.skipif(not ROOT, reason="the controller kills as root only when it is root")
+async def test_code_that_poses_as_a_watchdog_gets_nothing_killed(mgr: PoolManager) -> None:
+    c = await mgr.claim("iso", timeout=30)
+    other = await mgr.claim("re", timeout=30)  # another pool's sandbox, named by the forger below
+    sandbox = mgr.pools["iso"].members[c.id].sandbox
+    assert sandbox is not None
+    inside = _tree(int(sandbox.ref["watchdog_pid"]))
+    canary = await asyncio.create_subprocess_exec("sleep", "600")  # a host process nothing should kill
+    try:
+        for member in ("pwn1", other.id):
+            plan = {"member": member, "roots": inside, "victims": [canary.pid]}
+            r = await collect(mgr.exec("iso", c.id, ["python3", "-c", (HOSTILE / "forge.py").read_text()],
+                                       stdin=json.dumps(plan).encode()))
+            assert r.stdout == b"forged\n", r.stderr
+            await wait_for(functools.partial(_forgery, member), 10, interval=0.01, what="the forged watchdog running")
+            report = await mgr.maintain("iso")
+            assert report.removed_strays == []  # not taken for a sandbox of the pool's
+        assert canary.returncode is None  # alive
+        again = await collect(mgr.exec("re", other.id, ["echo", "alive"]))
+        assert again.stdout == b"alive\n"  # the other pool's sandbox kept its agent and its directory
+    finally:
+        canary.kill()
+        await canary.wait()
+    await mgr.release("iso", c.id)
+    await mgr.release("re", other.id)
+
+
+def _forgery(member: str) -> bool:
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                cmd = f.read()
+            if f"member={member}".encode() in cmd and b"time.sleep(3600)" in cmd:
+                return True
+        except OSError:
+            pass
+    return False

@@ -43,7 +43,7 @@ def ref_alive(ref: dict[str, Any], pid_key: str, start_key: str) -> bool:
             and wd.is_alive(pid, start))
 
 
-def _cgroup_mounts() -> dict[str, tuple[str, str]]:
+def cgroup_mounts() -> dict[str, tuple[str, str]]:
     """Mount point and root of the cgroup hierarchies a sandbox uses: v1 memory and pids, v2 ("")."""
     mounts: dict[str, tuple[str, str]] = {}
     with open("/proc/self/mountinfo") as f:
@@ -64,7 +64,7 @@ def cgroup_bases() -> list[str]:
     """This process's own cgroup in the hierarchies a sandbox uses (v1 memory and pids, and v2 for
     cgroup.kill), where writable. Sandboxes nest under it, so limits set above still apply."""
     try:
-        mounts = _cgroup_mounts()
+        mounts = cgroup_mounts()
         with open("/proc/self/cgroup") as f:
             own = [line.rstrip("\n").split(":", 2) for line in f]
     except (OSError, ValueError):

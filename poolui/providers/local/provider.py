@@ -25,7 +25,7 @@ from .bwrap import static_args, try_bwrap
 from .host import BOOT_ID, PYTHON, SAFE_ID, SANDBOX_PATH, SYSTEM_DIRS, cgroup_bases, ref_alive, resolve, under
 from .launch import sandbox_env, watchdog_argv
 from .options import LocalOptions, parse_options
-from .scan import scan
+from .scan import scan, trusted_cgroups, vouched
 from .shield import Shield, decide
 from .use import AGENT_DIR, AgentUse
 from .watch import Watch, wait_set
@@ -246,9 +246,12 @@ class LocalProvider(AgentUse):
     def _is_watchdog_of(self, pid: int, member_id: str) -> bool:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                args = f.read().decode(errors="surrogateescape").split("\0")
+                raw = f.read()
         except OSError:
             return False
+        if not vouched(pid, raw):
+            return False
+        args = raw.decode(errors="surrogateescape").split("\0")
         i = args.index(wd.MARKER) if wd.MARKER in args else len(args)
         return {f"ns={self._ns}", f"pool={self.pool.name}", f"member={member_id}"} <= set(args[i:])
 
@@ -322,8 +325,7 @@ class LocalProvider(AgentUse):
 
     def _sweep(self, member_id: str, ref: dict[str, Any]) -> None:
         """Kill and remove whatever of one sandbox is left; a no-op after a watchdog that did its job."""
-        suffix = f"/poolui/{self._ns}/{self.pool.name}/{member_id}"
-        listed = [c for c in ref.get("cgroups", []) if isinstance(c, str) and c.endswith(suffix)]
+        listed = trusted_cgroups(self._ns, self.pool.name, member_id, ref.get("cgroups", []))
         cgroups = [c for c in dict.fromkeys(listed + self._cgroup_dirs(member_id)) if os.path.isdir(c)]
         marker = f"{self._ns}/{self.pool.name}/{member_id}"
         pid = ref["pid"] if ref_alive(ref, "pid", "start") and wd.has_marker(ref["pid"], marker) else 0
@@ -340,6 +342,8 @@ class LocalProvider(AgentUse):
 
     def _scan(self) -> list[Sandbox]:
         seen = scan(self._ns, self.pool.name)
+        for sb in seen.found:
+            sb.ref["cgroups"] = trusted_cgroups(self._ns, self.pool.name, sb.member_id, sb.ref.get("cgroups"))
         self._sweep_orphans(seen.live)
         for pid, member in seen.marked.items():
             if member not in seen.live and member not in self._watches and member not in self._starting:

@@ -1,14 +1,25 @@
 """Finding a pool's sandboxes in /proc by their markers: the watchdogs (adoption after a restart) and
-processes whose watchdog is gone (orphans, killed)."""
+processes whose watchdog is gone (orphans, killed).
+
+A command line is what its process says it is, and a sandbox's code can say anything: exec itself as
+"_watchdog poolui-watchdog ns=... pool=... member=... cg=/proc/1/root/work/..." to be taken for a
+watchdog, adopted, swept as a stray, its "cgroups" killed by root. So a watchdog is believed only when
+the kernel vouches for it: it runs as the controller's own uid, in the controller's own pid namespace
+(every bubblewrap sandbox has one of its own), and its parent is not a watchdog (the forwarder it forks
+keeps its command line). What a believed watchdog's command line says is still checked by its user: the
+provider takes cgroups only under the machine's cgroup mounts, with the member's own path
+(provider.trusted_cgroups).
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..base import Sandbox
 from . import _watchdog as wd
-from .host import BOOT_ID
+from .host import BOOT_ID, cgroup_mounts
 
 
 @dataclass
@@ -16,6 +27,31 @@ class Scan:
     found: list[Sandbox] = field(default_factory=list)  # adoptable sandboxes, one per live watchdog
     live: set[str] = field(default_factory=set)  # members with a watchdog running
     marked: dict[int, str] = field(default_factory=dict)  # pid -> member, every process of the pool's sandboxes
+
+
+def _pidns(pid: int | str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
+
+
+def vouched(pid: int, raw: bytes) -> bool:
+    """The kernel says `pid` may be one of this controller's watchdogs: its real uid is the controller's,
+    its pid namespace the controller's, and its parent does not have its command line (a forwarder)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    if uid != os.geteuid() or _pidns(pid) != _pidns("self"):
+        return False
+    st = wd.proc_stat(pid)
+    try:
+        with open(f"/proc/{st[1] if st else 0}/cmdline", "rb") as f:
+            return f.read() != raw
+    except OSError:
+        return True
 
 
 def scan(ns: str, pool: str) -> Scan:
@@ -41,8 +77,10 @@ def scan(ns: str, pool: str) -> Scan:
             continue
         opts, _ = wd.parse(args[i + 1:])
         one = {k: v[0] for k, v in opts.items()}
-        if one.get("ns") != ns or one.get("pool") != pool:
+        if one.get("ns") != ns or one.get("pool") != pool or not vouched(int(name), raw):
             continue
+        if one.get("member", "") in out.live:
+            continue  # one watchdog per member: a second is not believed
         out.live.add(one.get("member", ""))
         sb = adoptable(int(name), one, opts.get("cg", []))
         if sb is not None:
@@ -97,3 +135,15 @@ def first_child(pid: int) -> int:
             if st is not None and st[1] == pid:
                 return int(name)
     return 0
+
+
+def trusted_cgroups(ns: str, pool: str, member_id: str, paths: Any) -> list[str]:
+    """The cgroups of `paths` that can be the member's own: under this machine's cgroup mounts (no
+    /proc/PID/root detour into a sandbox), ending in the member's path. A stored or scanned ref is never
+    trusted further: root kills what these cgroups hold."""
+    if not isinstance(paths, list):
+        return []
+    suffix = f"/poolui/{ns}/{pool}/{member_id}"
+    mounts = [point.rstrip("/") + "/" for point, _ in cgroup_mounts().values()]
+    return [c for c in paths if isinstance(c, str) and c.endswith(suffix) and os.path.realpath(c) == c
+            and any(c.startswith(m) for m in mounts)]
