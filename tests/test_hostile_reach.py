@@ -69,6 +69,8 @@ async def test_sandbox_code_cannot_reach_the_agent(mgr: PoolManager) -> None:
     for attempt in ("mem", "mem_read", "fd", "environ", "cwd"):
         assert seen[attempt] in (EPERM, EACCES), (attempt, seen["names"])
     assert seen["pidfd_getfd"] == EPERM, seen["names"]
+    zero = "0" * 16  # the code holds no capability, not even an inheritable one left by the agent's
+    assert [seen["caps"][k] for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")] == [zero] * 4, seen["caps"]
     if ROOT:  # the agent is the namespace's root, the code nobody: no signal passes
         assert seen["stop"] == EPERM and seen["kill"] == EPERM, seen["names"]
         again = await collect(mgr.exec("iso", c.id, ["echo", "still here"]))

@@ -57,5 +57,7 @@ def steal() -> None:
 out["pidfd_getfd"] = attempt(steal)
 out["stop"] = attempt(lambda: os.kill(pid, signal.SIGSTOP))
 out["kill"] = attempt(lambda: os.kill(pid, signal.SIGKILL))
+with open("/proc/self/status") as f:
+    out["caps"] = {k: v.strip() for k, v in (line.split(":", 1) for line in f if line.startswith("Cap"))}
 out["names"] = {k: errno.errorcode.get(v, str(v)) for k, v in out.items() if k != "agent" and isinstance(v, int)}
 print(json.dumps(out))

@@ -43,6 +43,7 @@ def main() -> None:
     global USER, SERVER
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0)  # PR_SET_DUMPABLE 0, before anything else: see above
+    _no_inheritable(libc)
     work = sys.argv[2]
     if sys.argv[3]:
         USER = (int(sys.argv[3]), int(sys.argv[4]))
@@ -53,6 +54,23 @@ def main() -> None:
     _agent_reset.remember()  # the sandbox as it starts, before any claim's code runs
     os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
     sys.exit(serve(work))
+
+
+def _no_inheritable(libc: Any) -> None:
+    """Clear the agent's inheritable (and so ambient) capabilities, which bubblewrap's --cap-add sets: the
+    commands it starts must carry none of them, not even unused."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    head, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+    if libc.capget(ctypes.byref(head), data) == 0:
+        data[0].inheritable = data[1].inheritable = 0
+        libc.capset(ctypes.byref(head), data)
 
 
 def as_user() -> None:
