@@ -37,6 +37,7 @@ DENIED = (
     # see what one claim left for the next, so they cannot be made at all.
     "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
+AF_VSOCK = 40
 CLONE_NS = (0x00020000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x02000000)
 
 
@@ -133,6 +134,8 @@ def _write_filter(path: Path, where: str) -> None:
     for flag in CLONE_NS:  # clone that makes a namespace; clone3 hides its flags, so libc falls back to clone
         f.add_rule(sc.ERRNO(errno.EPERM), "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    # vsock is not in any network namespace: it would be a way to the hypervisor from an isolated sandbox.
+    f.add_rule(sc.ERRNO(errno.EPERM), "socket", sc.Arg(0, sc.EQ, AF_VSOCK))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as out:
