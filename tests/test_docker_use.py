@@ -15,8 +15,9 @@ from helpers import wait_for
 from test_docker_pool import POOL, config, managers  # noqa: F401 - the fixture
 from use_support import CLAIM, output_streams_in_order_and_in_pieces
 
+from poolui.core.tar_stream import MAX_MEMBERS
 from poolui.errors import FileNotFound, InvalidRequest
-from poolui.sandbox_io import collect
+from poolui.sandbox_io import MAX_PATH, collect
 
 
 async def _claimed(managers: Any, tmp_path: Path) -> tuple[Any, str]:  # noqa: F811
@@ -82,3 +83,22 @@ async def test_a_reused_container_keeps_nothing_of_its_last_claim(managers: Any,
     await mgr.release(POOL, b.id)
     await wait_for(lambda: len(p.handout) == 1, 60, what="the container ready again")
     assert (p.metrics.resets, p.metrics.creates) == (2, 1)
+
+
+async def test_docker_listings_past_the_limits_are_refused(managers: Any, tmp_path: Path) -> None:  # noqa: F811
+    """More entries than a tar may have, or a path past MAX_PATH: a 422 naming the limit, from a listing
+    read up to a bounded size (shell_use.LIST_ENTRY per entry)."""
+    mgr, cid = await _claimed(managers, tmp_path)
+    script = ('n=$(printf "%0240d" 0); mkdir wide deep && cd wide && i=0; while [ $i -le 10000 ]; '
+              'do : > "f$i-$n"; i=$((i+1)); done; cd ../deep && for d in 1 2 3 4 5; do mkdir "d$d$n" && cd "d$d$n"; '
+              'done; : > f')
+    made = await collect(mgr.exec(POOL, cid, ["sh", "-c", script], timeout=120))
+    assert made.ok, made.stderr
+    with pytest.raises(InvalidRequest, match=f"more than {MAX_MEMBERS} entries"):
+        await mgr.get_tar(POOL, cid, "wide")
+    with pytest.raises(InvalidRequest, match=f"at most {MAX_PATH} bytes"):
+        await mgr.get_tar(POOL, cid, "deep")
+    await mgr.put_file(POOL, cid, "ok/a b\nc.txt", b"newline")  # a name with a newline in it is read right
+    with tarfile.open(fileobj=io.BytesIO(await mgr.get_tar(POOL, cid, "ok"))) as t:
+        assert [(m.name, m.size) for m in t.getmembers()] == [("a b\nc.txt", 7)]
+    await mgr.release(POOL, cid)

@@ -102,11 +102,11 @@ def _room_for(pool: Pool, sandbox_id: str, rel: str, size: int, mode: int) -> Me
     return m
 
 
-async def get_file(pool: Pool, sandbox_id: str, path: str) -> bytes:
-    """A file's content from under the claim's work directory (at most MAX_FILE bytes)."""
+async def get_file(pool: Pool, sandbox_id: str, path: str, limit: int = MAX_FILE) -> bytes:
+    """A file's content from under the claim's work directory (at most `limit` bytes, MAX_FILE at most)."""
     rel = check_path(path)
     m = claimed_member(pool, sandbox_id)
-    data: bytes = await uses(pool, "get_file")(m.sandbox, rel, MAX_FILE)
+    data: bytes = await uses(pool, "get_file")(m.sandbox, rel, min(limit, MAX_FILE))
     return data
 
 

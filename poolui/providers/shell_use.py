@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import FileNotFound, InvalidRequest, ProviderError
-from ..sandbox_io import MAX_STDIN, ExecChunk, ExecRequest, ExecResult, collect, exec_request
+from ..sandbox_io import MAX_PATH, MAX_STDIN, ExecChunk, ExecRequest, ExecResult, check_path, collect, exec_request
 
 if TYPE_CHECKING:
     from .base import Sandbox
@@ -36,7 +36,16 @@ PUT = WALK + ('mkdir -p "$d" && [ ! -d "$p" ] || exit 4; t="$d/.poolui-put-$3"; 
               '|| { rm -f "$t"; exit 9; }; case "$4" in last|only) chmod "$2" "$t" && mv -f "$t" "$p" '
               '|| { rm -f "$t"; exit 9; };; esac')
 DROP = 'rm -f "$(dirname "$1")/.poolui-put-$2"'  # a failed put's temporary file
-LIST = WALK + ('[ -L "$2" ] && exit 3; cd "$2" 2>/dev/null || exit 6; find . -type f -print0')
+# $2 the directory to list, $3 BATCH, $4 the most bytes the listing may come to: past them `head` stops
+# reading, and find ends at its next write (SIGPIPE) instead of walking the rest.
+LIST = WALK + ('[ -L "$2" ] && exit 3; cd "$2" 2>/dev/null || exit 6; find . -exec sh -c "$3" batch {} + '
+               '| head -c "$4"')
+# One batch of the paths find met: their count, each one's lstat mode (hex) and size, then the paths, each
+# NUL-ended (stat's lines hold no name, so a name with a newline in it is read right); "!" when one of
+# them could not be stat'ed (it went while the directory was listed).
+BATCH = ('m=$(stat -c "%f %s" -- "$@") || { printf "!\\000"; exit 1; }; printf "%s\\000" "$#"; '
+         'printf "%s\\n" "$m" | tr "\\n" "\\000"; printf "%s\\000" "$@"')
+LIST_ENTRY = MAX_PATH + 64  # bytes one entry of a listing may take: its path, "./", mode, size, NULs
 GET = WALK + ('[ -L "$p" ] && exit 3; [ -e "$p" ] || exit 6; [ -f "$p" ] || exit 4; '
               '[ $(wc -c < "$p") -le "$2" ] || exit 5; cat "$p"')
 # Between two claims. Kept: the sandbox's init and server, which are in session $1 (an exec starts in a
@@ -88,12 +97,15 @@ class ShellUse:
                                                      stdin=data)))
         _check(r, path)
 
-    async def list_files(self, sb: Sandbox, path: str) -> list[str]:
-        """The regular files under a directory of the work directory ('' for all), relative to it."""
-        r = await collect(self.exec(sb, exec_request(["sh", "-c", LIST, "list", f"{path or '.'}/.", path or "."],
-                                                     max_output=16 << 20)))
+    async def list_files(self, sb: Sandbox, path: str, most: int) -> list[tuple[str, int]]:
+        """The regular files under a directory of the work directory ('' for all), relative to it, with their
+        sizes; InvalidRequest past `most` entries, or a path or name longer than check_path allows. The
+        listing is read up to `most` * LIST_ENTRY bytes at the most, and is parsed as it is read."""
+        cap = most * LIST_ENTRY
+        r = await collect(self.exec(sb, exec_request(["sh", "-c", LIST, "list", f"{path or '.'}/.", path or ".",
+                                                      BATCH, str(cap + 1)], max_output=cap + 1)))
         _check(r, path or ".")
-        return sorted(f.removeprefix("./") for f in r.stdout.decode(errors="surrogateescape").split("\0") if f)
+        return sorted(_listed(r.stdout, path, most, cap))
 
     async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
@@ -115,6 +127,48 @@ class ShellUse:
             if not r.ok:
                 raise ProviderError(f"the reset command {r.describe()}: "
                                     f"{r.stderr.decode(errors='replace').strip()[-200:]}")
+
+
+def _listed(out: bytes, top: str, most: int, cap: int) -> list[tuple[str, int]]:
+    """The regular files of LIST's output, each batch counted before it is read and each path checked (so
+    no more than `most` entries are ever held); a listing cut at `cap` bytes is refused naming the limits.
+    The output comes from the sandbox's own shell and tools: what does not parse is a ProviderError."""
+    where = top or "the work directory"
+    tokens = _tokens(out)
+    found: list[tuple[str, int]] = []
+    met = 0
+    try:
+        for head in tokens:
+            if head == b"!":
+                raise InvalidRequest(f"{where} changed while it was listed; try again")
+            met += int(head)
+            if met > most + 1:  # "." is met too
+                raise InvalidRequest(f"{where} holds more than {most} entries (files, directories, links); at "
+                                     f"most {most} are listed: fetch it in parts")
+            stats = [next(tokens, None) for _ in range(int(head))]
+            for stat, name in zip(stats, [next(tokens, None) for _ in stats], strict=True):
+                if stat is None or name is None:
+                    break  # cut at `cap`
+                rel = name.decode(errors="surrogateescape").removeprefix("./")
+                mode, size = stat.split()
+                if rel != ".":
+                    check_path(f"{top}/{rel}" if top else rel, f"a file under {where}")
+                    if int(mode, 16) & 0o170000 == 0o100000:  # regular; symlinks and devices are left out
+                        found.append((rel, int(size)))
+    except ValueError:
+        raise ProviderError(f"listing {where}: the sandbox's find and stat gave what is not a listing") from None
+    if len(out) > cap:
+        raise InvalidRequest(f"{where}: its listing passed {cap} bytes: more than {most} entries, or paths over "
+                             f"{MAX_PATH} bytes")
+    return found
+
+
+def _tokens(out: bytes) -> Iterator[bytes]:
+    """The NUL-ended pieces of `out`, one at a time (a piece cut short at its end is left out)."""
+    start = 0
+    while (stop := out.find(b"\0", start)) >= 0:
+        yield out[start:stop]
+        start = stop + 1
 
 
 async def _pieces(data: bytes) -> AsyncIterator[bytes]:

@@ -118,23 +118,89 @@ def get(conn: Any, req: dict[str, Any], work: str) -> None:
 
 
 def listing(conn: Any, req: dict[str, Any], work: str) -> None:
-    """The regular files under a directory, relative to it, walked without following a symlink."""
-    import json
-
+    """The regular files under a directory, relative to it, with their sizes: walked without following a
+    symlink, and sent as they are met in frames of at most about BATCH bytes, never built whole. Past
+    req["max"] entries met (files, directories, links, devices), or at a path (from the work directory)
+    past req["max_path"] bytes or a name past req["max_name"], the answer is a refusal naming the limit,
+    and nothing more is walked."""
     path = str(req.get("path") or "")
     try:
         top = open_dir(work, path.split("/") if path else [], create=False)
     except Refused as e:
         end(conn, error=str(e), refused=True)
         return
-    files: list[str] = []
+    walk = _Walk(conn, path, int(req.get("max", 10_000)), int(req.get("max_path", 1024)),
+                 int(req.get("max_name", 255)))
     try:
-        for root, _, names, dfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
-            for name in names:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                if (st.st_mode & 0o170000) == 0o100000:  # a regular file; symlinks and devices are left out
-                    files.append(os.path.normpath(os.path.join(root, name)))
+        walk.directory(top, "")
+        walk.flush()
+    except Refused as e:
+        end(conn, error=str(e), refused=True)
+        return
     finally:
         os.close(top)
-    frame(conn, b"d", json.dumps(sorted(files)).encode())
-    end(conn, count=len(files))
+    end(conn, count=walk.files)
+
+
+BATCH = 32 << 10  # characters of paths sent in one frame (one entry more at most; JSON's escapes at most 12
+# bytes a character): so a frame of the listing is at most about 400 KiB, within agent_client.MAX_FRAME
+
+
+class _Walk:
+    """One listing's walk: what it met so far, its limits, and the entries not yet sent."""
+
+    def __init__(self, conn: Any, prefix: str, most: int, max_path: int, max_name: int) -> None:
+        self.conn, self.prefix, self.most, self.max_path, self.max_name = conn, prefix, most, max_path, max_name
+        self.met = self.files = self.held = 0
+        self.batch: list[list[Any]] = []
+
+    def directory(self, fd: int, rel: str) -> None:
+        """Every entry of the directory open as `fd` (`rel` under the top), then each of its directories,
+        opened without following a symlink (one that is no longer a directory is left out). The fds held
+        are those of one path, at most max_path / 2 of them."""
+        subdirs = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                sub = f"{rel}/{entry.name}" if rel else entry.name
+                self.meet(entry.name, sub)
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append((entry.name, sub))
+                elif entry.is_file(follow_symlinks=False):  # a regular file; symlinks and devices are left out
+                    self.add(sub, entry.stat(follow_symlinks=False).st_size)
+        for name, sub in subdirs:
+            try:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError:
+                continue
+            try:
+                self.directory(child, sub)
+            finally:
+                os.close(child)
+
+    def meet(self, name: str, sub: str) -> None:
+        self.met += 1
+        where = self.prefix or "the work directory"
+        if self.met > self.most:
+            raise Refused(f"{where} holds more than {self.most} entries (files, directories, links); at most "
+                          f"{self.most} are listed: fetch it in parts")
+        full = f"{self.prefix}/{sub}" if self.prefix else sub
+        if (n := len(name.encode(errors="surrogatepass"))) > self.max_name:
+            raise Refused(f"{where}: the name {name[:32] + '...'!r} is {n} bytes; at most {self.max_name} bytes "
+                          f"per name (and {self.max_path} per path)")
+        if (n := len(full.encode(errors="surrogatepass"))) > self.max_path:
+            raise Refused(f"{where}: the path {full[:48] + '...'!r} is {n} bytes; at most {self.max_path} "
+                          "bytes per path under the work directory")
+
+    def add(self, sub: str, size: int) -> None:
+        self.files += 1
+        self.batch.append([sub, size])
+        self.held += len(sub) + 16
+        if self.held >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        import json
+
+        if self.batch:
+            frame(self.conn, b"d", json.dumps(self.batch).encode())
+        self.batch, self.held = [], 0

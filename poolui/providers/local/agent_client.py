@@ -14,11 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import FileNotFound, InvalidRequest, ProviderError, SandboxDied, TooManyExecs
-from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
+from ...sandbox_io import MAX_NAME, MAX_PATH, ExecChunk, ExecRequest, ExecResult, check_path
 
 SOCKET = "agent.sock"
 STREAMS = {b"o": "stdout", b"e": "stderr"}
 SLACK = 5.0  # beyond an exec's own timeout, how long the agent may take to say how it ended
+# The most one frame from an agent may hold, in bytes: its output and file data come in frames of 64 KiB
+# (_agent.READ), a listing in frames of about 400 KiB at most (_agent_files.BATCH); the end is a small JSON
+# object. A frame that says it is larger is never read: the connection is dropped with a ProviderError.
+MAX_FRAME = 1 << 20
 
 
 async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -63,7 +67,10 @@ async def frames(path: Path, header: dict[str, Any], data: bytes = b"",
         while True:
             try:
                 head = await reader.readexactly(5)
-                payload = await reader.readexactly(int.from_bytes(head[1:], "big"))
+                if (size := int.from_bytes(head[1:], "big")) > MAX_FRAME:
+                    raise ProviderError(f"the sandbox's agent sent a frame of {size} bytes; at most {MAX_FRAME} "
+                                        "are read: the connection was dropped")
+                payload = await reader.readexactly(size)
             except asyncio.IncompleteReadError:
                 raise SandboxDied("the sandbox ended during the request") from None
             except (BrokenPipeError, ConnectionResetError):
@@ -150,14 +157,29 @@ async def reset(path: Path, argv: tuple[str, ...], isolated: bool) -> None:
             _end(payload, "resetting the sandbox")
 
 
-async def listing(path: Path, rel: str) -> list[str]:
-    found: list[str] = []
-    async for kind, payload in frames(path, {"op": "list", "path": rel}):
-        if kind == b"d":
-            found = [str(f) for f in json.loads(payload)]
-        elif kind == b"x":
-            _end(payload, f"listing {rel or 'the work directory'}")
-    return found
+async def listing(path: Path, rel: str, most: int) -> list[tuple[str, int]]:
+    """The regular files under `rel` with their sizes, sorted. The agent refuses, walking no further, past
+    `most` entries or a path or name longer than check_path allows; what it sends is checked again here,
+    so at most `most` entries are ever held."""
+    where = rel or "the work directory"
+    found: list[tuple[str, int]] = []
+    header = {"op": "list", "path": rel, "max": most, "max_path": MAX_PATH, "max_name": MAX_NAME}
+    async with aclosing(frames(path, header)) as answer:
+        async for kind, payload in answer:
+            if kind == b"d":
+                try:
+                    entries = [(str(name), int(size)) for name, size in json.loads(payload)]
+                except (ValueError, TypeError):  # an agent from before sizes were listed sends names only
+                    raise ProviderError(f"listing {where}: the sandbox's agent sent what is not a listing of "
+                                        "files and sizes (an agent older than this controller?)") from None
+                for name, _ in entries:
+                    check_path(f"{rel}/{name}" if rel else name, f"a file under {where}")
+                found += entries
+                if len(found) > most:
+                    raise InvalidRequest(f"{where} holds more than {most} files; at most {most} are listed")
+            elif kind == b"x":
+                _end(payload, f"listing {where}")
+    return sorted(found)
 
 
 async def ping(path: Path) -> None:

@@ -90,9 +90,10 @@ class AgentUse:
         """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
         return await agent_client.get(self._socket(sb), path, limit)
 
-    async def list_files(self, sb: Sandbox, path: str) -> list[str]:
-        """The regular files under a directory of the work directory ('' for all), relative to it."""
-        return await agent_client.listing(self._socket(sb), path)
+    async def list_files(self, sb: Sandbox, path: str, most: int) -> list[tuple[str, int]]:
+        """The regular files under a directory of the work directory ('' for all), relative to it, with their
+        sizes; InvalidRequest past `most` entries, or a path or name longer than check_path allows."""
+        return await agent_client.listing(self._socket(sb), path, most)
 
     async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
         """Make the sandbox as it was before its claim (see _agent.reset); ProviderError when that fails."""
