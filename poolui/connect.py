@@ -12,15 +12,16 @@ answers, else the pools run in this process when every one of them runs on this 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from . import paths
 from .addresses import split_host_port, url_of
-from .errors import ConfigError, ServerUnreachable
+from .errors import ConfigError, PoolError, ServerUnreachable
 
 if TYPE_CHECKING:
     from .client import PoolClient
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
         return m, c  # mypy checks this assignment: a verb missing on either side fails the type check
 
 SERVER_ENV = "POOLUI_SERVER"
+# What an embedded console leaves running when it ends: nothing; the claimed sandboxes only (the rest are
+# terminated); or everything. What is left is adopted by the next start on the same state directory.
+Keep = Literal["nothing", "claimed", "all"]
 
 
 @dataclass
@@ -120,7 +124,15 @@ class Opened:
     control: Control
     source: str  # the server's URL, or the pool file run embedded
     endpoint: Endpoint | None  # how the server was looked for (None when embedded was asked for)
-    keep: bool = False  # embedded: leave the sandboxes running at the end, for the next start to adopt
+    keep: Keep = "nothing"  # embedded: what to leave running at the end, for the next start to adopt
+    stopper: Callable[[Keep], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
+
+    async def close(self) -> None:
+        """Embedded: stop the pools now, leaving running what `keep` says (the end of open_control does it
+        otherwise; it happens once). Remote: nothing to stop."""
+        stop, self.stopper = self.stopper, None
+        if stop is not None:
+            await stop(self.keep)
 
 
 @asynccontextmanager
@@ -174,8 +186,27 @@ async def _embedded(config: str | os.PathLike[str] | None, state_dir: str | os.P
             f"do not run embedded; start one with `poolui serve --config {cfg.path}` or name it with --server URL")
     manager = PoolManager(cfg, state_dir=state_dir)
     await manager.start()
-    opened = Opened(manager, str(cfg.path), endpoint)
+    opened = Opened(manager, str(cfg.path), endpoint, stopper=partial(_stop, manager))
     try:
         yield opened
     finally:
-        await manager.stop(keep=opened.keep)
+        await opened.close()
+
+
+async def _stop(manager: PoolManager, keep: Keep) -> None:
+    """Stop the embedded pools, leaving running what `keep` says. For "claimed", refill is paused first so
+    that nothing new becomes ready, then every sandbox not claimed is terminated."""
+    try:
+        if keep == "claimed":
+            snaps = await manager.list_pools()
+            for snap in snaps:
+                if snap.state not in ("draining", "drained"):  # a draining pool refills nothing already
+                    await manager.pause(snap.name)
+            for snap in await manager.list_pools(members=True):
+                idle = [m.id for m in snap.members if m.state not in ("claimed", "terminating", "gone")]
+                if idle:
+                    await manager.terminate(snap.name, idle)
+    except PoolError:
+        pass  # stopped below all the same, keeping what is left: never kill a claimed one by mistake
+    finally:
+        await manager.stop(keep=keep in ("claimed", "all"))

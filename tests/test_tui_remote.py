@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tui_support import free_port, local_pool_file, screen_text, until, wait_gone
@@ -14,6 +16,9 @@ from tui_support import free_port, local_pool_file, screen_text, until, wait_gon
 from poolui import connect
 from poolui.core.store import namespace_of
 from poolui.tui.app import PoolApp
+from poolui.tui.launch import launch
+from poolui.tui.screens.claim import ClaimScreen
+from poolui.tui.screens.quit import QuitScreen
 
 SERVE = [sys.executable, "-c", "import sys; from poolui.cli import main; sys.exit(main(sys.argv[1:]))", "serve"]
 
@@ -93,5 +98,38 @@ async def test_killed_server_shows_disconnected_and_recovers(
             await pilot.press("c")
             await until(pilot, lambda: any(e.kind == "claimed" for e in app.state.events_by_pool.get("web", ())), 20,
                         "the claimed event over the new stream")
+    finally:
+        await client.aclose()
+
+
+async def test_a_remote_console_quits_without_asking_and_stops_nothing(
+        served: tuple[Path, int, list[asyncio.subprocess.Process]], capsys: pytest.CaptureFixture[str]) -> None:
+    """Against `poolui serve`, the pools are the server's: `q` with a claimed sandbox quits at once, and the
+    claimed one (and the ready ones) go on."""
+    path, port, _ = served
+    url = f"http://127.0.0.1:{port}"
+    seen: dict[str, Any] = {}
+
+    async def run(app: PoolApp) -> int:
+        async with app.run_test(size=(130, 40)) as pilot:
+            await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2, 30,
+                        "two ready")
+            await pilot.press("c")
+            await until(pilot, lambda: isinstance(app.screen, ClaimScreen), 10, "the claim dialog")
+            assert isinstance(app.screen, ClaimScreen)
+            seen["claim"] = app.screen.claim
+            await pilot.press("escape", "q")
+            await until(pilot, lambda: app.return_code is not None or isinstance(app.screen, QuitScreen), 10,
+                        "the console to quit")
+            assert not isinstance(app.screen, QuitScreen)
+        return int(app.return_value or 0)
+
+    args = argparse.Namespace(config=str(path), server=url, read_only=False, token_file=None, state_dir=None)
+    assert await asyncio.wait_for(launch(args, PoolApp, run=run), 60) == 0
+    assert "terminating" not in capsys.readouterr().err
+    client = connect.connect(server=url, config=str(path))
+    try:
+        snap = await client.snapshot("web")
+        assert [m.id for m in snap.members if m.state == "claimed"] == [seen["claim"].id]
     finally:
         await client.aclose()

@@ -29,6 +29,7 @@ from poolui.tui.app import PoolApp
 from poolui.tui.screens.confirm import ConfirmScreen
 from poolui.tui.screens.detail import DetailScreen
 from poolui.tui.screens.help import HelpScreen
+from poolui.tui.screens.quit import QuitScreen
 from poolui.tui.screens.resize import ResizeScreen
 from poolui.tui.widgets.member_table import cell
 
@@ -302,6 +303,21 @@ async def test_confirmation_names_the_sandboxes() -> None:
         await pilot.press("y")
         await until(pilot, lambda: control.calls and control.calls[-1][0] == "terminate", 5, "the call")
         assert control.calls[-1] == ("terminate", "web", ["pu-0001c0ffee", "pu-0002c0ffee"])
+
+
+async def test_quitting_asks_about_claimed_sandboxes() -> None:
+    """Embedded with claimed sandboxes, `q` asks (keep them, terminate all, stay), starting on Stay."""
+    clock = FrozenClock(wall=T0)
+    app = await open_app(ScriptedControl(clock), clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app, pilot)
+        await pilot.press("q")
+        await until(pilot, lambda: isinstance(app.screen, QuitScreen), 5, "the question")
+        await pilot.pause()
+        compare("quit_claimed", screen_text(app))
+        await pilot.press("enter")  # out of habit: Stay is focused
+        await until(pilot, lambda: not isinstance(app.screen, QuitScreen), 5, "the question to close")
+        assert app.return_code is None
 
 
 async def test_resize_dialog() -> None:

@@ -3,14 +3,17 @@ Each binding sits on its action (poolui/tui/keys.py)."""
 
 from __future__ import annotations
 
+from textual import work
 from textual.widgets import Input, OptionList, TabbedContent
 
+from ..connect import Keep
 from . import view
 from .connection import faster, interval_text, slower
 from .feed import Feed
 from .keys import Keys
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, KeyHelp
+from .screens.quit import QuitScreen
 from .widgets.member_table import MemberTable
 
 KEYS = Keys()
@@ -21,6 +24,8 @@ HELP_INTRO = ("[b]poolui[/]: pools of warm sandboxes. Tabs show ready, creating 
 
 class Navigation(Feed):
     """Filter, sort, tabs, pools, refresh rate, help and quit."""
+
+    keep_on_exit: Keep = "nothing"  # embedded: what launch.py leaves running once the console has quit
 
     @KEYS.bind("slash", "Filter", id="filter",
                tooltip="Filter the tables by id, state, URL, health, claim key or reason")
@@ -99,10 +104,45 @@ class Navigation(Feed):
                             True))
         self.push_screen(HelpScreen(keys, HELP_INTRO))
 
-    @KEYS.bind("q", "Quit", id="quit", tooltip="Quit (an embedded console terminates the sandboxes it started)")
+    @KEYS.bind("q", "Quit", id="quit",
+               tooltip="Quit (embedded: asks first whether to keep or terminate claimed sandboxes)")
     def action_quit(self) -> None:  # type: ignore[override]
-        """Quit with exit code 0."""
-        self.exit(0)
+        """Quit with exit code 0 (also ctrl+c and the palette's Quit). An embedded console stops its pools:
+        with sandboxes claimed it first asks whether to keep them running, terminate them, or stay."""
+        if isinstance(self.screen, QuitScreen):
+            return  # already asking: a second ctrl+c does not answer for the user
+        if not self.control.embedded:
+            self.exit(0)  # the server's pools go on; nothing here to stop
+            return
+        self.ask_before_quitting()
+
+    @work(group="quit", exclusive=True, exit_on_error=False, description="quit")
+    async def ask_before_quitting(self) -> None:
+        """Quit the embedded console; with claimed sandboxes, only after asking what becomes of them."""
+        try:
+            snaps = await self.control.list_pools(members=True)
+        except Exception:  # cannot tell what is claimed: keep whatever is, rather than kill it unasked
+            self.exit_keeping_claimed(0)
+            return
+        claimed = {s.name: ids for s in snaps if (ids := [m.id for m in s.members if m.state == "claimed"])}
+        if not claimed:
+            self.exit(0)
+            return
+        others = sum(s.counts.get(k, 0) for s in snaps for k in ("creating", "starting", "ready"))
+        state_dir = getattr(self.control, "state_dir", None)
+        answer = await self.push_screen_wait(QuitScreen(claimed, others, str(state_dir) if state_dir else None))
+        if answer == "keep":
+            self.exit_keeping_claimed(0)
+        elif answer == "terminate":
+            self.keep_on_exit = "nothing"
+            self.exit(0)
+
+    def exit_keeping_claimed(self, code: int) -> None:
+        """Exit, leaving the claimed sandboxes of embedded pools running for the next start to adopt (the
+        rest are terminated). Also what a closed terminal or a `kill` does (launch.py): with nobody there to
+        ask, the answer that can be undone is the one taken."""
+        self.keep_on_exit = "claimed"
+        self.exit(code)
 
     @KEYS.bind("escape", "Clear", id="clear", show=False, tooltip="Close the filter, then clear marks")
     def action_clear(self) -> None:
