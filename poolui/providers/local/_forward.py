@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
+
+TYPE_CHECKING = False  # typing costs milliseconds to import, and the watchdog starts on every create
+if TYPE_CHECKING:
+    import socket
 
 try:
     from ._kill import end_child
@@ -72,6 +75,8 @@ def start(pid: int, url_fd: int, ids: tuple[int, int] | None) -> int:
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         inner = inner_pid(pid, time.monotonic() + FIND_WAIT)
         _enter(libc, inner, ids)
+        import socket  # here, in the forked child: the watchdog itself never pays for it
+
         code = serve(socket.socket(fileno=url_fd))
     except BaseException:
         pass
@@ -131,6 +136,8 @@ def serve(url: socket.socket) -> int:
 
 
 def _answers(port: int) -> bool:
+    import socket
+
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
         return True
@@ -139,6 +146,8 @@ def _answers(port: int) -> bool:
 
 
 def _relay(client: socket.socket, port: int) -> None:
+    import socket
+
     try:
         server = socket.create_connection(("127.0.0.1", port))
     except OSError:
@@ -162,6 +171,8 @@ def _relay(client: socket.socket, port: int) -> None:
 
 
 def _copy(src: socket.socket, dst: socket.socket) -> None:
+    import socket
+
     buf = bytearray(65536)
     view = memoryview(buf)
     try:

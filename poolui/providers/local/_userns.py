@@ -12,7 +12,6 @@ nor write anything the agent owns. Standard library only, like the watchdog.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import time
@@ -50,17 +49,24 @@ def pipes() -> tuple[int, int]:
     return info_r, block_w
 
 
+def _child_pid(info: bytes) -> int:
+    """bubblewrap's '{"child-pid": N, ...}', read without json (its import costs the watchdog, and so every
+    cold start, about 3 ms); 0 until the number is whole."""
+    _, key, rest = info.partition(b'"child-pid"')
+    digits = rest.lstrip(b": \t\n")
+    n = len(digits) - len(digits.lstrip(b"0123456789"))
+    return int(digits[:n]) if key and 0 < n < len(digits) else 0
+
+
 def write_maps(info_r: int, block_w: int, agent: tuple[int, int], sandbox: tuple[int, int]) -> None:
     """Read bubblewrap's child pid, write its uid and gid maps, and let it go on."""
     deadline = time.monotonic() + WAIT
     data = b""
     try:
         while True:
-            try:
-                child = int(json.loads(data)["child-pid"])
+            child = _child_pid(data)
+            if child:
                 break
-            except (ValueError, KeyError):
-                pass
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([info_r], [], [], left)[0]:
                 raise OSError("bubblewrap did not say its child's pid")
@@ -73,5 +79,6 @@ def write_maps(info_r: int, block_w: int, agent: tuple[int, int], sandbox: tuple
                 f.write(f"0 {agent[i]} 1\n{sandbox[i]} {sandbox[i]} 1\n")
         os.write(block_w, b"1")
     finally:
-        os.close(info_r)
+        # info_r stays open for the watchdog's life: bubblewrap may still be writing the rest of its
+        # info (more fields, the closing brace), and a write to a pipe nobody reads kills it (SIGPIPE).
         os.close(block_w)
