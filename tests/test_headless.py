@@ -155,3 +155,36 @@ def test_demo_json(tmp_path: Path) -> None:
     assert data["answer"]["status_line"].startswith("(not an http URL")
     r = run("demo", "--config", str(pools), "--pool", "nope")
     assert r.returncode == 1 and "no pool named 'nope'" in r.stderr
+
+
+def test_run_help_ends_with_a_run_example_and_exec_help_with_an_exec_one() -> None:
+    run_help = run("run", "--help").stdout.strip().splitlines()[-1]
+    assert run_help.endswith("run -- python3 -c 'print(1)'") and "exec" not in run_help
+    assert run("exec", "--help").stdout.strip().splitlines()[-1].endswith("exec ID -- python3 -c 'print(1)'")
+
+
+def test_drain_wait_timeout_bounds_the_whole_wait_and_names_what_is_claimed() -> None:
+    """`drain --wait --timeout T` with a sandbox claimed: back after T (not an hour, not the TTL) with an
+    error that names the drain and the claimed sandbox, exit 4; the pool goes on draining."""
+    from server_fixtures import pool_table, served
+
+    with served({"web": pool_table(target_ready=1, min_ready=0)}) as s:
+        claimed = s.headless("claim", "--key", "job-7", "--wait", "30")
+        assert claimed.returncode == 0, claimed.stderr
+        sandbox = claimed.stdout.split()[0]
+        # The subprocess timeout is only a backstop: before the fix this waited for the sandbox's TTL (5m).
+        r = s.headless("drain", "--wait", "--timeout", "0.5", timeout=60)
+        assert r.returncode == 4, (r.returncode, r.stderr)
+        assert "drain of pool 'web' timed out after 0.5s" in r.stderr, r.stderr
+        assert f"1 claimed: {sandbox} (key job-7, TTL " in r.stderr
+        assert "warm_up_timeout" not in r.stderr and r.stdout == ""
+        assert "pool is draining" in s.headless("check").stdout
+        # --json says the same on stdout; --drain-timeout keeps --timeout for each request.
+        r = s.headless("drain", "--wait", "--drain-timeout", "0.2", "--timeout", "10", "--json")
+        data = json.loads(r.stdout)
+        assert r.returncode == 4 and data["timed_out"] is True and data["state"] == "draining"
+        assert [m["id"] for m in data["members"] if m["state"] == "claimed"] == [sandbox]
+        # Released: the wait ends with the pool drained.
+        assert s.headless("release", sandbox).returncode == 0
+        r = s.headless("drain", "--wait", "--timeout", "20")
+        assert r.returncode == 0 and r.stdout.startswith("web: drained"), r.stderr

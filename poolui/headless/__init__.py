@@ -23,6 +23,8 @@ from .check import cmd_check
 from .output import Exit, Nagios, UsageError, err, out
 from .use import add_use_verbs
 
+REQUEST_TIMEOUT = 10.0  # seconds, each HTTP request's, when --timeout is not given
+
 
 def add_common(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     """The options every verb takes; `suppress` keeps a verb's copy from overwriting one given before it."""
@@ -39,8 +41,10 @@ def add_common(p: argparse.ArgumentParser, suppress: bool = False) -> None:
     p.add_argument("--token-file", metavar="FILE", default=d(None),
                    help="token file (default: $POOLUI_TOKEN, else [server].token_file, else STATE_DIR/token)")
     p.add_argument("--state-dir", metavar="DIR", default=d(None), help="where the server keeps its state")
-    p.add_argument("--timeout", metavar="SECONDS", type=seconds(0.001, b.MAX_WAIT), default=d(10.0),
-                   help="HTTP timeout of each request (default 10)")
+    # None until parsed: `drain --wait` needs to know whether the operator gave it (see main).
+    p.add_argument("--timeout", metavar="SECONDS", type=seconds(0.001, b.MAX_WAIT), default=d(None),
+                   help=f"HTTP timeout of each request (default {REQUEST_TIMEOUT:g}); with drain --wait, "
+                        "the bound of the whole wait")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="poolui --headless",
         description="poolui without the console (no TUI at all): control verbs for scripts and monitoring.",
         epilog="check exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN; other verbs 0 done, 1 refused, 2 usage, "
-               "3 no server or bad token, 4 timed out.",
+               "3 no server or bad token, 4 timed out (drain --wait: not empty in time).",
     )
     add_common(p)
     sub = p.add_subparsers(dest="verb", metavar="VERB", required=True)
@@ -84,9 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     z.add_argument("--max", type=whole(0, b.MAX_SIZE), default=None, help="max_ready")
     z.add_argument("--persist", action="store_true", help="also write the sizes into the pool file")
     dr = verb("drain", "no new claims; retire ready sandboxes; claimed ones finish")
-    dr.add_argument("--wait", action="store_true", help="return once the pool is empty")
+    dr.add_argument("--wait", action="store_true",
+                    help="return once the pool is empty; --timeout bounds the whole wait (then exit 4, "
+                         "naming what is still claimed; the pool keeps draining)")
     dr.add_argument("--drain-timeout", metavar="SECONDS", type=seconds(0, b.MAX_WAIT), default=None,
-                    help="with --wait: give up after this long (exit 4)")
+                    help="with --wait: the bound of the whole wait, when --timeout should stay the HTTP one")
     verb("pause", "keep serving claims, stop refilling")
     verb("resume", "undo pause or drain")
     verb("maintain", "probe ready sandboxes now, remove bad and expiring ones, refill")
@@ -148,6 +154,9 @@ def main(argv: list[str]) -> int:
     cut = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:cut])
     args.cmd = argv[cut + 1:]
+    args.timeout_given = args.timeout is not None
+    if args.timeout is None:
+        args.timeout = REQUEST_TIMEOUT
     if args.verb == "check":
         try:
             return cmd_check(args)

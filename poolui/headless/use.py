@@ -188,7 +188,8 @@ def add_use_verbs(verb: object) -> None:
         if name == "run":
             v.add_argument("--file", metavar="LOCAL[:PATH]", action="append",
                            help="a file to put into the work directory first (repeat for more)")
-        v.epilog = "The command comes last, after --: exec ID -- python3 -c 'print(1)'"
+        v.epilog = ("The command comes last, after --: "
+                    + ("exec ID -- python3 -c 'print(1)'" if name == "exec" else "run -- python3 -c 'print(1)'"))
     cp = verb("cp", "copy a file into (cp LOCAL ID:PATH) or out of (cp ID:PATH LOCAL) a claimed sandbox")
     cp.add_argument("-r", "--recursive", action="store_true", help="a directory (as a tar stream) instead of a file")
     cp.add_argument("src")

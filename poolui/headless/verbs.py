@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 
 from ..control import Control
 from ..core.model import PoolSnapshot
+from ..errors import WarmUpTimeout
 from .output import Exit, UsageError, emit_json, err, out
 from .use import cmd_cp, cmd_exec, cmd_run
 
@@ -115,9 +117,44 @@ async def cmd_resize(client: Control, args: argparse.Namespace) -> int:
     return Exit.OK
 
 
+def _still_there(s: PoolSnapshot) -> str:
+    """What keeps a draining pool from being empty: the claimed sandboxes by name (key, TTL left), the rest
+    counted by state."""
+    claimed = [m for m in s.members if m.state == "claimed"]
+    parts = [f"{m.id} ({f'key {m.claim_key}, ' if m.claim_key else ''}TTL {_ttl(m.ttl_left)} left)"
+             for m in claimed]
+    others: dict[str, int] = {}
+    for m in s.members:
+        if m.state != "claimed":
+            others[m.state] = others.get(m.state, 0) + 1
+    text = f"{len(claimed)} claimed" + (f": {', '.join(parts)}" if parts else "")
+    return text + "".join(f"; {n} {state}" for state, n in sorted(others.items()))
+
+
 async def cmd_drain(client: Control, args: argparse.Namespace) -> int:
+    """drain [--wait]: with --wait, --timeout (or --drain-timeout) bounds the whole wait, and running out
+    says what is still claimed (exit 4); the pool keeps draining either way."""
+    bound = args.drain_timeout if args.drain_timeout is not None else args.timeout if args.timeout_given else None
+    deadline = None if bound is None else time.monotonic() + bound
     pool = await _pool_name(client, args)
-    s = await client.drain(pool, wait=args.wait, timeout=args.drain_timeout)
+    s = await client.drain(pool)
+    if args.wait:
+        now = await client.snapshot(pool, members=True)
+        if now.members:
+            err(f"draining pool '{pool}': waiting {f'up to {bound:g}s ' if bound is not None else ''}"
+                f"for {len(now.members)} sandbox{'es' if len(now.members) != 1 else ''} to go "
+                f"({_still_there(now)})")
+        try:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            s = await client.drain(pool, wait=True, timeout=left)
+        except WarmUpTimeout:
+            still = await client.snapshot(pool, members=True)
+            err(f"drain of pool '{pool}' timed out after {bound or 0:g}s, not empty: {_still_there(still)}. "
+                f"The pool keeps draining (no new claims); release or terminate what is claimed "
+                f"(poolui --headless terminate --pool {pool} ID), or end the drain with resume")
+            if args.json:
+                emit_json({**still.to_dict(), "timed_out": True})
+            return Exit.TIMEOUT
     emit_json(s.to_dict()) if args.json else out(_sizes(s))
     return Exit.OK
 
