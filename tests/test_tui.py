@@ -253,7 +253,7 @@ class NotesKept(PoolApp):
         super().__init__(*args, **kwargs)
         self.said: list[str] = []
 
-    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:
         self.said.append(message)
         super().notify(message, *args, **kwargs)
 
