@@ -95,7 +95,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
 
 async def wait_for_member(pool: Pool, deadline: float, claim_key: str | None, reason: str) -> Member:
     """Queue as a waiter (first come, first served) until a member is handed over or the deadline passes."""
-    w = pool.handout.wait(claim_key)
+    w = pool.handout.wait(claim_key, pool.clock.monotonic())
     pool.kick()
     try:
         async with pool.clock.timeout(max(0.0, deadline - pool.clock.monotonic())):

@@ -22,6 +22,7 @@ class Waiter:
 
     fut: asyncio.Future[Member]
     claim_key: str | None
+    since: float = 0.0  # monotonic: when it began to wait
 
 
 class Handout:
@@ -75,8 +76,8 @@ class Handout:
 
     # ------------------------------------------------------------ waiters
 
-    def wait(self, claim_key: str | None) -> Waiter:
-        w = Waiter(asyncio.get_running_loop().create_future(), claim_key)
+    def wait(self, claim_key: str | None, since: float = 0.0) -> Waiter:
+        w = Waiter(asyncio.get_running_loop().create_future(), claim_key, since)
         self._waiters.append(w)
         return w
 
@@ -97,6 +98,14 @@ class Handout:
     def waiting(self) -> int:
         """Claimers waiting now."""
         return sum(1 for w in self._waiters if not w.fut.done())
+
+    def longest_wait(self, now: float) -> float | None:
+        """How long the first claimer still waiting has waited (None: nobody waits). Waiters queue in
+        arrival order, so it is the first one not yet served."""
+        for w in self._waiters:
+            if not w.fut.done():
+                return max(0.0, now - w.since)
+        return None
 
     def fail_waiters(self, error: BaseException) -> None:
         """Every waiting claimer gets `error`; the queue is emptied."""

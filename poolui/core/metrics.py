@@ -6,6 +6,9 @@ import bisect
 from collections import Counter, deque
 from typing import Any
 
+from ..clock import Clock
+from .window import ClaimWindow
+
 BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OUTCOMES = ("warm", "cold", "failed", "timed_out")
 
@@ -52,7 +55,9 @@ class Histogram:
 
 
 class PoolMetrics:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self.clock = clock or Clock()
+        self.window = ClaimWindow(self.clock)  # the same claims over the last minutes (window.py)
         self.claims: Counter[tuple[str, str]] = Counter()  # (outcome, reason)
         self.claim_latency = Histogram()
         self.create_to_ready = Histogram()
@@ -64,11 +69,20 @@ class PoolMetrics:
         self.runs = 0
         self.resets = 0
         self.reset_failures = 0
+        self.last_create_error = ""
+        self.last_create_error_at: float | None = None  # wall time
 
     def claim(self, outcome: str, latency: float | None, reason: str = "") -> None:
+        """One claim's end: warm, cold, failed (refused) or timed_out."""
         self.claims[(outcome, reason)] += 1
+        self.window.record(outcome, latency)
         if latency is not None:
             self.claim_latency.observe(latency)
+
+    def create_failed(self, why: str) -> None:
+        """A create or readiness wait failed; the last reason is kept for the overview."""
+        self.create_failures += 1
+        self.last_create_error, self.last_create_error_at = why, self.clock.time()
 
     def outcome_totals(self) -> dict[str, int]:
         totals = dict.fromkeys(OUTCOMES, 0)
@@ -89,10 +103,13 @@ class PoolMetrics:
             "create_to_ready": self.create_to_ready.summary(),
             "creates": self.creates,
             "create_failures": self.create_failures,
+            "last_create_error": self.last_create_error,
+            "last_create_error_at": self.last_create_error_at,
             "terminated": self.terminated,
             "leases_expired": self.leases_expired,
             "execs": self.execs,
             "runs": self.runs,
             "resets": self.resets,
             "reset_failures": self.reset_failures,
+            "windows": self.window.to_dict(),
         }

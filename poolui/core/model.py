@@ -127,6 +127,8 @@ class PoolSnapshot:
     read_only: bool = False
     # What protects the sandboxes (network, uid, seccomp, disk), from providers that say: the local one.
     shield: dict[str, Any] | None = None
+    longest_wait: float | None = None  # seconds the longest-waiting claimer has waited (None: none waits)
+    near_ttl: int = 0  # ready or claimed sandboxes with less than min_remaining_ttl left
 
     @property
     def ready(self) -> int:
@@ -140,6 +142,7 @@ class PoolSnapshot:
         values = _known_fields(cls, d)
         values["members"] = [MemberView.from_dict(m) for m in d.get("members", [])]
         values["read_only"] = bool(d.get("read_only", False))
+        values["near_ttl"] = int(d.get("near_ttl") or 0)
         return cls(**values)
 
 

@@ -50,7 +50,7 @@ class Pool:
         self.store = store
         self.bus = bus
         self.clock = clock
-        self.metrics = PoolMetrics()
+        self.metrics = PoolMetrics(clock)
         self.members: dict[str, Member] = {}
         self.handout = Handout()
         self.housekeeper = Housekeeper(self)
@@ -371,7 +371,7 @@ class Pool:
             self.kill_later(m)
             return
         self.failures += 1
-        self.metrics.create_failures += 1
+        self.metrics.create_failed(why)
         self.backoff_until = self.clock.monotonic() + backoff.delay(self.failures, *CREATE_BACKOFF)
         self._set(m, S.FAILED, "failed", why)
         if self.failures >= self.cfg.create_retries and not self.degraded_reason:

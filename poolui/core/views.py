@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .member import Member
-from .model import MemberView, PoolSnapshot, PoolState
+from .model import MemberState, MemberView, PoolSnapshot, PoolState
 
 if TYPE_CHECKING:
     from .pool import Pool
@@ -38,6 +38,14 @@ def pool_state(pool: Pool) -> PoolState:
     return PoolState.HEALTHY if len(pool.handout) >= pool.cfg.target_ready else PoolState.WARMING
 
 
+def near_ttl(pool: Pool, now: float) -> int:
+    """Ready or claimed members with less than min_remaining_ttl left: no longer handed out, or soon gone
+    under their claimer (one pass over the members, like the counts a console asks for every second)."""
+    edge = now + pool.cfg.min_remaining_ttl
+    live = (MemberState.READY, MemberState.CLAIMED)
+    return sum(1 for m in pool.members.values() if m.expires_mono < edge and m.state in live)
+
+
 def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
     cfg = pool.cfg
     state = pool.state()
@@ -59,4 +67,5 @@ def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
             "maintenance_interval": cfg.maintenance_interval,
         },
         taken_at=pool.clock.time(), read_only=cfg.read_only,
+        longest_wait=pool.handout.longest_wait(now), near_ttl=near_ttl(pool, now),
     )

@@ -33,18 +33,37 @@ def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.1f}ms"
 
 
+def _rate(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction:.0%}"
+
+
+CHECK_WINDOW = "5m"  # the text line's window: about one check interval, so each run says what happened since
+
+
+def claims_text(s: PoolSnapshot) -> str:
+    """Claims over the last 5 minutes (core/window.py), hits, cold claims, refusals and timeouts apart; a
+    server too old to send windows gives the totals since its start, as before."""
+    w = (s.metrics.get("windows") or {}).get(CHECK_WINDOW)
+    if w is None:
+        p99 = (s.metrics.get("claim_latency") or {}).get("p99")
+        return f"hit_rate={_rate(s.metrics.get('hit_rate'))} p99={_ms(p99)}"
+    return (f"{CHECK_WINDOW}: claims={w['claims']} hits={w['hits']} cold={w['cold']} refused={w['refusals']} "
+            f"timeouts={w['timeouts']} hit_rate={_rate(w['hit_rate'])} p50={_ms(w['p50'])} p99={_ms(w['p99'])}")
+
+
 def check_line(s: PoolSnapshot, status: Nagios, problems: list[str]) -> str:
     c = s.counts
     ready, creating, claimed = c.get("ready", 0), c.get("creating", 0) + c.get("starting", 0), c.get("claimed", 0)
-    hit = s.metrics.get("hit_rate")
-    p99 = (s.metrics.get("claim_latency") or {}).get("p99")
+    w = (s.metrics.get("windows") or {}).get(CHECK_WINDOW)
+    p99 = w["p99"] if w is not None else (s.metrics.get("claim_latency") or {}).get("p99")
     text = (f"POOLUI {status.name} - {s.name}: {s.state} ready={ready}/{s.target_ready} creating={creating} "
-            f"claimed={claimed} waiting={s.waiting} hit_rate={'n/a' if hit is None else f'{hit:.0%}'} "
-            f"p99={_ms(p99)}")
+            f"claimed={claimed} waiting={s.waiting} {claims_text(s)}")
     if problems:
         text += "; " + "; ".join(problems)
     perf = (f"ready={ready};{s.target_ready}:;{s.min_ready}:;0;{s.max_ready} creating={creating};;;0; "
             f"claimed={claimed};;;0;{s.max_total} waiting={s.waiting};;;0;")
+    if w is not None:
+        perf += "".join(f" {k}_{CHECK_WINDOW}={w[k]};;;0;" for k in ("claims", "hits", "cold", "refusals", "timeouts"))
     if p99 is not None:
         perf += f" p99_claim={p99:.6f}s;;;0;"
     return f"{text} | {perf}"
@@ -68,7 +87,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     worst = max((r[1] for r in rows), default=Nagios.UNKNOWN)
     if args.json:
         emit_json({"status": worst.name, "exit_code": int(worst), "pools": [
-            {"name": s.name, "status": st.name, "problems": probs, "snapshot": s.to_dict()} for s, st, probs in rows
+            {"name": s.name, "status": st.name, "problems": probs, "windows": s.metrics.get("windows") or {},
+             "snapshot": s.to_dict()} for s, st, probs in rows
         ]})
     elif not rows:
         out("POOLUI UNKNOWN - the server has no pools")

@@ -6,6 +6,7 @@ the engine keeps its own counters (core/metrics.py) and knows nothing of Prometh
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,8 @@ SIZES = (("poolui_target_ready", "target_ready", "Ready sandboxes the pool keeps
          ("poolui_min_ready", "min_ready", "Ready sandboxes below which the pool is critical."),
          ("poolui_max_ready", "max_ready", "Most ready sandboxes the pool may keep."),
          ("poolui_max_total", "max_total", "Most sandboxes the pool may have at once."),
-         ("poolui_waiting_claims", "waiting", "Claimers waiting for a sandbox."))
+         ("poolui_waiting_claims", "waiting", "Claimers waiting for a sandbox."),
+         ("poolui_near_ttl", "near_ttl", "Ready or claimed sandboxes with less than min_remaining_ttl left."))
 COUNTERS = (("poolui_creates", "creates", "Sandboxes asked of the provider."),
             ("poolui_create_failures", "create_failures", "Creates or readiness waits that failed."),
             ("poolui_terminated", "terminated", "Sandboxes terminated."),
@@ -58,6 +60,7 @@ class _Pools(Collector):
                 g.add_metric([s.name], getattr(s, attr))
             yield g
         yield _claims(snaps)
+        yield from _windows(snaps)
         for name, key, help_ in COUNTERS:
             c = CounterMetricFamily(name, help_, labels=["pool"])
             for s in snaps:
@@ -88,6 +91,33 @@ def _claims(snaps: list[PoolSnapshot]) -> CounterMetricFamily:
             if outcome not in seen:  # every series exists from the start, so rate() works on the first claim
                 c.add_metric([s.name, outcome, ""], 0)
     return c
+
+
+def _windows(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
+    """The last minutes' claims (core/window.py), one series per window: what the console's overview and
+    `check --json` show. NaN where there is nothing to measure (no claim), never a made-up 0."""
+    claims = GaugeMetricFamily("poolui_window_claims", "Claims in the last window by outcome "
+                               "(warm, cold, failed: refused, timed_out).", labels=["pool", "window", "outcome"])
+    hit = GaugeMetricFamily("poolui_window_hit_ratio", "Warm claims out of all claims in the last window.",
+                            labels=["pool", "window"])
+    latency = GaugeMetricFamily("poolui_window_claim_latency_seconds", "Claim latency quantiles over the "
+                                "last window (within 2%).", labels=["pool", "window", "quantile"])
+    wait = GaugeMetricFamily("poolui_longest_wait_seconds", "How long the longest-waiting claimer has waited.",
+                             labels=["pool"])
+    for s in snaps:
+        for label, w in (s.metrics.get("windows") or {}).items():
+            for outcome, key in (("warm", "hits"), ("cold", "cold"), ("failed", "refusals"),
+                                 ("timed_out", "timeouts")):
+                claims.add_metric([s.name, label, outcome], w.get(key, 0))
+            hit.add_metric([s.name, label], _or_nan(w.get("hit_rate")))
+            for q in ("p50", "p99"):
+                latency.add_metric([s.name, label, f"0.{q[1:]}"], _or_nan(w.get(q)))
+        wait.add_metric([s.name], s.longest_wait or 0.0)  # nobody waiting has waited 0 s
+    yield from (claims, hit, latency, wait)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def render(snapshots: list[PoolSnapshot], stats: StreamStats) -> str:
