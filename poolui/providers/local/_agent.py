@@ -35,12 +35,13 @@ READ = 65536
 MAX_REQUESTS = 64  # at once; beyond, a request is refused at once rather than costing a thread
 SERVER: Any = None  # the sandbox's own command (_agent_server.Server)
 USER: tuple[int, int] | None = None  # who the sandbox's code runs as, when not the agent's own uid
+SPAWNER: Any = None  # _agent_spawn.Spawner: starts commands as USER, cheaper than the agent can
 
 
 def main() -> None:
     import ctypes
 
-    global USER, SERVER
+    global USER, SERVER, SPAWNER
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(4, 0)  # PR_SET_DUMPABLE 0, before anything else: see above
     _no_inheritable(libc)
@@ -49,7 +50,9 @@ def main() -> None:
         USER = (int(sys.argv[3]), int(sys.argv[4]))
     import _agent_reset
     import _agent_server
+    import _agent_spawn
 
+    SPAWNER = _agent_spawn.Spawner()
     SERVER = _agent_server.Server(int(sys.argv[1]), sys.argv[5:], work)
     _agent_reset.remember()  # the sandbox as it starts, before any claim's code runs
     os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
@@ -205,17 +208,25 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
     import subprocess
     import time
 
+    import _agent_spawn
+
     argv = [str(a) for a in req["argv"]]
     marker = os.urandom(8).hex()
     env = {**os.environ, **{str(k): str(v) for k, v in req.get("env", {}).items()}, EXEC_MARKER: marker}
-    start = time.monotonic()
+    start, cwd = time.monotonic(), os.path.join(work, req.get("cwd") or "")
+    spawner = SPAWNER if USER is not None and SPAWNER.usable() else None
     try:
-        # Popen forks and execs in C, which is safe beside this agent's other threads.
-        proc = subprocess.Popen(argv, cwd=os.path.join(work, req.get("cwd") or ""), env=env, bufsize=0,
-                                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True, **user())
+        proc: Any = spawner and spawner.spawn(argv, cwd, env, bool(stdin))
+        if proc is None:  # the agent starts it itself: Popen forks and execs in C, safe beside the threads
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, bufsize=0, stdin=subprocess.PIPE if stdin else
+                                    subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True, close_fds=True, **user())
     except OSError as e:
         end(conn, exit_code=127, signal=None, error=f"{argv[0]}: {e.strerror or e}", duration=time.monotonic() - start)
+        return
+    except _agent_spawn.SpawnLost as e:
+        kill_tree(None, marker)  # it may have started: whatever carries this exec's marker goes
+        end(conn, exit_code=None, signal=None, error=str(e), duration=time.monotonic() - start)
         return
     pump = Pump(conn, proc, stdin, int(req.get("max_output", 1 << 20)))
     try:
@@ -228,17 +239,18 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
         os.close(pump.pidfd)
     if timed_out:
         kill_tree(proc.pid, marker)
-    status = proc.wait()
+    result: dict[str, Any] = {"timed_out": timed_out, "truncated": pump.truncated}
+    try:
+        status = proc.wait()
+        result.update(exit_code=None, signal=-status) if status < 0 else result.update(exit_code=status, signal=None)
+    except _agent_spawn.SpawnLost as e:
+        result.update(exit_code=None, signal=None, error=str(e))
     for f in (proc.stdin, proc.stdout, proc.stderr):
         if f is not None and not f.closed:
             f.close()
-    result: dict[str, Any] = {"timed_out": timed_out, "truncated": pump.truncated,
-                              "duration": time.monotonic() - start}
-    if status < 0:
-        result.update(exit_code=None, signal=-status)
-    else:
-        result.update(exit_code=status, signal=None)
-    end(conn, **result)
+    end(conn, duration=time.monotonic() - start, **result)
+    if USER is not None and spawner is None:
+        SPAWNER.ran_one(user(), work)
 
 
 def user() -> dict[str, Any]:
@@ -256,7 +268,7 @@ class Pump:
         if self.in_w is not None:
             os.set_blocking(self.in_w, False)
         self.pending = memoryview(stdin)
-        self.pidfd = os.pidfd_open(proc.pid)
+        self.pidfd = getattr(proc, "pidfd", None) or os.pidfd_open(proc.pid)  # a Spawned one comes with it
         self.sent, self.truncated = 0, False
 
     def forward(self, fd: int, chunk: bytes) -> None:
@@ -312,7 +324,7 @@ class Pump:
                 pass
 
 
-def kill_tree(pid: int, marker: str) -> None:
+def kill_tree(pid: int | None, marker: str) -> None:
     """SIGKILL the command and everything it started: its session, and whatever still carries its marker
     (a child that left the session); never the sandbox's own server."""
     from _kill import kill_all

@@ -105,6 +105,7 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
 
     agent.SERVER.stopping()
     left = kill_all(others, 2.0)
+    agent.SPAWNER.gone()  # killed with the rest (the claim's code could reach it): the next claim's is new
     if left:
         agent.end(conn, error=f"processes {left[:5]} survived SIGKILL")
         return

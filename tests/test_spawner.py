@@ -1,0 +1,96 @@
+"""The exec spawner (poolui/providers/local/_spawner.py) in real bubblewrap sandboxes: after a claim's
+second exec, commands start from a small process that already is the sandbox's uid, with no capability;
+the sandbox's code can kill or stop it and lose only the exec it did that in; a reset replaces it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from helpers import wait_for
+from server_fixtures import HTTP_SERVER
+
+from poolui.core.manager import PoolManager
+from poolui.pool_file import parse_config
+from poolui.sandbox_io import ExecResult, collect
+
+pytestmark = [pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap is not installed"),
+              pytest.mark.skipif(os.geteuid() != 0, reason="the spawner serves a root controller's two-uid sandbox")]
+PARENT = 'echo "$PPID $(tr "\\0" " " < /proc/$PPID/cmdline)"'  # who started this command
+SPAWNER = "marshal.loads"  # in the spawner's command line, in no other
+
+
+@pytest.fixture
+async def mgr(tmp_path: Path) -> AsyncIterator[PoolManager]:
+    """A single-use pool and a reuse pool of one bubblewrap sandbox each, `python3 -m http.server` inside."""
+    one = {"provider": "local", "command": HTTP_SERVER, "target_ready": 1, "health": {"enabled": False},
+           "readiness": {"http": "/", "timeout": "15s", "interval": "20ms"}}
+    reuse = {**one, "min_ready": 0, "max_ready": 1, "max_total": 1, "reuse": True}
+    async with PoolManager(parse_config({"pools": {"one": one, "re": reuse}}, "test.toml"), state_dir=tmp_path) as m:
+        await m.warm_up(30)
+        yield m
+
+
+async def sh(m: PoolManager, pool: str, sid: str, script: str, stdin: bytes = b"") -> ExecResult:
+    return await collect(m.exec(pool, sid, ["sh", "-c", script], stdin=stdin, timeout=30))
+
+
+async def spawner_pid(m: PoolManager, pool: str, sid: str) -> int:
+    """Run commands until one is started by the spawner (it starts after two, and takes a moment); its pid."""
+    async def parent() -> int:
+        r = await sh(m, pool, sid, PARENT)
+        pid, _, cmdline = r.stdout.decode().partition(" ")
+        return int(pid) if SPAWNER in cmdline else 0
+    pid: int = await wait_for(parent, 30, what="a command started by the spawner")
+    return pid
+
+
+async def test_commands_start_from_a_spawner_with_no_capability(mgr: PoolManager) -> None:
+    c = await mgr.claim("one", timeout=30)
+    first = await sh(mgr, "one", c.id, PARENT)
+    assert SPAWNER not in first.stdout.decode()  # the first exec: the agent itself (a one-shot run pays nothing)
+    pid = await spawner_pid(mgr, "one", c.id)
+    status = (await sh(mgr, "one", c.id, f"grep -E '^(Uid|Gid|Cap(Inh|Prm|Eff|Amb)):' /proc/{pid}/status")).stdout
+    fields = dict(line.split(":", 1) for line in status.decode().splitlines())
+    assert fields["Uid"].split() == ["65534"] * 4 and fields["Gid"].split() == ["65534"] * 4
+    assert {fields[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")} == {"0000000000000000"}
+    # what an exec promises holds through it: stdin, both streams apart, the exit code, a missing program
+    r = await sh(mgr, "one", c.id, 'read x; echo "out $x"; echo err >&2; exit 3', stdin=b"in\n")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, b"out in\n", b"err\n")
+    r = await collect(mgr.exec("one", c.id, ["no-such-program"]))
+    assert r.exit_code == 127 and "no-such-program" in r.error
+    assert (await sh(mgr, "one", c.id, PARENT)).stdout.decode().startswith(f"{pid} ")  # still the same one
+    await mgr.release("one", c.id)
+
+
+async def test_code_that_kills_or_stops_the_spawner_loses_only_that_exec(mgr: PoolManager) -> None:
+    c = await mgr.claim("one", timeout=30)
+    old = await spawner_pid(mgr, "one", c.id)
+    killed = await sh(mgr, "one", c.id, "kill -9 $PPID")
+    assert killed.exit_code is None and "spawner" in killed.error  # its own status went with the spawner
+    after = await sh(mgr, "one", c.id, "echo fine")
+    assert (after.exit_code, after.stdout) == (0, b"fine\n")  # the agent runs it itself meanwhile
+    stopper = await spawner_pid(mgr, "one", c.id)
+    assert stopper != old  # a new spawner
+    stopped = await sh(mgr, "one", c.id, "kill -STOP $PPID")
+    assert stopped.exit_code is None and "spawner" in stopped.error  # said within the spawner's answer wait
+    after = await sh(mgr, "one", c.id, "echo fine")
+    assert (after.exit_code, after.stdout) == (0, b"fine\n")
+    gone = await sh(mgr, "one", c.id, f"test -e /proc/{stopper} && echo there || echo gone")
+    assert gone.stdout == b"gone\n"  # the stopped one was killed, not left to hold its commands
+    await mgr.release("one", c.id)
+
+
+async def test_a_reset_replaces_the_spawner(mgr: PoolManager) -> None:
+    a = await mgr.claim("re", timeout=30)
+    old = await spawner_pid(mgr, "re", a.id)  # the claim's code could write this one's memory
+    await mgr.release("re", a.id)
+    await wait_for(lambda: len(mgr.pools["re"].handout) == 1, 30, what="the member reset and ready again")
+    b = await mgr.claim("re", timeout=30)
+    assert b.id == a.id
+    first = await sh(mgr, "re", b.id, f"{PARENT}; test -e /proc/{old} && echo there || echo gone")
+    assert SPAWNER not in first.stdout.decode().splitlines()[0] and first.stdout.endswith(b"gone\n")
+    assert await spawner_pid(mgr, "re", b.id) != old
+    await mgr.release("re", b.id)
