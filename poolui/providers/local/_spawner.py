@@ -38,13 +38,14 @@ def serve(fd: int) -> None:
     control.send(b"r")  # ready: the agent sends nothing before it hears this
     running: dict[int, tuple[subprocess.Popen[bytes], socket.socket]] = {}
     while True:
-        ready, _, _ = select.select([control, *running], [], [])
+        watched: list[Any] = [control, *running]
+        ready, _, _ = select.select(watched, [], [])
         for one in ready:
             if one is control:
                 if not start(control, running):
                     return  # the agent went: the sandbox is ending, or a reset
             else:
-                pidfd = int(one)  # type: ignore[call-overload]  # select gave back a key of running
+                pidfd: int = one  # one of running's keys
                 proc, reply = running.pop(pidfd)
                 answer(reply, {"status": proc.wait()})
                 os.close(pidfd)
