@@ -12,17 +12,20 @@ import sys
 from . import bounds as b
 from .argtypes import seconds, whole
 
+DEFAULT_POOL_FILE = ("$POOLUI_CONFIG, else $XDG_CONFIG_HOME/poolui/local.toml (~/.config/poolui), a copy of the "
+                     "bundled local pool file made on first use")
+DEFAULT_STATE = "$XDG_STATE_HOME/poolui (~/.local/state/poolui)"
+
 
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="poolui serve", description="Run every pool of the file as an HTTP service.")
-    p.add_argument("--config", metavar="FILE", default=None,
-                   help="pool file (default: $POOLUI_CONFIG, else the bundled local pool file)")
+    p.add_argument("--config", metavar="FILE", default=None, help=f"pool file (default: {DEFAULT_POOL_FILE})")
     p.add_argument("--listen", metavar="HOST:PORT", default=None,
                    help="address to listen on (default: [server].listen, else 127.0.0.1:8765); port 0 picks one")
     p.add_argument("--token-file", metavar="FILE", default=None,
                    help="token file (default: [server].token_file, else STATE_DIR/token; $POOLUI_TOKEN wins)")
     p.add_argument("--state-dir", metavar="DIR", default=None,
-                   help="state directory (default: [server].state_dir, else ~/.local/state/poolui)")
+                   help=f"state directory (default: [server].state_dir, else {DEFAULT_STATE})")
     p.add_argument("--on-shutdown", choices=("keep", "terminate"), default=None,
                    help="on SIGTERM/SIGINT keep the sandboxes for the next start, or terminate them "
                         "(default: [server].on_shutdown, else keep)")
@@ -69,13 +72,32 @@ def _console_parser() -> argparse.ArgumentParser:
                "check, list, claim, release, renew, terminate, resize, drain, pause, resume, maintain, events, demo, "
                "doctor).",
     )
-    p.add_argument("--config", metavar="FILE", default=None, help="pool file")
-    p.add_argument("--server", metavar="URL", default=None, help="server URL (default: $POOLUI_SERVER, ...)")
-    p.add_argument("--token-file", metavar="FILE", default=None, help="token file")
-    p.add_argument("--state-dir", metavar="DIR", default=None, help="state directory")
+    p.add_argument("--config", metavar="FILE", default=None, help=f"pool file (default: {DEFAULT_POOL_FILE})")
+    p.add_argument("--server", metavar="URL", default=None,
+                   help="server URL, used even if it runs other pools than the pool file's (default: "
+                        "$POOLUI_SERVER, else the pool file's [server] url or listen address, if the server there "
+                        "runs that file's pools; with none answering, the console runs them itself)")
+    p.add_argument("--token-file", metavar="FILE", default=None,
+                   help="the server's token file (default: [server].token_file, else STATE_DIR/token; "
+                        "$POOLUI_TOKEN wins)")
+    p.add_argument("--state-dir", metavar="DIR", default=None,
+                   help=f"state directory (default: [server].state_dir, else {DEFAULT_STATE})")
     p.add_argument("--read-only", action="store_true", help="watch only: every action is disabled")
     p.add_argument("--headless", action="store_true", help="no console: run a verb (see poolui --headless --help)")
+    p.add_argument("-V", "--version", action=_Version, help="print poolui's version and exit")
     return p
+
+
+class _Version(argparse.Action):
+    """--version as argparse's own action, but the installed version is looked up only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print(f"poolui {version()}")
+        parser.exit()
 
 
 def console_main(argv: list[str]) -> int:

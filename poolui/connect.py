@@ -6,7 +6,8 @@ The pool file is read only when the first two give no answer, so `--server URL` 
 
 open_control() decides between remote and embedded for the console: a server named explicitly is used even
 while it is down (the console opens disconnected and keeps retrying); otherwise the pool file's server if it
-answers, else the pools run in this process when every one of them runs on this machine.
+answers and runs that file's pools (another file's server is refused: ServerMismatch, never shown or
+steered), else the pools run in this process when every one of them runs on this machine.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING, Literal
 
 from . import paths
 from .addresses import split_host_port, url_of
-from .errors import ConfigError, PoolError, ServerUnreachable
+from .errors import ConfigError, PoolError, ServerMismatch, ServerUnreachable, Unauthorized
 
 if TYPE_CHECKING:
     from .client import PoolClient
     from .config import Config
     from .control import Control
     from .core.manager import PoolManager
+    from .core.model import PoolSnapshot
 
     def _both_meet_the_contract(m: PoolManager, c: PoolClient) -> tuple[Control, Control]:
         return m, c  # mypy checks this assignment: a verb missing on either side fails the type check
@@ -41,13 +43,19 @@ Keep = Literal["nothing", "claimed", "all"]
 @dataclass
 class Endpoint:
     url: str
-    url_source: str  # for messages: "--server", "$POOLUI_SERVER", "FILE [server].listen", ...
+    url_source: str  # for messages: "--server", "$POOLUI_SERVER", "the [server] listen address of FILE", ...
     token: str | None
-    token_source: str  # never the token itself
+    token_source: str  # for messages, never the token itself: "$POOLUI_TOKEN", or the token file and who named it
+    token_path: Path | None = None  # the token file read; None when the token came from $POOLUI_TOKEN
+    # The pool file whose [server] table gave the URL, and which of its keys ("url" or "listen"): the server
+    # found there must run that file's pools. None when the server was named (--server, $POOLUI_SERVER).
+    pool_file: Config | None = None
+    found_by: Literal["url", "listen"] | None = None
 
 
 def load(config: str | os.PathLike[str] | None) -> Config:
-    """The pool file named (--config), else $POOLUI_CONFIG's, else the bundled local one."""
+    """The pool file named (--config), else $POOLUI_CONFIG's, else the user's copy of the bundled local one
+    (made on first use: pool_file.user_config)."""
     from .pool_file import config_path, load_config
 
     return load_config(config_path(config))
@@ -73,24 +81,26 @@ def find_endpoint(server: str | None = None, config: str | os.PathLike[str] | No
             cfg = load(config)
         return cfg
 
+    pool_file: Config | None = None
+    found_by: Literal["url", "listen"] | None = None
     if server:
         url, url_source = server, "--server"
     elif os.environ.get(SERVER_ENV):
         url, url_source = os.environ[SERVER_ENV], f"${SERVER_ENV}"
     else:
-        c = cfg_()
+        pool_file = c = cfg_()
         where = str(c.path or "the pool file")
         if c.server.url:
-            url, url_source = c.server.url, f"{where} [server].url"
+            url, url_source, found_by = c.server.url, f"the [server] url of {where}", "url"
         else:
-            url, url_source = url_from_listen(c.server.listen), f"{where} [server].listen"
+            url, url_source = url_from_listen(c.server.listen), f"the [server] listen address of {where}"
+            found_by = "listen"
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"server address {url!r} ({url_source}) is not allowed: expected an http:// URL")
     if os.environ.get(paths.TOKEN_ENV):
-        return Endpoint(url, url_source, os.environ[paths.TOKEN_ENV].strip(), f"${paths.TOKEN_ENV}")
-    if token_file:
-        path, source = Path(token_file).expanduser(), "--token-file"
+        token: str | None = os.environ[paths.TOKEN_ENV].strip()
+        token_source, path = f"${paths.TOKEN_ENV}", None
     else:
         # The pool file names a token file or a state directory; with neither, the default state dir.
         # When --server came without --config, the pool file is still read if one was named or set.
@@ -100,11 +110,102 @@ def find_endpoint(server: str | None = None, config: str | os.PathLike[str] | No
             c2 = cfg_() if (config or os.environ.get(CONFIG_ENV) or cfg is not None) else None
         except ConfigError:
             c2 = None
-        configured = c2.server.token_file if c2 is not None else None
-        path = paths.token_file(None, configured, paths.state_dir(state_dir, c2.state_dir if c2 else None))
-        source = f"{c2.path} [server].token_file" if configured and c2 is not None else str(path)
-    token = paths.read_token(path)
-    return Endpoint(url, url_source, token, source if token is not None else f"{source} (missing)")
+        read, token_source = _token_file(token_file, state_dir, c2)
+        token, path = paths.read_token(read), read
+    return Endpoint(url, url_source, token, token_source, path, pool_file, found_by)
+
+
+def _token_file(token_file: str | os.PathLike[str] | None, state_dir: str | os.PathLike[str] | None,
+                cfg: Config | None) -> tuple[Path, str]:
+    """The token file to read, and for messages the file with who named it."""
+    if token_file:
+        path = Path(token_file).expanduser()
+        return path, f"{path} (--token-file)"
+    if cfg is not None and cfg.server.token_file:
+        path = Path(cfg.server.token_file).expanduser()
+        return path, f"{path} (the [server] token_file of {cfg.path})"
+    path = paths.token_file(None, None, paths.state_dir(state_dir, cfg.state_dir if cfg else None))
+    if state_dir:
+        return path, f"{path} (in --state-dir)"
+    if cfg is not None and cfg.state_dir:
+        return path, f"{path} (in the [server] state_dir of {cfg.path})"
+    return path, f"{path} (the default token file)"
+
+
+def refused(endpoint: Endpoint, e: Unauthorized) -> Unauthorized:
+    """The Unauthorized a person reads: which server refused, which token file was read, what to do (never
+    the HTTP words of the server's own answer)."""
+    server = f"the poolui server at {endpoint.url} ({endpoint.url_source})"
+    if endpoint.token is None:
+        head = f"{server} needs a token and found none: {endpoint.token_source} is missing or empty"
+    else:
+        head = f"{server} refused the token from {endpoint.token_source}"
+    fix = ("pass the token file of that server with --token-file FILE (`poolui serve` names it as it starts, "
+           "after 'token:'), or set $POOLUI_TOKEN")
+    if endpoint.pool_file is not None and endpoint.found_by == "listen":
+        fix += (f"; if that server does not run the pools of {endpoint.pool_file.path}, give that file a "
+                "[server] listen address no server uses")
+    return Unauthorized(f"{head}; {fix}", reason=e.reason)
+
+
+def mismatch(endpoint: Endpoint, pools: list[str], their_file: str | None) -> ServerMismatch | None:
+    """Why the server found through a pool file's [server] table does not run that file's pools (their
+    names, the file it read), or None when it does. A server named explicitly is never second-guessed."""
+    cfg = endpoint.pool_file
+    if cfg is None:
+        return None
+    ours = list(cfg.pools)
+    if their_file and cfg.path is not None and _same_file(their_file, cfg.path):
+        return None
+    # A server behind a [server] url may see the file under another path; one that read no file says
+    # nothing about a path. Then its pools' names are all there is to go by.
+    if (endpoint.found_by == "url" or not their_file) and sorted(pools) == sorted(ours):
+        return None
+    theirs = f"the pool file {their_file}" if their_file else "pools read from no file"
+    said = (f"the poolui server at {endpoint.url} ({endpoint.url_source}) runs {theirs} (pools: "
+            f"{', '.join(pools) or 'none'}), not {cfg.path} (pools: {', '.join(ours)}); not connecting, so "
+            f"that no other pools are shown or changed. To use that server anyway, pass --server {endpoint.url}")
+    if endpoint.found_by == "url":
+        return ServerMismatch(f"{said}; otherwise correct the [server] url of {cfg.path}")
+    return ServerMismatch(f"{said}; to run the pools of {cfg.path}, give it a [server] listen address no server "
+                          f"uses (the console then runs them itself, or `poolui serve --config {cfg.path}` does)")
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not on this machine (any more)
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+async def check_server(client: PoolClient, endpoint: Endpoint) -> None:
+    """Raise ServerMismatch unless the server found through a pool file runs that file's pools; Unauthorized
+    (as `refused` words it) or ServerUnreachable when it cannot be asked."""
+    if endpoint.pool_file is None:
+        return
+    try:
+        pools, their_file = await client.names(), await client.config_path()
+    except Unauthorized as e:
+        raise refused(endpoint, e) from None
+    if (wrong := mismatch(endpoint, pools, their_file)) is not None:
+        raise wrong
+
+
+def fetch_pools(endpoint: Endpoint, pool: str | None = None, members: bool = False,
+                timeout: float = 10.0) -> list[PoolSnapshot]:
+    """The synchronous client's pools (`check`: no asyncio), after the check of check_server on the same /info
+    answer; a refused token is worded as `refused` words it."""
+    from .client_sync import fetch_pools as fetch
+    from .client_sync import get_json
+
+    try:
+        if endpoint.pool_file is not None:
+            info = get_json(endpoint.url, endpoint.token, "/info", timeout)
+            if (wrong := mismatch(endpoint, list(info.get("pools") or ()), info.get("config_path"))) is not None:
+                raise wrong
+        return fetch(endpoint.url, endpoint.token, pool, members=members, timeout=timeout)
+    except Unauthorized as e:
+        raise refused(endpoint, e) from None
 
 
 def connect(server: str | None = None, config: str | os.PathLike[str] | None = None,
@@ -143,8 +244,10 @@ async def open_control(server: str | None = None, config: str | os.PathLike[str]
     """The control object: remote (explicit server, else a reachable one) or embedded, closed at the end.
 
     embedded=True runs the pools here; False always connects (even to a server that is down); None decides
-    as the module docstring says. Raises Unauthorized when a server refuses the token, ServerUnreachable
-    when none answers and the pools cannot run here, ConfigError for a bad pool file.
+    as the module docstring says. A server found through the pool file is asked first what it runs:
+    ServerMismatch when those are not the file's pools. Raises Unauthorized (naming the server and the token
+    file) when a server refuses the token, ServerUnreachable when none answers and the pools cannot run
+    here, ConfigError for a bad pool file.
     """
     from .client import PoolClient
 
@@ -152,18 +255,21 @@ async def open_control(server: str | None = None, config: str | os.PathLike[str]
     if embedded is not True:
         endpoint = find_endpoint(server, config, token_file, state_dir)
         client = PoolClient(endpoint.url, endpoint.token, timeout=timeout)
-        explicit = bool(server or os.environ.get(SERVER_ENV)) or embedded is False
         try:
-            if not explicit:
-                await client.ping()  # Unauthorized goes to the caller: a server is there and refuses us
+            await check_server(client, endpoint)  # a server found through the pool file must run its pools
+            remote = True
         except ServerUnreachable:
-            await client.aclose()
+            remote = embedded is False  # else nothing answers at the pool file's address: the pools run here
+            if not remote:
+                await client.aclose()
         except BaseException:
             await client.aclose()
             raise
-        else:
+        if remote:
             try:
                 yield Opened(client, endpoint.url, endpoint)
+            except Unauthorized as e:
+                raise refused(endpoint, e) from None
             finally:
                 await client.aclose()
             return

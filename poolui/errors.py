@@ -25,6 +25,13 @@ class ConfigError(PoolError):
     http_status = 422
 
 
+class ServerMismatch(ConfigError):
+    """The server at a pool file's [server] address runs other pools than that file's: connecting would show
+    and change the wrong pools. Raised by the client side only (poolui.connect), never sent over HTTP."""
+
+    code = "server_mismatch"
+
+
 class InvalidRequest(PoolError):
     code = "invalid_request"
     http_status = 422

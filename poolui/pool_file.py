@@ -3,17 +3,23 @@ that provider, found through the registry). `load_config` is what library users 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, paths
+from .errors import ConfigError
 from .providers.registry import REGISTRY
 
 # The embedded default: shipped inside the package, so a non-editable install finds it from any directory.
+# The command line never runs it in place (a saved resize would write into the package): see user_config.
 DEFAULT_CONFIG = Path(str(files("poolui.config").joinpath("local.toml")))
 CONFIG_ENV = "POOLUI_CONFIG"
+COPY_NOTE = ("# Your copy of poolui's default pool file (made from {source} on first use). `poolui` with no\n"
+             "# --config runs these pools, and a resize saved in the console is written here. Delete this file\n"
+             "# to get a fresh copy of the default.\n\n")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> config.Config:
@@ -43,9 +49,35 @@ def preview_pool_sizes(path: Path, pool: str, **sizes: int | None) -> list[str]:
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> Path:
-    """--config, else $POOLUI_CONFIG, else the bundled local pool file."""
+    """--config, else $POOLUI_CONFIG, else the user's copy of the bundled local pool file (user_config)."""
     if explicit:
         return Path(explicit)
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV])
-    return DEFAULT_CONFIG
+    return user_config()
+
+
+def user_config() -> Path:
+    """$XDG_CONFIG_HOME/poolui/local.toml (~/.config/poolui), made from the bundled pool file on first use:
+    the default pool file of the command line, the user's to edit. ConfigError when it cannot be made."""
+    path = paths.config_dir() / DEFAULT_CONFIG.name
+    if path.exists():
+        return path
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(COPY_NOTE.format(source=DEFAULT_CONFIG) + DEFAULT_CONFIG.read_text())
+        try:
+            os.link(tmp, path)  # never over a copy made meanwhile (by another start, or edited already)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: a rename, which is as atomic
+            os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
+    except OSError as e:
+        with contextlib.suppress(OSError):  # a half-written copy, should writing it have failed
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot make the editable copy of the default pool file there: "
+                          f"{e.strerror or e}; set $XDG_CONFIG_HOME to a directory you can write to, "
+                          "or name a pool file with --config FILE") from None
+    return path

@@ -141,7 +141,8 @@ def test_token_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (e.token, e.token_source) == ("from-env", "$POOLUI_TOKEN")
     monkeypatch.delenv("POOLUI_TOKEN")
     e = find_endpoint(server="http://x:1", state_dir=tmp_path / "empty")
-    assert e.token is None and e.token_source.endswith("(missing)")
+    assert e.token is None and e.token_path == (tmp_path / "empty" / "token").resolve()
+    assert e.token_source == f"{e.token_path} (in --state-dir)"
 
 
 async def test_open_control_falls_back_to_embedded_only_when_no_server_was_named(

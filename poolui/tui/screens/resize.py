@@ -103,7 +103,19 @@ class ResizeScreen(ModalScreen[ResizeRequest | None]):
     def action_submit(self) -> None:
         got = self._checked()
         if got is not None:
-            self.dismiss(ResizeRequest(*got, self.query_one("#persist", Checkbox).value))
+            persist = self.query_one("#persist", Checkbox).value and self._file_changes(got)
+            self.dismiss(ResizeRequest(*got, persist))
+
+    def _file_changes(self, sizes: tuple[int, int, int]) -> bool:
+        """False when the pool file, on this machine, already says these sizes: then saving is not asked for
+        and nothing says "saved to". True when it would change, or when only the server can tell."""
+        if not self.config_path or not os.path.isfile(self.config_path):
+            return True
+        try:
+            return bool(preview_pool_sizes(Path(self.config_path), self.snap.name, target_ready=sizes[0],
+                                           min_ready=sizes[1], max_ready=sizes[2]))
+        except (OSError, PoolError):
+            return True  # the resize itself then says what is wrong with the file
 
     def on_checkbox_changed(self, event: Checkbox.Changed) -> None:
         self._show_preview()
