@@ -2,10 +2,11 @@
 
 A server named explicitly (--server, $POOLUI_SERVER) is used even while it is down: the console opens
 disconnected and keeps retrying. Otherwise the pool file's server if it answers and runs that file's pools
-(one running another file's is refused, exit 2, saying which server answered, what it runs and what to do),
-else the pools run embedded in the console's process and are stopped when it quits: their sandboxes are terminated, except
-claimed ones the user chose to keep (on SIGTERM or SIGHUP, with nobody to ask, claimed ones always), which
-are left running for the next start on the same state directory to adopt. A remote console stops nothing.
+(one running another file's is refused, exit 2, saying which server answered, what it runs and what to
+do), else the pools run embedded in the console's process and are stopped when it quits: their sandboxes
+are terminated, except claimed ones the user chose to keep (on SIGTERM or SIGHUP, with nobody to ask,
+claimed ones always), which are left running for the next start on the same state directory to adopt.
+A remote console stops nothing.
 """
 
 from __future__ import annotations
