@@ -18,7 +18,7 @@ from tui_support import screen_text, until
 from poolui.tui.app import PoolApp
 from poolui.tui.launch import launch
 
-HTTP_WORDS = ("Authorization", "Bearer", "bearer", "HTTP", "header", "401")
+HTTP_WORDS = ("Authorization", "Bearer", "bearer", "HTTP", "header")
 
 
 @pytest.fixture
@@ -126,6 +126,9 @@ def test_headless_verbs_check_the_server_too(server_a: Served, tmp_path: Path) -
     assert f"runs the pool file {server_a.config.resolve()} (pools: web), not {b.resolve()}" in err
     r = server_a.headless("--config", str(b), "--server", server_a.url, "list", server=False)
     assert r.returncode == 0 and "web" in r.stdout and "api" not in r.stdout
+    r = server_a.headless("--config", str(b), "check", server=False)  # monitoring: UNKNOWN, not A's pools
+    assert r.returncode == 3 and r.stdout.startswith("POOLUI UNKNOWN - the poolui server at ")
+    assert "runs the pool file" in r.stdout and "web:" not in r.stdout
 
     wrong = tmp_path / "wrong-token"
     wrong.write_text("nope\n")
@@ -134,3 +137,6 @@ def test_headless_verbs_check_the_server_too(server_a: Served, tmp_path: Path) -
     err = " ".join(r.stderr.split())
     assert r.returncode == 3 and f"refused the token from {wrong} (--token-file)" in err
     assert not [w for w in HTTP_WORDS if w in err], err
+    r = server_a.headless("--server", server_a.url, "--token-file", str(wrong), "check", server=False)
+    assert r.returncode == 3 and f"refused the token from {wrong} (--token-file)" in r.stdout
+    assert not [w for w in HTTP_WORDS if w in r.stdout], r.stdout

@@ -71,12 +71,11 @@ def check_line(s: PoolSnapshot, status: Nagios, problems: list[str]) -> str:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """The check verb; the exit code is the worst pool's Nagios status."""
-    from ..client_sync import fetch_pools
-    from ..connect import find_endpoint
+    from ..connect import fetch_pools, find_endpoint  # fetch_pools: checks the server runs the file's pools
 
     try:
         endpoint = find_endpoint(args.server, args.config, args.token_file, args.state_dir)
-        snaps = fetch_pools(endpoint.url, endpoint.token, args.pool, members=args.json, timeout=args.timeout)
+        snaps = fetch_pools(endpoint, args.pool, members=args.json, timeout=args.timeout)
     except (ConfigError, ServerUnreachable, Unauthorized, PoolNotFound) as e:
         if args.json:
             emit_json({"status": "UNKNOWN", "exit_code": int(Nagios.UNKNOWN), "detail": str(e), "pools": []})
