@@ -32,6 +32,10 @@ def pool_file(tmp_path: Path, server: str = "") -> Path:
 def test_help_texts() -> None:
     r = subprocess.run([PYTHON, "-m", "poolui.cli", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--headless" in r.stdout and "--read-only" in r.stdout
+    assert "-V, --version" in r.stdout and "$XDG_CONFIG_HOME/poolui/local.toml" in r.stdout
+    for argv in (["--version"], ["--config", "nowhere.toml", "-V"]):
+        r = subprocess.run([PYTHON, "-m", "poolui.cli", *argv], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout == f"poolui {cli.version()}\n", argv
     r = subprocess.run([PYTHON, "-m", "poolui.cli", "serve", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--listen" in r.stdout and "--on-shutdown" in r.stdout
     r = subprocess.run([PYTHON, "-m", "poolui.cli", "--headless", "--help"], capture_output=True, text=True,
