@@ -17,6 +17,16 @@ ENV_MARKER = b"POOLUI_SANDBOX="
 EGRESS_NETNS = b"--netns\0/proc/self/fd/"  # poolui.providers.local._egress.argv
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the user's own poolui config (the default pool file's copy, the keymap):
+    every test and every process it starts sees a config directory of the run's own."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
+    yield
+    patch.undo()
+
+
 def _watchdog_child(pid: str) -> bool:
     with open(f"/proc/{pid}/stat", "rb") as f:
         ppid = f.read().rsplit(b")", 1)[1].split()[1].decode()
