@@ -1,4 +1,6 @@
-"""ctrl+p: every dashboard action by name (only those allowed now), pool switching, sorting, tabs."""
+"""ctrl+p: what an operator reaches for, by name: the console's own keys that are allowed now (never Textual's
+scrolling, focus or copy keys, nor its theme, screenshot and maximize entries: see
+Operations.get_system_commands), pool switching, sorting, clearing."""
 
 from __future__ import annotations
 
@@ -15,23 +17,26 @@ if TYPE_CHECKING:
 
 
 class PoolCommands(Provider):
-    """The palette's entries, made from the dashboard's live bindings."""
+    """The palette's entries, made from the live bindings of the screen it was opened on."""
 
     def _commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         from .screens.dashboard import DashboardScreen
 
         app = cast("PoolApp", self.app)
-        if not isinstance(self.screen, DashboardScreen):
-            return []
         out: list[tuple[str, str, Callable[[], object]]] = []
         seen: set[str] = set()
         for active in self.screen.active_bindings.values():
             b = active.binding
-            if not active.enabled or b.action in seen or b.action == "app.quit":
+            action = b.action.removeprefix("app.")
+            # Ours all have ids; one entry an action (q and ctrl+c are one Quit), and only what is allowed now.
+            if not b.id or not active.enabled or action in seen:
                 continue
-            seen.add(b.action)
-            key = app.get_key_display(b)
-            out.append((f"{b.description} ({key})", b.tooltip or "", partial(app.run_action, b.action)))
+            seen.add(action)
+            name = f"Tab {b.description}" if b.id.startswith("tab_") else b.description
+            out.append((f"{name} ({app.get_key_display(b)})", b.tooltip or "",
+                        partial(app.run_action, b.action, active.node)))
+        if not isinstance(self.screen, DashboardScreen):
+            return out
         for name in app.state.pool_names:
             if name != app.state.pool:
                 out.append((f"Switch to pool {name}", f"Show pool '{name}'", partial(app.switch_pool, name)))

@@ -1,14 +1,17 @@
 """The keys that change a pool: claim, terminate (and marking what it acts on), resize, maintain, drain, pause,
 resume. Each binding sits on its action; every call goes through `_op`, which reports success or failure
-in a notification and the event pane and refreshes at once.
+in a notification and the event pane and refreshes at once. Also what the outcomes are read in: the event
+pane's level (`e`), and the command palette's contents (Textual's own entries left out).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import ClassVar, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar, TypeVar
 
-from textual import work
+from textual import events, on, work
+from textual.app import SystemCommand
+from textual.screen import Screen
 
 from ..core.model import MaintenanceReport
 from . import view
@@ -19,6 +22,8 @@ from .messages import ActionFinished
 from .screens.claim import ClaimScreen
 from .screens.confirm import ConfirmScreen, NoticeScreen
 from .screens.resize import ResizeScreen
+from .widgets.event_log import LEVEL_TITLES, EventLog
+from .widgets.member_table import MemberTable
 
 T = TypeVar("T")
 KEYS = Keys()
@@ -61,8 +66,7 @@ class Operations(Feed):
         claim = await self._op("claim", lambda: self.control.claim(pool), lambda c: f"claimed {c.id}: {c.url}")
         if isinstance(claim, Failed):
             return
-        self.copy_to_clipboard(claim.url)
-        choice = await self.push_screen_wait(ClaimScreen(claim, claim.expires_at - self.now(), copied=True))
+        choice = await self.push_screen_wait(ClaimScreen(claim, claim.expires_at - self.now()))
         if choice == "release":
             await self._op(f"release of {claim.id}", lambda: self.control.release(pool, claim.id),
                            lambda _: f"released {claim.id}")
@@ -104,6 +108,7 @@ class Operations(Feed):
         table = self.table()
         key = table.cursor_key
         if key is None:
+            self.notify(f"nothing to mark: {table.empty_text}", severity="warning", timeout=3)
             return
         self.state.toggle_mark(key)
         table.marks = frozenset(self.state.marks)
@@ -172,6 +177,27 @@ class Operations(Feed):
         """Refill again (also ends a drain)."""
         if (pool := self.state.pool) is not None:
             await self._op("resume", lambda: self.control.resume(pool), lambda _: f"resumed {pool}: refilling")
+
+    @on(events.Key)
+    def _say_why_enter_opens_nothing(self, event: events.Key) -> None:
+        """Enter on an empty table: the table's own binding has no row to open, so say so here (the key
+        reaches the App after the table, and the binding still runs: it does nothing)."""
+        table = self.focused
+        if event.key == "enter" and isinstance(table, MemberTable) and table.cursor_key is None:
+            self.notify(f"nothing to open: {table.empty_text}", severity="warning", timeout=3)
+
+    @KEYS.bind("e", "Event level", id="event_level", show=False,
+               tooltip="Events shown: all, then warnings and errors, then errors only (e steps through)")
+    def action_event_level(self) -> None:
+        """Step the event pane's level: every event, warnings and errors, errors only."""
+        level = self.dashboard.query_one("#events", EventLog).next_level()
+        self.notify(f"showing {LEVEL_TITLES[level].replace('events: ', '') if level != 'info' else 'all events'}",
+                    timeout=2)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """None of Textual's own palette entries: theme, screenshot, maximize and its key panel are not what an
+        operator reaches for, and its Quit would be a second one. The palette holds PoolCommands alone."""
+        return ()
 
 
 Operations.MUTATING = frozenset(KEYS.mutating)

@@ -1,7 +1,10 @@
-"""What a claim gave: the URL (copied when the terminal allows), how fast, and a way to give it back."""
+"""What a claim gave: the URL (copied, and said to be only when it was), how fast, and a way to give it back."""
 
 from __future__ import annotations
 
+import asyncio
+
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -11,6 +14,7 @@ from textual.widgets import Button, Input, Label
 
 from ...core.model import Claim
 from .. import view
+from ..clipboard import Copied, osc52, outcome, tool_copy
 
 
 class ClaimScreen(ModalScreen[str | None]):
@@ -22,11 +26,13 @@ class ClaimScreen(ModalScreen[str | None]):
         Binding("r", "release", "Release", id="claim.release"),
     ]
 
-    def __init__(self, claim: Claim, ttl_left: float, copied: bool) -> None:
+    def __init__(self, claim: Claim, ttl_left: float, copy: bool = True) -> None:
+        """copy: copy the URL as the dialog opens (what `y` does again)."""
         super().__init__(classes="dialog")
         self.claim = claim
         self.ttl_left = ttl_left
-        self.copied = copied
+        self.copy_at_open = copy
+        self.copied: Copied | None = None  # the last copy's outcome, once known
 
     def compose(self) -> ComposeResult:
         c = self.claim
@@ -37,8 +43,7 @@ class ClaimScreen(ModalScreen[str | None]):
                         f"in {view.millis(c.latency)}; TTL left {view.countdown(self.ttl_left)}")
             # An Input so the URL can be selected and copied by hand where OSC 52 is not supported.
             yield Input(c.url, id="url")
-            yield Label("[dim]copied to the clipboard[/]" if self.copied else
-                        "[dim]select the URL to copy it; y copies it (if the terminal allows)[/]", id="copied")
+            yield Label("[dim]select the URL to copy it, or press y[/]", id="copied")
             if c.claim_key:
                 yield Label(f"claim key: {escape(c.claim_key)}")
             yield Label("[dim]The sandbox stays claimed until you release it or its TTL ends.[/]")
@@ -49,13 +54,22 @@ class ClaimScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         self.query_one("#keep", Button).focus()
+        if self.copy_at_open:
+            self.action_copy()
 
     def action_keep(self) -> None:
         self.dismiss(None)
 
-    def action_copy(self) -> None:
-        self.app.copy_to_clipboard(self.claim.url)
-        self.query_one("#copied", Label).update("[dim]copied to the clipboard (if the terminal allows)[/]")
+    @work(group="copy", exclusive=True, exit_on_error=False)
+    async def action_copy(self) -> None:
+        """Copy the URL; the line under it says whether a clipboard has it for certain."""
+        label = self.query_one("#copied", Label)
+        label.update("[dim]copying…[/]")
+        terminal = osc52(self.app, self.claim.url)
+        tool = await asyncio.to_thread(tool_copy, self.claim.url)  # a process: never on the UI's loop
+        self.copied = outcome(tool, terminal)
+        label.update(f"[dim]{escape(self.copied.text)}[/]" if self.copied.ok else
+                     f"[yellow]{escape(self.copied.text)}[/]")
 
     def action_release(self) -> None:
         self.dismiss("release")
