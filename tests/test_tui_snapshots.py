@@ -419,9 +419,11 @@ async def test_the_detail_view_runs_a_command_in_a_claimed_sandbox() -> None:
         assert isinstance(screen, DetailScreen) and screen.member.state == "claimed"
         await pilot.press("x", *"echo hi", "enter")
         await until(pilot, lambda: any(c[0] == "exec" for c in control.calls), 5, "the exec")
-        out = screen.query_one("#exec-out")
-        await until(pilot, lambda: "exit code 0" in "\n".join(out.lines), 5, "the output")  # type: ignore[attr-defined]
-        assert "hello from the sandbox" in "\n".join(out.lines)  # type: ignore[attr-defined]
+        def output() -> str:
+            return "\n".join(line.plain for line in screen.output_lines())
+
+        await until(pilot, lambda: "exit code 0" in output(), 5, "the output")
+        assert "hello from the sandbox" in output()
         assert ("exec", "web", screen.member.id, ["echo", "hi"]) in control.calls
 
 
