@@ -153,12 +153,13 @@ class PoolManager(UseVerbs):
     async def warm_up(self, timeout: float = 30.0, pools: list[str] | None = None) -> None:
         """Wait until every pool (or the named ones) has target_ready ready sandboxes; WarmUpTimeout says
         which pool is short and why."""
+        # target_ready as refill aims at it: the setpoint, which a sizing policy other than Static moves
         targets = [self.pool(n) for n in pools or list(self.pools)]
         deadline = self.clock.monotonic() + timeout
-        while short := [p for p in targets if len(p.handout) < p.cfg.target_ready and p.mode == "normal"]:
+        while short := [p for p in targets if len(p.handout) < p.sizing.setpoint(p.cfg) and p.mode == "normal"]:
             if self.clock.monotonic() >= deadline:
                 detail = "; ".join(
-                    f"pool '{p.name}' has {len(p.handout)}/{p.cfg.target_ready} ready ({p.state().value}"
+                    f"pool '{p.name}' has {len(p.handout)}/{p.sizing.setpoint(p.cfg)} ready ({p.state().value}"
                     + (f": {p.degraded_reason}" if p.degraded_reason else "") + ")"
                     for p in short
                 )
@@ -245,7 +246,7 @@ class PoolManager(UseVerbs):
             raise InvalidRequest("resize needs at least one of target, min_ready, max_ready")
         if persist and self.config.path is None:
             raise InvalidRequest("persist: this pool set was not read from a file, there is nothing to save")
-        old = p.cfg
+        old, manual = p.cfg, p.sizing.manual
         new = modes.resize(p, target, min_ready, max_ready)
         if persist:
             assert self.config.path is not None
@@ -254,6 +255,7 @@ class PoolManager(UseVerbs):
                                 min_ready=new.min_ready, max_ready=new.max_ready)
             except Exception:
                 modes.resize(p, old.target_ready, old.min_ready, old.max_ready)
+                p.sizing.manual = manual  # put back who set the setpoint, too
                 raise
         return p.snapshot(members=False)
 

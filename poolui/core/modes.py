@@ -1,5 +1,6 @@
 """The operator's verbs on a whole pool: resize, drain, pause, resume. They change what the pool aims
-for (sizes, mode); the reconcile loop then carries it out through the Pool."""
+for (the operator's sizes in pool.cfg, whether they override the sizing policy, the mode); the reconcile
+loop then carries it out through the Pool."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ if TYPE_CHECKING:
 
 def resize(pool: Pool, target: int | None = None, min_ready: int | None = None,
            max_ready: int | None = None) -> PoolConfig:
-    """New sizes, checked by the pool file's own rule; InvalidRequest says what is wrong."""
-    old = pool.cfg.target_ready
+    """New sizes, checked by the pool file's own rule; InvalidRequest says what is wrong. The target set
+    here is the setpoint (within the new min and max) until the pool is resumed."""
+    old = pool.sizing.setpoint(pool.cfg)
     pool.cfg = new = resized(pool.cfg, target, min_ready, max_ready)
-    pool.lowered_target = pool.lowered_target or new.target_ready < old  # the trim then says "after resize"
+    pool.sizing.resized()
+    # the trim then says "after resize"
+    pool.lowered_target = pool.lowered_target or pool.sizing.setpoint(new) < old
     pool.emit("resized", None, f"target {new.target_ready}, min {new.min_ready}, max {new.max_ready}")
     pool.reconcile()
     return new
@@ -42,8 +46,9 @@ def pause(pool: Pool) -> None:
 
 
 def resume(pool: Pool) -> None:
-    """Undo pause or drain."""
+    """Undo pause or drain, and hand sizing back to the pool's policy after a resize."""
     was = pool.mode
     pool.mode = "normal"
+    pool.sizing.resumed()
     pool.emit("resumed", None, f"was {was}")
     pool.kick()

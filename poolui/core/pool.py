@@ -3,9 +3,8 @@
 Every decision (claim, hand-off, retire, refill) ends in a synchronous step here with no `await` between
 checking a state and setting it, so no sandbox can be handed out twice. Creating, probing and killing run in
 background tasks; claimers wait only on a future the pool resolves, with a deadline. Around it, each calling
-in here to change a state: handout.py (who gets which ready member), claims.py, bringup.py, refill.py,
-housekeeping.py, eligibility.py, claim_scope.py, adoption.py and opening.py, views.py.
-"""
+in here to change a state: handout.py (who gets which ready member), claims.py, bringup.py, refill.py (toward
+sizing.py's setpoint), housekeeping.py, eligibility.py, claim_scope.py, adoption.py, opening.py, views.py."""
 
 from __future__ import annotations
 
@@ -31,6 +30,7 @@ from .housekeeping import Housekeeper
 from .member import Member
 from .metrics import PoolMetrics
 from .model import Claim, MemberState, PoolSnapshot, PoolState
+from .sizing import Sizing
 from .store import Store, StoredMember
 from .views import pool_snapshot, pool_state
 
@@ -51,14 +51,14 @@ class Pool:
         self.bus = bus
         self.clock = clock
         self.metrics = PoolMetrics(clock)
+        self.sizing = Sizing(clock)  # the setpoint refill aims at, within the operator's sizes in cfg
         self.members: dict[str, Member] = {}
         self.handout = Handout()
         self.housekeeper = Housekeeper(self)
         self.recently_gone: OrderedDict[str, str] = OrderedDict()  # id -> why, for friendly double releases
         self.tokens: dict[str, str] = {}  # claim token hash -> member id (claim_scope.py)
         self.mode = "normal"  # normal | paused | draining
-        self.failures = 0
-        self.degraded_reason = ""
+        self.failures, self.degraded_reason = 0, ""  # creates failed in a row; why the pool is degraded
         self.backoff_until = 0.0
         self.kicked = asyncio.Event()
         self.stopping = False

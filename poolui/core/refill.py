@@ -1,7 +1,8 @@
-"""The reconcile loop: keep a pool at its target. It decides what to create and what to retire (deadlines
-passed, surplus over the target, a drain); the Pool carries each change out.
+"""The reconcile loop: keep a pool at its setpoint (sizing.py: the ready sandboxes its policy aims at now,
+within the operator's sizes). It decides what to create and what to retire (deadlines passed, surplus over
+the setpoint, a drain); the Pool carries each change out.
 
-What counts toward the target: ready members, members on their way to ready (creating, starting, being
+What counts toward the setpoint: ready members, members on their way to ready (creating, starting, being
 reset), and in a reuse pool the members out on claims that will come back (reuse.coming_back)."""
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def reconcile(pool: Pool) -> float:
     if now < pool.backoff_until:
         return max(0.001, min(sleep, pool.backoff_until - now))
     cfg, in_flight = pool.cfg, pool.in_flight()
-    want = cfg.target_ready
+    want = pool.sizing.setpoint(cfg)
     if cfg.on_empty == "create":  # each waiter gets a create of its own (a cold claim)
         want += pool.handout.waiting()
     cap = cfg.max_concurrent_creates if not pool.failures else 1  # slow start after failures
@@ -86,9 +87,9 @@ def scan_deadlines(pool: Pool, now: float) -> None:
 
 
 def trim(pool: Pool) -> None:
-    """Surplus beyond target: not-ready first (newest first), then the newest idle. Never claimed ones.
+    """Surplus beyond the setpoint: not-ready first (newest first), then the newest idle. Never claimed ones.
     A reuse pool goes by reuse.trim_order instead: a sandbox just reset is not taken for the newest."""
-    target = max(pool.cfg.target_ready, 0)
+    target = pool.sizing.setpoint(pool.cfg)
     have = len(pool.handout) + pool.in_flight() + reuse.coming_back(pool)
     surplus = have - target
     if pool.cfg.on_empty == "create":

@@ -35,7 +35,7 @@ def pool_state(pool: Pool) -> PoolState:
         return PoolState.PAUSED
     if pool.degraded_reason:
         return PoolState.DEGRADED
-    return PoolState.HEALTHY if len(pool.handout) >= pool.cfg.target_ready else PoolState.WARMING
+    return PoolState.HEALTHY if len(pool.handout) >= pool.sizing.setpoint(pool.cfg) else PoolState.WARMING
 
 
 def near_ttl(pool: Pool, now: float) -> int:
