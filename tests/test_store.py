@@ -188,7 +188,7 @@ async def test_sustained_claims_keep_the_state_files_bounded(tmp_path: Path) -> 
     bound = checkpoint.HOLD_AT + (1 << 20)
     async with PoolManager(cfg, state_dir=tmp_path) as mgr:
         await mgr.warm_up(30)
-        assert mgr.store is not None
+        assert isinstance(mgr.store, Store)
         wal, db = mgr.store.checkpoints, mgr.store.path
         biggest = 0
         for _ in range(5000):

@@ -10,7 +10,7 @@ from ..config import PoolConfig
 from ..providers.base import Sandbox
 from .member import Member
 from .model import MemberState
-from .store import StoredMember
+from .store_api import StoredMember
 
 
 @dataclass

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import secrets
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import Literal, get_args
 
 from .. import paths
 from ..clock import Clock
@@ -27,8 +29,11 @@ from .model import Claim, Event, Lease, MaintenanceReport, PoolSnapshot
 from .opening import open_pool
 from .pool import Pool
 from .store import Store, namespace_of
+from .store_api import StateStore
+from .store_memory import MemoryStore
 
 WAIT_POLL = 0.01  # how often warm_up and drain(wait=True) look again
+StoreKind = Literal["sqlite", "memory"]
 
 
 class PoolManager(UseVerbs):
@@ -41,14 +46,19 @@ class PoolManager(UseVerbs):
     """
 
     def __init__(self, config: Config, state_dir: str | os.PathLike[str] | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, store: Literal["sqlite", "memory"] = "sqlite") -> None:
         """Nothing starts yet (see start()). state_dir: --state-dir, else the config's, else
-        $XDG_STATE_HOME/poolui; clock: real time unless given."""
+        $XDG_STATE_HOME/poolui; clock: real time unless given. store="memory" keeps the pools' state in this
+        process only (the simulator, tests): no directory lock, no state file, nothing adopted after a restart,
+        and a namespace of its own, so it never touches another manager's sandboxes."""
+        if store not in get_args(StoreKind):
+            raise InvalidRequest(f"store = {store!r} is not allowed: expected 'sqlite' or 'memory'")
         self.config = config
         self.state_dir = paths.state_dir(state_dir, config.state_dir)
         self.clock = clock or Clock()
+        self.store_kind = store
         self.pools: dict[str, Pool] = {}
-        self.store: Store | None = None
+        self.store: StateStore | None = None
         self.bus = EventBus()
         self._lock_fd: int | None = None
         self._started = False
@@ -86,16 +96,16 @@ class PoolManager(UseVerbs):
         self._lock_fd = fd
 
     async def start(self) -> None:
-        """Lock the state directory, check every provider, adopt what a previous manager left, start
-        refilling. Raises PoolError when the directory is in use, ProviderUnavailable when a provider cannot
-        work at all (an unreachable one only leaves its pool degraded)."""
+        """Lock the state directory (not with store="memory"), check every provider, adopt what a previous
+        manager left, start refilling. Raises PoolError when the directory is in use, ProviderUnavailable when
+        a provider cannot work at all (an unreachable one only leaves its pool degraded)."""
         if self._started:
             return
-        self._lock()
+        if self.store_kind == "sqlite":
+            self._lock()  # the durable store's rule: one manager per state directory
         try:
-            self.store = Store(self.state_dir)
+            self.store, namespace = self._open_store()
             self.bus = EventBus(sink=self.store.add_event)
-            namespace = namespace_of(self.state_dir)
             ports = PortPicker()
             for name, cfg in self.config.pools.items():
                 ctx = ProviderContext(namespace=namespace, state_dir=self.state_dir, on_exit=self._exit_handler(name),
@@ -112,6 +122,12 @@ class PoolManager(UseVerbs):
             await self._close_after_failed_start()
             raise
         self._started = True
+
+    def _open_store(self) -> tuple[StateStore, str]:
+        """The one place a store is chosen: (the store, the namespace providers mark sandboxes with)."""
+        if self.store_kind == "memory":
+            return MemoryStore(), secrets.token_hex(5)  # a namespace no directory's hash will ever share
+        return Store(self.state_dir), namespace_of(self.state_dir)
 
     async def _close_after_failed_start(self) -> None:
         for pool in self.pools.values():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from .. import backoff
 from ..errors import ConfigError, ProviderError, ProviderUnavailable
 from .adoption import adopted_member, plan_adoption
-from .store import StoredMember
+from .store_api import StoredMember
 
 if TYPE_CHECKING:
     from .pool import Pool

@@ -31,7 +31,7 @@ from .member import Member
 from .metrics import PoolMetrics
 from .model import Claim, MemberState, PoolSnapshot, PoolState
 from .sizing import Sizing
-from .store import Store, StoredMember
+from .store_api import StateStore, StoredMember
 from .views import pool_snapshot, pool_state
 
 log = logging.getLogger("poolui.pool")
@@ -43,7 +43,7 @@ GONE_KEPT = 1000  # ids of members gone lately, so a second release says "alread
 
 
 class Pool:
-    def __init__(self, cfg: PoolConfig, provider: Provider, store: Store, bus: EventBus, clock: Clock) -> None:
+    def __init__(self, cfg: PoolConfig, provider: Provider, store: StateStore, bus: EventBus, clock: Clock) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.provider = provider

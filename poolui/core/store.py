@@ -1,4 +1,5 @@
-"""SQLite state: one row per member (written before the provider is asked) and a bounded event log.
+"""SQLite state, the one durable StateStore (store_api.py): one row per member (written before the provider
+is asked) and a bounded event log.
 
 Group commit: every write of one event-loop turn (member rows and events alike) goes into one transaction,
 committed on the next turn; `durable()` waits for it. A claim is answered, and a provider asked to create,
@@ -23,13 +24,13 @@ import hashlib
 import json
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .checkpoint import Checkpointer
 from .member import Member
 from .model import Event
+from .store_api import StoredMember
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
@@ -67,25 +68,9 @@ def namespace_of(state_dir: Path) -> str:
     return hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:10]
 
 
-@dataclass
-class StoredMember:
-    id: str
-    pool: str
-    state: str
-    revision: str
-    created_at: float
-    ready_at: float | None
-    claimed_at: float | None
-    expires_at: float
-    url: str
-    ref: dict[str, Any]
-    claim_key: str | None
-    lease: float | None = None
-    lease_expires_at: float | None = None
-    token_hash: str | None = None
-
-
 class Store:
+    """The SQLite store of one state directory (the manager locks the directory first: one writer)."""
+
     def __init__(self, state_dir: Path, max_events: int = 10_000) -> None:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(state_dir, 0o700)  # sandboxes and other users have no business reading pool state
