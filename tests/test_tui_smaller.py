@@ -109,13 +109,14 @@ async def test_the_palette_holds_what_an_operator_needs(pool: Pool) -> None:
         assert len(entries) <= 35, entries
 
 
-async def test_the_detail_views_command_line(pool: Pool) -> None:
+@pytest.mark.parametrize("size", SIZES)
+async def test_the_detail_views_command_line(pool: Pool, size: tuple[int, int]) -> None:
     """Echo and output on lines of their own, stderr apart from stdout, Esc leaves the command line before
     it closes the view, and the command line, its history and output are there when the view opens again."""
     mgr, _ = pool
     claim = await mgr.claim("web")
     app = PoolApp(mgr, source="pools.toml")
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: [m.id for m in app.state.groups["in-use"]] == [claim.id], 10, "the claim")
         await pilot.press("3", "enter")
         await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
@@ -127,8 +128,10 @@ async def test_the_detail_views_command_line(pool: Pool) -> None:
         lines = [(t.plain, str(t.style)) for t in view.output_lines()]
         assert lines[0] == (f"$ {command}", "bold cyan")
         assert ("out1", "") in lines and ("out2", "") in lines and ("err1", "red") in lines, lines
+        screen = screen_text(app).splitlines()
         assert any(line.strip(" │").startswith("$ sh -c") and line.rstrip(" │").endswith("out2'")
-                   for line in screen_text(app).splitlines())  # the echo is a line of its own on screen
+                   for line in screen), "\n".join(screen)  # the echo is a line of its own on screen
+        assert any(line.strip(" │") == "err1" for line in screen) and "exit code 0" in "\n".join(screen)
         # A draft, then Esc: out of the command line, the view stays; Esc again closes it.
         await pilot.press(*"echo draft", "escape")
         assert isinstance(app.screen, DetailScreen) and app.screen.focused is None

@@ -57,7 +57,7 @@ class Operations(Feed):
 
     @work(group="action", exit_on_error=False, description="claim")
     @KEYS.bind("c", "Claim", id="claim", mutating=True,
-               tooltip="Claim a ready sandbox: shows its URL and copies it (when the terminal allows)")
+               tooltip="Claim a ready sandbox: shows its URL and copies it (saying whether it could)")
     async def action_claim(self) -> None:
         """Claim a sandbox, show it, and release it if the operator says so."""
         pool = self.state.pool

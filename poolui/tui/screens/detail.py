@@ -61,6 +61,16 @@ def detail_table(m: MemberView, now: float, min_remaining_ttl: float) -> Table:
     return table
 
 
+COMPACT_BELOW = 40  # terminal rows under which an open command line gets the room of the fields and events
+
+
+def summary_line(m: MemberView, now: float) -> Text:
+    """The fields in one line, for a short terminal with the command line open."""
+    health = {"ok": "green", "failing": "bold red"}.get(m.health, "dim")
+    return Text.assemble((m.id, "bold"), f"  {m.state}  {m.url or '-'}  TTL {view.countdown(m.expires_at - now)}  ",
+                         (f"health {m.health}", health), f"  key {m.claim_key}" if m.claim_key else "")
+
+
 Runner = Callable[[str, list[str]], AsyncIterator[ExecChunk | ExecResult]]  # (member id, argv) -> exec stream
 
 
@@ -118,11 +128,27 @@ class DetailScreen(ModalScreen[None]):
             self.gone = True
         else:
             self.member = latest
-        self.query_one("#fields", Static).update(detail_table(self.member, self.now(), self.min_remaining_ttl))
+        fields = self.query_one("#fields", Static)
+        if self.compact():
+            fields.update(summary_line(self.member, self.now()))
+        else:
+            fields.update(detail_table(self.member, self.now(), self.min_remaining_ttl))
         hint = "x: run a command · esc: close" if self.run is not None else "esc: close"
         self.query_one("#dialog").border_subtitle = f"gone from the pool · {hint}" if self.gone else hint
         lines = [event_line(e) for e in self.events(self.member.id)]
         self.query_one("#events", Static).update(Text("\n").join(lines) if lines else Text("none seen", "dim"))
+
+    def compact(self) -> bool:
+        """On a short terminal with the command line open, the fields shrink to one line and the events
+        step aside, so the output has the room (at 24 rows it would otherwise get two lines)."""
+        open_ = not self.query_one("#exec-input").has_class("hidden")
+        short = open_ and self.app.size.height < COMPACT_BELOW
+        for widget in ("#events-title", "#member-events"):
+            self.query_one(widget).display = not short
+        return short
+
+    def on_resize(self) -> None:
+        self.show()
 
     def output_lines(self) -> list[Text]:
         """What the command line has shown in this sandbox, oldest first (styled: stderr in red)."""
@@ -160,6 +186,7 @@ class DetailScreen(ModalScreen[None]):
             for widget in ("#exec-input", "#exec-out"):
                 self.query_one(widget).remove_class("hidden")
             self.query_one("#exec-input", Input).focus()
+            self.show()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if isinstance(event.input, CommandLine) and event.input.position == len(self.session.history):
