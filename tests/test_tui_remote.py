@@ -1,19 +1,28 @@
-"""The console against a real `poolui serve`: a killed server shows as disconnected and recovers by itself."""
+"""The console against a real `poolui serve`: a killed or stopped server shows as one (STALE, DISCONNECTED, with
+the data's age) and the console recovers by itself within about a second of the server's return."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import re
+import signal
 import sys
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+from textual.pilot import Pilot
 from tui_support import free_port, local_pool_file, screen_text, until, wait_gone
 
 from poolui import connect
+from poolui.clock import Clock
 from poolui.core.store import namespace_of
 from poolui.tui.app import PoolApp
 from poolui.tui.launch import launch
@@ -54,6 +63,11 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, int, list[asyncio.
     try:
         yield path, port, procs
     finally:
+        if all(proc.returncode is not None for proc in procs):
+            # Killed and never restarted (a test that failed half-way): a new server adopts the sandboxes
+            # left behind, and its shutdown ends them.
+            with contextlib.suppress(AssertionError):
+                procs.append(await start_server(path, port))
         for proc in procs:
             if proc.returncode is None:
                 proc.terminate()  # on_shutdown = "terminate": its sandboxes go with it
@@ -62,44 +76,106 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[Path, int, list[asyncio.
                 except TimeoutError:
                     proc.kill()
                     await proc.wait()
-        assert not wait_gone(namespace_of((tmp_path / "state").resolve())), "sandbox processes left behind"
+        left = wait_gone(namespace_of((tmp_path / "state").resolve()), 30)
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        assert not left, "sandbox processes left behind"
+
+
+class SteppedClock(Clock):
+    """Real time, plus what the test adds to the console's monotonic clock: the data ages without waiting."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+def header(app: PoolApp) -> str:
+    return screen_text(app).splitlines()[0]
+
+
+@contextlib.asynccontextmanager
+async def console_on(port: int, path: Path, timeout: float) -> AsyncIterator[tuple[PoolApp, Pilot[Any], SteppedClock]]:
+    """A console at 80x24 on the server at `port`, connected and showing two ready sandboxes."""
+    url = f"http://127.0.0.1:{port}"
+    clock = SteppedClock()
+    client = connect.connect(server=url, config=str(path), timeout=timeout)
+    try:
+        app = PoolApp(client, source=url, refresh=0.5, clock=clock)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: app.conn.state == "connected" and app.state.current is not None
+                        and app.state.current.ready == 2, 30, "connected with two ready")
+            await until(pilot, lambda: "HEALTHY" in header(app), 5, "the pool's badge")
+            yield app, pilot, clock
+    finally:
+        await client.aclose()
 
 
 async def test_killed_server_shows_disconnected_and_recovers(
         served: tuple[Path, int, list[asyncio.subprocess.Process]]) -> None:
+    """Killed: the badge says DISCONNECTED with the data's age and the retry key; restarted on the same port:
+    the console is back within about a second (retries capped at 1 s on this machine), events too."""
     path, port, procs = served
-    url = f"http://127.0.0.1:{port}"
-    client = connect.connect(server=url, config=str(path), timeout=2.0)
-    try:
-        app = PoolApp(client, source=url, refresh=0.5)
-        async with app.run_test(size=(130, 40)) as pilot:
-            await until(pilot, lambda: app.conn.state == "connected" and app.state.current is not None
-                        and app.state.current.ready == 2, 30, "connected with two ready")
-            text = screen_text(app)
-            assert "connected" in text and url in text and "EMBEDDED" not in text
-            before = {m.id for m in app.state.groups["ready"]}
+    async with console_on(port, path, timeout=2.0) as (app, pilot, clock):
+        assert "● connected" in header(app) and f"127.0.0.1:{port}" in header(app)
+        assert "EMBEDDED" not in header(app)
+        before = {m.id for m in app.state.groups["ready"]}
 
-            procs[0].kill()
-            await procs[0].wait()
-            await until(pilot, lambda: app.conn.state == "disconnected", 15, "the console to notice")
-            await until(pilot, lambda: "DISCONNECTED" in screen_text(app), 5, "the header to say so")
-            assert "retry" in screen_text(app)
-            assert app.dashboard.active_bindings["c"].enabled is False  # nothing to act on
-            assert {m.id for m in app.state.groups["ready"]} == before  # the last data stays on screen
+        procs[0].kill()
+        await procs[0].wait()
+        await until(pilot, lambda: "DISCONNECTED" in header(app), 15, "the badge to say so")
+        assert "ctrl+r retry now" in header(app) and "HEALTHY" not in header(app)
+        assert "retry" in screen_text(app).splitlines()[1]  # the alert line: the error, the next retry
+        clock.advance(90)
+        app.update_header()
+        await until(pilot, lambda: re.search(r"data 1m3\ds old", header(app)), 5, "the data's age")
+        assert app.dashboard.active_bindings["c"].enabled is False  # nothing to act on
+        assert {m.id for m in app.state.groups["ready"]} == before  # the last data stays on screen
+        # Five failures in a row: past them an uncapped backoff waits 8 s and more before the next try.
+        await until(pilot, lambda: app.conn.failures >= 5, 20, "five failed retries")
 
-            # The same server comes back on the same port and state: it adopts the sandboxes.
-            procs.append(await start_server(path, port))
-            await until(pilot, lambda: app.conn.state == "connected", 30, "the console to reconnect")
-            await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2, 30,
-                        "two ready again")
-            assert "DISCONNECTED" not in screen_text(app)
-            assert app.dashboard.active_bindings["c"].enabled is True
-            # The event stream is back too: a claim made now shows up in the log pane.
-            await pilot.press("c")
-            await until(pilot, lambda: any(e.kind == "claimed" for e in app.state.events_by_pool.get("web", ())), 20,
-                        "the claimed event over the new stream")
-    finally:
-        await client.aclose()
+        # The same server comes back on the same port and state: it adopts the sandboxes.
+        procs.append(await start_server(path, port))
+        await until(pilot, lambda: app.conn.state == "connected", 3, "the console to reconnect within ~1 s")
+        await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2, 30,
+                    "two ready again")
+        await until(pilot, lambda: "HEALTHY" in header(app), 5, "the pool's badge again")
+        assert "DISCONNECTED" not in screen_text(app)
+        assert app.dashboard.active_bindings["c"].enabled is True
+        # The event stream is back too: a claim made now shows up in the log pane.
+        await pilot.press("c")
+        await until(pilot, lambda: any(e.kind == "claimed" for e in app.state.events_by_pool.get("web", ())), 20,
+                    "the claimed event over the new stream")
+
+
+async def test_a_stopped_server_turns_the_badge_stale_then_disconnected(
+        served: tuple[Path, int, list[asyncio.subprocess.Process]]) -> None:
+    """SIGSTOP: the server takes connections and never answers. Data older than three refresh periods is
+    STALE; once a fetch times out, DISCONNECTED; SIGCONT: back by itself."""
+    path, port, procs = served
+    async with console_on(port, path, timeout=4.0) as (app, pilot, clock):
+        os.kill(procs[0].pid, signal.SIGSTOP)
+        try:
+            def stale() -> bool:
+                clock.advance(1)  # a snapshot answered just before the stop can land once more: age again
+                app.update_header()
+                return "STALE" in header(app)
+
+            await until(pilot, stale, 3, "the stale badge")
+            assert re.search(r"data \d+s old", header(app)) and app.conn.state == "connected"
+            assert "HEALTHY" not in header(app)
+            await until(pilot, lambda: "DISCONNECTED" in header(app), 15, "the fetch to time out")
+            assert "STALE" not in header(app) and "ctrl+r retry now" in header(app)
+        finally:
+            os.kill(procs[0].pid, signal.SIGCONT)
+        await until(pilot, lambda: app.conn.state == "connected" and "HEALTHY" in header(app), 10,
+                    "the console back once the server answers")
 
 
 async def test_a_remote_console_quits_without_asking_and_stops_nothing(

@@ -1,14 +1,14 @@
 """The feed: snapshots fetched on a schedule, the event stream followed, and both brought back after an outage.
 
 Polls never overlap: the next one is scheduled when the last one has finished, and a lost server is retried
-with exponential backoff (poolui/backoff.py) while the last data stays on screen. Workers only post
-messages (poolui/tui/messages.py); the handlers here change the state and repaint.
+with exponential backoff (poolui/backoff.py), capped at a second for a server on this machine, while the last
+data stays on screen. Times go by the console's clock, so a test can age the data without waiting. Workers
+only post messages (poolui/tui/messages.py); the handlers here change the state and repaint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from textual import work
@@ -17,6 +17,7 @@ from textual.timer import Timer
 from ..backoff import Backoff
 from ..core.model import Event, PoolSnapshot
 from .base import ConsoleBase, describe
+from .connection import BACKOFF_FIRST
 from .messages import EventsArrived, EventsLost, FetchFailed, SnapshotFetched
 from .state import EVENTS_KEPT
 from .widgets.event_log import EventLog
@@ -32,7 +33,7 @@ class Feed(ConsoleBase):
         super().__init__(*args, **kwargs)
         self._fetch_timer: Timer | None = None
         self._events_timer: Timer | None = None
-        self._events_backoff = Backoff(first=0.5, cap=15.0)
+        self._events_backoff = Backoff(first=BACKOFF_FIRST, cap=self.conn.backoff_cap)
         self._pending_log: list[Event] = []
 
     def start_feed(self) -> None:
@@ -90,7 +91,7 @@ class Feed(ConsoleBase):
 
     def on_fetch_failed(self, msg: FetchFailed) -> None:
         """A fetch failed: show the outage and retry after the backoff."""
-        delay = self.conn.failed(describe(msg.error), time.monotonic())
+        delay = self.conn.failed(describe(msg.error), self.clock.monotonic())
         self.update_header()
         self.refresh_bindings()
         self.schedule_fetch(delay)
@@ -98,7 +99,7 @@ class Feed(ConsoleBase):
     def apply(self, snap: PoolSnapshot) -> None:
         """Take a new snapshot of the current pool: O(members) dictionary work, then repaint what is seen."""
         skew = 0.0 if self.conn.embedded else snap.taken_at - self.clock.time()
-        self.show_snapshot(self.state.take(snap, skew, time.monotonic()))
+        self.show_snapshot(self.state.take(snap, skew, self.clock.monotonic()))
 
     @work(exclusive=True, group="events", exit_on_error=False, description="follow pool events")
     async def follow_events(self) -> None:

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from .. import view
 from ..widgets.charts import Charts
 from ..widgets.event_log import EventLog
+from ..widgets.footer import KeyFooter
 from ..widgets.header import PoolHeader
 from ..widgets.member_table import MemberTable
 from ..widgets.pool_list import PoolList
@@ -48,7 +49,7 @@ class DashboardScreen(Screen[None]):
                     yield EventLog(id="events")
         yield Input(placeholder="filter: id, state, URL, health, claim key… (enter keeps, esc clears)",
                     id="filter")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         start = getattr(self.app, "start", None)

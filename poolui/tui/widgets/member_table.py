@@ -11,9 +11,8 @@ so a once-a-second repaint makes every visible countdown tick without touching t
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from rich.cells import cell_len, set_cell_size
+from rich.cells import set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -24,37 +23,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ...core.model import MemberView
-from .. import view
+from .columns import COLUMNS, FROZEN, Column, cell, fit, title, widths
 
+__all__ = ["MemberTable", "cell"]
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    title: str
-    width: int | None  # None: whatever is left (at least `minimum`)
-    minimum: int = 12
-    right: bool = False
-    sort: str | None = None  # the sort key this column shows an arrow for
-
-
-MARK = Column("mark", " ", 1)
-ID = Column("id", "ID", 15, sort="id")
-STATE = Column("state", "STATE", 11, sort="state")
-URL = Column("url", "URL", None, minimum=16)
-AGE = Column("age", "AGE", 7, right=True, sort="age")
-TTL = Column("ttl", "TTL", 8, right=True, sort="ttl")
-HEALTH = Column("health", "HEALTH", 8, sort="health")
-PROBE = Column("probe", "PROBED", 10, right=True)
-KEY = Column("claim_key", "CLAIM KEY", 14)
-FOR = Column("claimed_for", "FOR", 7, right=True)
-REASON = Column("reason", "REASON", None, minimum=12)
-
-COLUMNS: dict[str, tuple[Column, ...]] = {
-    "ready": (MARK, ID, STATE, URL, AGE, TTL, HEALTH, PROBE),
-    "creating": (MARK, ID, STATE, URL, AGE, TTL, REASON),
-    "in-use": (MARK, ID, URL, KEY, FOR, TTL, HEALTH, PROBE),
-    "all": (MARK, ID, STATE, URL, AGE, TTL, HEALTH, PROBE, KEY, FOR),
-}
 
 CELL_CLASSES = ("ok", "failing", "unknown", "ttl-low", "ttl-critical", "dim", "mark")
 
@@ -69,6 +41,8 @@ class MemberTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
+        Binding("left,h", "scroll_columns(-1)", "Columns left", show=False),
+        Binding("right,l", "scroll_columns(1)", "Columns right", show=False),
         Binding("enter", "select", "Details", id="details", show=False,
                 tooltip="Show everything about this sandbox: timestamps, probes, events"),
     ]
@@ -130,6 +104,8 @@ class MemberTable(ScrollView, can_focus=True):
         self.empty_text = "no sandboxes"
         self._styles: dict[str, Style] = {}
         self._paint_now = 0.0
+        self.first_column = 0  # sideways scroll: the first column shown after the mark and the ID
+        self._layout: tuple[list[tuple[Column, int]], bool, bool] = ([], False, False)
 
     # ------------------------------------------------------------------ data
 
@@ -166,7 +142,7 @@ class MemberTable(ScrollView, can_focus=True):
         self.cursor = max(0, min(new_cursor, len(rows) - 1))
         height = len(rows) + 1
         if self.virtual_size.height != height:
-            self.virtual_size = Size(0, height)  # width 0: columns fit the view, never scroll sideways
+            self.virtual_size = Size(0, height)  # width 0: sideways it scrolls by whole columns (layout)
         # Rows that came or went above the cursor move the viewport with it, so what is on screen holds still.
         shift = self.cursor - old_cursor
         if shift and self._cursor_visible(old_cursor):
@@ -240,22 +216,44 @@ class MemberTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ painting
 
-    def _widths(self, width: int) -> list[int]:
-        fixed = sum((c.width or 0) + 1 for c in self.columns)
-        flex = [c for c in self.columns if c.width is None]
-        spare = max(0, width - fixed - len(flex))
-        out = []
-        for c in self.columns:
-            if c.width is not None:
-                out.append(c.width)
-            else:
-                out.append(max(c.minimum, spare // len(flex)))
-        return out
+    def arrange_columns(self, width: int) -> tuple[list[tuple[Column, int]], bool, bool]:
+        """The columns on screen with their widths, and whether columns are hidden to the left and right.
+        Narrow columns give way first (columns.py); past that, the mark and ID stay and the rest scroll."""
+        ws = widths(self.columns, width)
+        placed = list(zip(self.columns, ws, strict=True))
+        if sum(ws) + len(ws) <= width:
+            self.first_column = 0
+            return placed, False, False
+        frozen, rest = placed[:FROZEN], placed[FROZEN:]
+        room = width - sum(w + 1 for _, w in frozen) - 1  # a column for the › that says more is right
+        self.first_column = max(0, min(self.first_column, self._last_start(rest, room)))
+        shown: list[tuple[Column, int]] = []
+        for col, w in rest[self.first_column:]:
+            if sum(x + 1 for _, x in shown) + w + 1 > room:
+                break
+            shown.append((col, w))
+        return frozen + shown, self.first_column > 0, self.first_column + len(shown) < len(rest)
+
+    @staticmethod
+    def _last_start(rest: list[tuple[Column, int]], room: int) -> int:
+        """The first column to show when scrolled all the way right: the last ones that fit."""
+        used = 0
+        for i in range(len(rest) - 1, -1, -1):
+            used += rest[i][1] + 1
+            if used > room:
+                return i + 1
+        return 0
+
+    def action_scroll_columns(self, step: int) -> None:
+        """Show the columns further right (1) or left (-1) when they do not all fit."""
+        self.first_column = max(0, self.first_column + step)
+        self.refresh()
 
     def render_lines(self, crop: Region) -> list[Strip]:
         self._paint_now = self._now()
         self._styles = {name: self.get_component_styles(f"member-table--{name}").rich_style
                         for name in ("header", "cursor", "marked", *CELL_CLASSES)}
+        self._layout = self.arrange_columns(self.scrollable_content_region.width)
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
@@ -273,13 +271,13 @@ class MemberTable(ScrollView, can_focus=True):
 
     def _header(self, width: int) -> Strip:
         style = self._styles["header"]
+        placed, left, right = self._layout
         segments = []
-        for col, w in zip(self.columns, self._widths(width), strict=True):
-            title = col.title
-            if col.sort is not None and col.sort == self.sort:
-                title += " ▼" if self.reverse else " ▲"
-            segments.append(Segment(_fit(title, w, col.right) + " ", style))
-        return Strip(segments).adjust_cell_length(width, style)
+        for i, (col, w) in enumerate(placed):
+            after = "‹" if left and i == FROZEN - 1 else " "  # columns hidden to the left
+            segments.append(Segment(title(col, w, self.sort, self.reverse) + after, style))
+        strip = Strip(segments).adjust_cell_length(width - 1 if right else width, style)
+        return Strip([*strip, Segment("›", style)]) if right else strip
 
     def _row(self, m: MemberView, row: int, width: int, base: Style) -> Strip:
         marked = m.id in self.marks
@@ -290,43 +288,10 @@ class MemberTable(ScrollView, can_focus=True):
             line_style = base + self._styles["marked"] if marked else base
             plain = False
         segments = []
-        for col, w in zip(self.columns, self._widths(width), strict=True):
+        for col, w in self._layout[0]:
             text, cls = cell(col.key, m, marked, self._paint_now, self.min_remaining_ttl)
             style = line_style if plain or not cls else line_style + self._styles[cls]
-            segments.append(Segment(_fit(text, w, col.right) + " ", style))
+            segments.append(Segment(fit(col, text, w) + " ", style))
         return Strip(segments).adjust_cell_length(width, line_style)
 
 
-def cell(key: str, m: MemberView, marked: bool, now: float, min_remaining_ttl: float) -> tuple[str, str]:
-    """One cell's text and its style class ("" for none), for the column `key`, at wall time `now`."""
-    if key == "mark":
-        return ("●" if marked else " "), "mark"
-    if key == "id":
-        return m.id, ""
-    if key == "state":
-        return m.state + (" (adopted)" if m.adopted else ""), ""
-    if key == "url":
-        return m.url or "-", "" if m.url else "dim"
-    if key == "age":
-        return view.duration(now - m.created_at), ""
-    if key == "ttl":
-        left = m.expires_at - now
-        level = view.ttl_level(left, min_remaining_ttl)
-        return view.countdown(left), f"ttl-{level}" if level else ""
-    if key == "health":
-        return m.health, {"ok": "ok", "failing": "failing"}.get(m.health, "unknown")
-    if key == "probe":
-        return view.ago(now, m.last_probe_at), "dim"
-    if key == "claim_key":
-        return m.claim_key or "-", "" if m.claim_key else "dim"
-    if key == "claimed_for":
-        return view.duration(now - m.claimed_at) if m.claimed_at else "-", ""
-    if key == "reason":
-        return m.reason or "-", "dim"
-    return "", ""
-
-
-def _fit(text: str, width: int, right: bool) -> str:
-    if cell_len(text) > width:
-        return set_cell_size(text[: max(0, width - 1)], width - 1) + "…" if width > 1 else text[:width]
-    return text.rjust(width) if right else set_cell_size(text, width)
