@@ -37,7 +37,8 @@ def add_common(p: argparse.ArgumentParser, suppress: bool = False) -> None:
                    help="server URL (default: $POOLUI_SERVER, else the pool file's [server] table)")
     p.add_argument("--pool", metavar="NAME", default=d(None), help="the pool (needed when there are several)")
     p.add_argument("--config", metavar="FILE", default=d(None),
-                   help="pool file (default: $POOLUI_CONFIG, else the bundled config/local.toml)")
+                   help="pool file (default: $POOLUI_CONFIG, else $XDG_CONFIG_HOME/poolui/local.toml, a copy of the "
+                        "bundled local pool file made on first use)")
     p.add_argument("--token-file", metavar="FILE", default=d(None),
                    help="token file (default: $POOLUI_TOKEN, else [server].token_file, else STATE_DIR/token)")
     p.add_argument("--state-dir", metavar="DIR", default=d(None), help="where the server keeps its state")
