@@ -19,15 +19,26 @@ from textual.css.query import NoMatches
 
 from . import navigation, operations
 from .commands import PoolCommands
+from .messages import FetchFailed, SnapshotFetched
 from .navigation import Navigation
 from .operations import Operations
 from .screens.dashboard import DashboardScreen
+from .screens.overview import OverviewScreen
 
 
 class Dashboard(DashboardScreen):
     """The dashboard with every console key (operations first: they lead the footer)."""
 
     BINDINGS: ClassVar = [*operations.KEYS.bindings, *navigation.KEYS.bindings]
+
+
+class Overview(OverviewScreen):
+    """The pools overview with its keys, and the console's own that make sense there."""
+
+    BINDINGS: ClassVar = [
+        *navigation.OVERVIEW_KEYS.bindings,
+        *(b for b in navigation.KEYS.bindings if b.id in ("help", "quit", "refresh_now", "faster", "slower")),
+    ]
 
 
 class PoolApp(Operations, Navigation):
@@ -45,10 +56,14 @@ class PoolApp(Operations, Navigation):
     @classmethod
     def binding_ids(cls) -> frozenset[str]:
         """Every id a user keymap may rebind."""
-        return frozenset(str(b.id) for b in Dashboard.BINDINGS if isinstance(b, Binding) and b.id)
+        return frozenset(str(b.id) for b in (*Dashboard.BINDINGS, *Overview.BINDINGS)
+                         if isinstance(b, Binding) and b.id)
 
     def make_dashboard(self, pools: list[str]) -> DashboardScreen:
         return Dashboard(pools, self.now)
+
+    def make_overview(self) -> OverviewScreen:
+        return Overview()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Hide `p`'s other meaning, dim what cannot be done now (the help says why)."""
@@ -60,8 +75,6 @@ class PoolApp(Operations, Navigation):
             return None  # shown, dimmed
         snap = self.state.current
         if action == "drain" and snap is not None and snap.state in ("draining", "drained"):
-            return None
-        if action == "cycle_pool" and len(self.state.pool_names) < 2:
             return None
         return True
 
@@ -88,6 +101,21 @@ class PoolApp(Operations, Navigation):
         self.update_status()
         self.update_header()
         self.table().focus()
+        self.maybe_start_on_overview()
+
+    def on_snapshot_fetched(self, msg: SnapshotFetched) -> None:
+        """After the feed took a fetch (its handler runs next): the overview follows, and a file whose pools
+        were not known at launch opens on it once they are."""
+        self.call_later(self.after_fetch)
+
+    def on_fetch_failed(self, msg: FetchFailed) -> None:
+        """The overview says the data is old, as the pool view's header does."""
+        self.call_later(self.paint_overview)
+
+    def after_fetch(self) -> None:
+        """Repaint what a fetch changed beyond the pool on screen."""
+        self.maybe_start_on_overview()
+        self.paint_overview()
 
     def tick_second(self) -> None:
         """TTL countdowns and the retry countdown move every second, between refreshes, without a fetch."""

@@ -7,6 +7,7 @@ methods here for what they touched.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,9 +32,6 @@ class ConsoleBase(App[int]):
 
     CSS_PATH = Path(__file__).parent / "poolui.tcss"  # absolute: subclasses live in other modules
     MUTATING: ClassVar[frozenset[str]] = frozenset()  # actions that change a pool (poolui/tui/operations.py)
-    # Classes every screen gets by its size, for poolui.tcss: at 80x24 the table keeps the room.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, control: Control, *, pools: list[str] | None = None, source: str = "",
                  read_only: bool = False, clock: Clock | None = None, refresh: float = 1.0,
@@ -43,6 +41,8 @@ class ConsoleBase(App[int]):
         self.clock = clock or Clock()
         names = list(pools or [])
         self.state = ConsoleState(pool_names=names, pool=pool or (names[0] if names else None))
+        self.pool_asked = pool is not None  # then the console opens on that pool, not on the overview
+        self.overview_decided = False
         self.conn = Connection(embedded=control.embedded, source=source)
         self.read_only_flag = read_only
         self.refresh_interval = refresh
@@ -66,7 +66,9 @@ class ConsoleBase(App[int]):
         return self.read_only_flag or bool(snap and snap.read_only)
 
     def why_disabled(self, action: str) -> str:
-        """Why a key that changes a pool cannot be used now ("" when it can)."""
+        """Why a key that changes a pool, or moves between pools, cannot be used now ("" when it can)."""
+        if action.split("(")[0] == "cycle_pool" and len(self.state.pool_names) < 2:
+            return "this file has one pool ([ and ] move between the pools of a file)"
         if action not in self.MUTATING:
             return ""
         if self.read_only:
@@ -87,36 +89,37 @@ class ConsoleBase(App[int]):
         s = self.state
         self.table(tab).show(s.rows(tab), marks=frozenset(s.marks), min_remaining_ttl=s.min_remaining_ttl,
                              sort=s.sort_key, reverse=s.reverse, empty_text=s.empty_text(tab))
-        self.update_tab_labels()  # a filter changes what each tab holds
 
     def show_snapshot(self, changed_keys: bool) -> None:
         """Repaint everything a new snapshot of the current pool touches."""
         self.show_table()
         self.update_tab_labels()
         self.update_header()
-        pool = self.state.pool
-        if pool in self.state.histories:
-            self.dashboard.query_one("#charts", Charts).show(self.state.histories[pool])
+        self.paint_charts()
         if changed_keys:
             self.refresh_bindings()
 
+    def paint_charts(self) -> None:
+        """Repaint the trends of the current pool over the chosen window."""
+        pool = self.state.pool
+        if pool in self.state.histories:
+            self.dashboard.query_one("#charts", Charts).show(self.state.histories[pool], self.state.window)
+
     def update_tab_labels(self) -> None:
-        """Each tab says how many sandboxes it shows: with a filter, how many match it."""
+        """Each tab says how many sandboxes it holds."""
         tabs = self.dashboard.query_one("#tabs", TabbedContent)
-        s = self.state
         for tab, (label, _) in view.TABS.items():
-            text = f"{label} {len(s.rows(tab)) if s.filter_text else len(s.groups.get(tab, []))}"
+            text = f"{label} {len(self.state.groups.get(tab, []))}"
             tab_widget = tabs.get_tab(f"tab-{tab}")
             if str(tab_widget.label) != text:
                 tab_widget.label = text
 
     def update_header(self) -> None:
         """Repaint the header: pool state, connection, refresh rate, staleness."""
-        now = self.clock.monotonic()  # the console's clock: a test ages the data without waiting
         at = self.state.received_at
-        stale = None if at is None else now - at
+        stale = None if at is None else time.monotonic() - at
         self.dashboard.query_one("#header", PoolHeader).show(
-            self.state.current, self.conn, self.refresh_interval, self.read_only, now, stale)
+            self.state.current, self.conn, self.refresh_interval, self.read_only, time.monotonic(), stale)
 
     def update_status(self) -> None:
         """Repaint the status line (sort, filter, marks)."""

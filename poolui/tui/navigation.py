@@ -4,6 +4,7 @@ Each binding sits on its action (poolui/tui/keys.py)."""
 from __future__ import annotations
 
 from textual import work
+from textual.markup import escape
 from textual.widgets import Input, OptionList, TabbedContent
 
 from ..connect import Keep
@@ -13,10 +14,12 @@ from .feed import Feed
 from .keys import Keys
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, KeyHelp
+from .screens.overview import OverviewScreen
 from .screens.quit import QuitScreen
 from .widgets.member_table import MemberTable
 
 KEYS = Keys()
+OVERVIEW_KEYS = Keys()  # the overview's own (poolui/tui/app.py `Overview`)
 HELP_INTRO = ("[b]poolui[/]: pools of warm sandboxes. Tabs show ready, creating and in-use sandboxes; "
               "[b]enter[/] opens one, [b]↑↓ pgup pgdn home end[/] move, [b]1-4[/] switch tabs, "
               "[b][ ][/] switch pools.")
@@ -91,7 +94,7 @@ class Navigation(Feed):
         """Every key of the dashboard, with why a dimmed one is disabled."""
         keys = []
         seen: set[str] = set()
-        for active in self.dashboard.active_bindings.values():
+        for active in self.screen.active_bindings.values():
             b = active.binding
             # Ours all have ids; the rest are Textual's scrolling and focus keys, summed up in the intro.
             if b.id in (None, "slower") or b.action in seen:  # "-" is listed with "+"
@@ -177,6 +180,71 @@ class Navigation(Feed):
         if name is not None:
             self.switch_pool(name)
 
+    # Not in the footer: it is full at 80 columns (the pool switcher's title and the help name it).
+    @KEYS.bind("o", "Pools", id="overview", show=False, tooltip="Every pool on one screen: state, sizes, "
+               "waits, hit rate, latency, failures (enter opens one)")
+    def action_overview(self) -> None:
+        """Show the pools overview (from a pool's view)."""
+        if not isinstance(self.screen, OverviewScreen):
+            self.push_screen(self.make_overview())
+        self.paint_overview()
+
+    def make_overview(self) -> OverviewScreen:
+        """The overview screen; the App gives it its keys."""
+        return OverviewScreen()
+
+    @OVERVIEW_KEYS.bind("o,escape", "Pool view", id="overview.back", key_display="o",
+                        tooltip="Back to the pool under the cursor's view (enter) or the last one shown")
+    def action_pool_view(self) -> None:
+        """Leave the overview for the last pool shown."""
+        if isinstance(self.screen, OverviewScreen):
+            self.pop_screen()
+
+    def on_overview_screen_open(self, event: OverviewScreen.Open) -> None:
+        """Enter on a pool in the overview: that pool's view."""
+        self.switch_pool(event.pool)
+        self.action_pool_view()
+
+    @OVERVIEW_KEYS.bind("s", "Sort", id="overview.sort", tooltip="Order the pools by the next column: file "
+                        "order, state, ready of target, waiting, hit rate, p99, create failures")
+    def action_sort_pools(self) -> None:
+        """Order the overview by its next column."""
+        self.state.next_pool_sort()
+        self.paint_overview()
+
+    @OVERVIEW_KEYS.bind("S", "Reverse", id="overview.reverse", show=False, tooltip="Reverse the pools' order")
+    def action_reverse_pools(self) -> None:
+        """Reverse the overview's order."""
+        self.state.pool_reverse = not self.state.pool_reverse
+        self.paint_overview()
+
+    @KEYS.bind("w", "Window", id="window", show=False,
+               tooltip="Claims, hit rate and latency over the last 1 or 5 minutes (overview and trends)")
+    def action_toggle_window(self) -> None:
+        """Show the numbers over the other window (1m, 5m)."""
+        label = self.state.next_window()
+        self.paint_overview()
+        self.paint_charts()
+        self.notify(f"claims, hit rate and latency over the last {label}", timeout=2)
+
+    def paint_overview(self) -> None:
+        """Repaint the overview if it is shown."""
+        if isinstance(self.screen, OverviewScreen):
+            link = ""
+            if self.conn.state == "disconnected":  # the rows stay as they were last seen
+                link = (f"[b $background on $error] DISCONNECTED [/] [$error]{escape(self.conn.error)}; "
+                        "showing the last data[/]")
+            self.screen.show(self.state, self.conn.source, link)
+
+    def maybe_start_on_overview(self) -> None:
+        """Once the pools are known: a file of several pools starts on the overview (unless a pool was
+        asked for), one of a single pool on its view."""
+        if self.overview_decided or not self.state.pool_names:
+            return
+        self.overview_decided = True
+        if len(self.state.pool_names) > 1 and not self.pool_asked:
+            self.action_overview()
+
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         """A pool picked in the switcher."""
         if event.option_list.id == "pools" and event.option.id:
@@ -206,6 +274,8 @@ class Navigation(Feed):
 
 KEYS.add("left_square_bracket", "cycle_pool(-1)", "Previous pool", id="prev_pool", show=False, key_display="[",
          tooltip="Switch to the previous pool of the file")
+OVERVIEW_KEYS.add("w", "toggle_window", "Window", id="overview.window",
+                  tooltip="Claims, hit rate and latency over the last 1 or 5 minutes")
 KEYS.add("right_square_bracket", "cycle_pool(1)", "Next pool", id="next_pool", show=False, key_display="]",
          tooltip="Switch to the next pool of the file")
 for _i, (_tab, (_label, _)) in enumerate(view.TABS.items(), start=1):

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..core.model import Event, MemberView, PoolSnapshot
+from ..core.window import WINDOWS
 from . import view
 from .widgets.charts import History
-from .widgets.columns import sort_words
+from .widgets.pool_table import SORTS as POOL_SORTS
 
 EVENTS_KEPT = 1000  # per pool: the detail view's history and the log pane's backlog
 
@@ -42,6 +43,9 @@ class ConsoleState:
     active_tab: str = "ready"
     skew: float = 0.0  # server wall clock minus ours, so TTLs count down right against a remote clock
     received_at: float | None = None  # monotonic, of the last snapshot of the current pool
+    window: str = "1m"  # the overview's and the trends' window (core/window.py WINDOWS)
+    pool_sort: str = "file"  # the overview's order (widgets/pool_table.py SORTS)
+    pool_reverse: bool = False
 
     @property
     def current(self) -> PoolSnapshot | None:
@@ -128,6 +132,18 @@ class ConsoleState:
             return sorted(self.marks & self.by_id.keys())
         return [cursor_key] if cursor_key is not None else []
 
+    def next_window(self) -> str:
+        """Show the next window (1m, 5m, wrapping)."""
+        labels = list(WINDOWS)
+        self.window = labels[(labels.index(self.window) + 1) % len(labels)] if self.window in labels else labels[0]
+        return self.window
+
+    def next_pool_sort(self) -> str:
+        """Order the overview by its next column (wrapping)."""
+        keys = list(POOL_SORTS)
+        self.pool_sort = keys[(keys.index(self.pool_sort) + 1) % len(keys)]
+        return self.pool_sort
+
     def next_sort(self) -> str:
         """The sort column after the current one (wrapping)."""
         keys = [s.key for s in view.SORTS]
@@ -147,7 +163,8 @@ class ConsoleState:
 
     def status_line(self) -> str:
         """The line above the tables: sort order, filter, marks."""
-        parts = [f"sort: [b]{sort_words(self.sort_key, self.reverse)}[/]"]
+        sort = view.SORT_BY_KEY[self.sort_key].title + (" (reversed)" if self.reverse else "")
+        parts = [f"sort: [b]{sort}[/]"]
         if self.filter_text:
             parts.append(f"filter: [b]{self.filter_text}[/]")
         if self.marks:

@@ -118,9 +118,9 @@ def millis(seconds: float | None) -> str:
     ms = seconds * 1000
     if ms < 10:
         return f"{ms:.1f}ms"
-    if ms < 10_000:
+    if ms < 1000:
         return f"{ms:.0f}ms"
-    return f"{seconds:.1f}s"
+    return f"{seconds:.1f}s"  # 9.5s, not 9500ms
 
 
 def percent(fraction: float | None) -> str:

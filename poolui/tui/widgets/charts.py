@@ -84,7 +84,7 @@ class Charts(Vertical):
         yield Label("claim p99", id="latency-label")
         yield Trend(id="latency-trend")
 
-    def show(self, history: History) -> None:
+    def show(self, history: History, window: str = "5m") -> None:
         ready, latency = list(history.ready), list(history.latency)
         width = max(1, self.content_region.width or 40)
         shown = ready[-width:]

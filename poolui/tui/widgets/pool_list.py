@@ -23,6 +23,7 @@ class PoolList(OptionList):
     def __init__(self, names: list[str], *, id: str | None = None) -> None:
         super().__init__(*(Option(n, id=n) for n in names), id=id)
         self.border_title = "pools"
+        self.border_subtitle = "o: overview"  # one key away
         self.names = list(names)
 
     def show(self, pools: list[PoolSnapshot], current: str) -> None:
