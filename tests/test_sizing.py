@@ -13,7 +13,7 @@ from poolui import virtual_time
 from poolui.clock import Clock, LoopClock
 from poolui.config import PoolConfig
 from poolui.core.manager import PoolManager
-from poolui.core.sizing import Sizes, Sizing, Static
+from poolui.core.sizing import Signals, Sizes, Sizing, Static
 from poolui.pool_file import parse_config
 
 
@@ -31,14 +31,19 @@ class Wants:
     """A policy that asks for a fixed number, and notes when it was asked."""
 
     name = "wants"
+    reason = "told to"
 
     def __init__(self, n: int) -> None:
         self.n = n
         self.asked: list[float] = []
+        self.claims: list[float] = []
 
-    def want(self, sizes: Sizes, now: float) -> int:
-        self.asked.append(now)
+    def want(self, sizes: Sizes, seen: Signals) -> int:
+        self.asked.append(seen.now)
         return self.n
+
+    def claimed(self, now: float) -> None:
+        self.claims.append(now)
 
 
 def sizes(target: int = 3, lo: int = 1, hi: int = 5) -> PoolConfig:
@@ -133,5 +138,41 @@ def test_warm_up_waits_for_the_setpoint(tmp_path: Path) -> None:
             start = clock.monotonic()
             await mgr.warm_up(5)
             assert len(pool.handout) == 3 and clock.monotonic() - start >= 1.0
+
+    virtual_time.run(main())
+
+
+def test_news_tells_of_the_policys_moves_only() -> None:
+    policy = Wants(3)
+    s = Sizing(Steps(), policy)
+    s.setpoint(sizes())
+    assert s.news() is None  # the first setpoint moved from nothing
+    policy.n = 5
+    s.setpoint(sizes())
+    assert s.news() == "3 -> 5: told to" and s.news() is None
+    s.resized()
+    s.setpoint(sizes(target=2))
+    assert s.news() is None  # a resize has its own event
+    s.resumed()
+    s.setpoint(sizes(target=2))
+    assert s.news() == "2 -> 5: told to"
+    static = Sizing(Steps())
+    static.setpoint(sizes(target=3))
+    static.news()
+    static.setpoint(sizes(target=4))
+    assert static.news() is None  # a static target moves only by a resize
+
+
+def test_the_policy_hears_of_every_new_claim(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        async with PoolManager(config(), state_dir=tmp_path, clock=clock, store="memory") as mgr:
+            await mgr.warm_up(5)
+            pool = mgr.pool("p")
+            pool.sizing.policy = policy = Wants(2)
+            await mgr.claim("p", claim_key="a")
+            await mgr.claim("p", claim_key="a")  # a retry of the same claim: not new demand
+            await mgr.claim("p")
+            assert policy.claims == [clock.monotonic()] * 2
 
     virtual_time.run(main())

@@ -9,6 +9,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .autoscale import AutoscaleConfig
+
 ON_EMPTY = ("wait", "create", "fail")
 PROBE_KINDS = ("http", "tcp", "exec")
 
@@ -65,6 +67,7 @@ class PoolConfig:
     limits: Limits = Limits()
     read_only: bool = False  # the console and API refuse every change to this pool
     reuse: ReuseConfig | None = None  # None: single use, every release terminates the sandbox
+    autoscale: AutoscaleConfig | None = None  # None: the setpoint is target_ready (core/sizing.py)
     network: str = "auto"  # isolated | egress | host; auto: isolated where the provider can, else host
     seccomp: bool = True  # a seccomp filter on the sandbox's processes, where the provider has one
     options: Any = None  # the provider's own parsed table ([pools.NAME.PROVIDER]), typed by the provider

@@ -4,6 +4,7 @@ to that provider (through ProviderTables, so this module imports no provider).""
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ from .. import bounds as b
 from ..addresses import split_host_port
 from ..durations import format_duration
 from ..errors import ConfigError
+from .autoscale import parse_autoscale
 from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ReuseConfig, ServerConfig
 from .reader import TableReader
 from .sizes import size_problem
@@ -30,7 +32,7 @@ POOL_KEYS = (
     "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
     "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
     "claim_timeout", "claim_lease", "max_concurrent_creates", "create_retries", "limits", "read_only",
-    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp", "max_execs",
+    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp", "max_execs", "autoscale",
 )
 NETWORKS = ("auto", "isolated", "egress", "host")
 REUSE_KEYS = ("max_uses", "reset", "reset_timeout")
@@ -127,10 +129,13 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
         options=options,
         raw_options=raw_options,
     )
+    auto = t.sub("autoscale")
     t.finish(POOL_KEYS + tables.names())
     problem = size_problem(cfg.min_ready, cfg.target_ready, cfg.max_ready, cfg.max_total)
     if problem:
         raise ConfigError(f"{t.where}: {problem}")
+    if auto is not None:
+        cfg = replace(cfg, autoscale=parse_autoscale(auto, cfg.min_ready, cfg.max_ready))
     if cfg.ttl <= cfg.min_remaining_ttl:
         raise ConfigError(
             f"{t.where}: ttl = {format_duration(cfg.ttl)} must be longer than min_remaining_ttl = "

@@ -50,6 +50,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
             leases.renew(pool, held.id, lease)
         await pool.store.commit_now()
         return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
+    pool.sizing.claimed()  # demand, as the sizing policy sees it: every new claim, served or not
     if pool.mode == "draining":
         pool.metrics.claim("failed", None, "draining")
         raise PoolDraining(f"pool '{pool.name}' is draining: no new claims", reason="draining")

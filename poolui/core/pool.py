@@ -21,7 +21,7 @@ from ..clock import Clock
 from ..config import PoolConfig
 from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
-from . import claim_scope, claims, refill, reuse
+from . import autoscale, claim_scope, claims, refill, reuse
 from .bringup import bring_up
 from .eligibility import verdict
 from .events import EventBus
@@ -30,7 +30,7 @@ from .housekeeping import Housekeeper
 from .member import Member
 from .metrics import PoolMetrics
 from .model import Claim, MemberState, PoolSnapshot, PoolState
-from .sizing import Sizing
+from .sizing import Sizing, observe
 from .store_api import StateStore, StoredMember
 from .views import pool_snapshot, pool_state
 
@@ -51,7 +51,7 @@ class Pool:
         self.bus = bus
         self.clock = clock
         self.metrics = PoolMetrics(clock)
-        self.sizing = Sizing(clock)  # the setpoint refill aims at, within the operator's sizes in cfg
+        self.sizing = Sizing(clock, autoscale.policy_for(cfg), lambda: observe(self))  # what refill aims at
         self.members: dict[str, Member] = {}
         self.handout = Handout()
         self.housekeeper = Housekeeper(self)

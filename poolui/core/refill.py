@@ -53,6 +53,8 @@ def reconcile(pool: Pool) -> float:
         return max(0.001, min(sleep, pool.backoff_until - now))
     cfg, in_flight = pool.cfg, pool.in_flight()
     want = pool.sizing.setpoint(cfg)
+    if (moved := pool.sizing.news()) is not None:
+        pool.emit("setpoint", None, moved)
     if cfg.on_empty == "create":  # each waiter gets a create of its own (a cold claim)
         want += pool.handout.waiting()
     cap = cfg.max_concurrent_creates if not pool.failures else 1  # slow start after failures

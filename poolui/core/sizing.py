@@ -1,20 +1,26 @@
 """How many ready sandboxes a pool aims at now (its setpoint), kept apart from the operator's sizes.
 
 The operator's sizes are the pool file's `target_ready`, `min_ready` and `max_ready` (a resize changes them
-at run time). The setpoint is what refill creates toward and trims down to. A policy proposes it: `Static`,
-the operator's target; later an autoscaler or a schedule. Whatever a policy proposes, the setpoint stays
-within min_ready..max_ready, so `max_ready` is the most ready sandboxes a pool keeps, and no policy takes a
-pool below the level `check` calls critical. A resize is the operator speaking: their target wins over the
-policy until the pool is resumed.
+at run time). The setpoint is what refill creates toward and trims down to, counting creates in flight. A
+policy proposes it: `Static`, the operator's target; `autoscale.Autoscaler`, from the claim rate. Whatever a
+policy proposes, the setpoint stays within min_ready..max_ready, so `max_ready` is the most ready sandboxes
+a pool keeps, and no policy takes a pool below the level `check` calls critical. A resize is the operator
+speaking: their target wins over the policy until the pool is resumed.
 
-Nothing here knows a Pool: it reads sizes and the clock, so it is unit-tested alone (tests/test_sizing.py).
+Nothing here changes a Pool: it reads sizes, the clock and what `observe` gathers, so it is unit-tested
+alone (tests/test_sizing.py).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from ..clock import Clock
+
+if TYPE_CHECKING:
+    from .pool import Pool
 
 
 class Sizes(Protocol):
@@ -28,13 +34,27 @@ class Sizes(Protocol):
     def max_ready(self) -> int: ...
 
 
+@dataclass(frozen=True)
+class Signals:
+    """What a policy may go by besides the claims it is told of."""
+
+    now: float  # monotonic
+    ready_time: float | None = None  # p95 of create-to-ready, as measured (None: nothing measured yet)
+    degraded: bool = False  # creates keep failing: a policy must not ask for more
+
+
 class Policy(Protocol):
     """Proposes how many ready sandboxes a pool should have; the bounds are applied after it."""
 
     name: str
+    reason: str  # why it wants what it last proposed, for the event of a change
 
-    def want(self, sizes: Sizes, now: float) -> int:
-        """Ready sandboxes wanted at monotonic time `now`."""
+    def want(self, sizes: Sizes, seen: Signals) -> int:
+        """Ready sandboxes wanted now (creates in flight count toward them)."""
+        ...
+
+    def claimed(self, now: float) -> None:
+        """A claim was asked for at monotonic time `now` (a claim key's retry is not a new claim)."""
         ...
 
 
@@ -42,19 +62,32 @@ class Static:
     """The operator's target as it stands: the pool file's target_ready, or a resize's."""
 
     name = "static"
+    reason = "target_ready"
 
-    def want(self, sizes: Sizes, now: float) -> int:
-        """target_ready, whatever the time."""
+    def want(self, sizes: Sizes, seen: Signals) -> int:
+        """target_ready, whatever happens."""
         return sizes.target_ready
+
+    def claimed(self, now: float) -> None:
+        """Claims do not move a static target."""
+
+
+def observe(pool: Pool) -> Signals:
+    """A pool's signals for its policy, read when the setpoint is asked for."""
+    return Signals(pool.clock.monotonic(), pool.metrics.create_to_ready.percentile(95), bool(pool.degraded_reason))
 
 
 class Sizing:
     """One pool's setpoint: its policy, and whether an operator's resize overrides it."""
 
-    def __init__(self, clock: Clock, policy: Policy | None = None) -> None:
+    def __init__(self, clock: Clock, policy: Policy | None = None,
+                 signals: Callable[[], Signals] | None = None) -> None:
         self.clock = clock
         self.policy: Policy = policy or Static()
+        self.signals = signals or (lambda: Signals(clock.monotonic()))
         self.manual = False  # a resize set the target: it wins over the policy until resumed()
+        self.value: int | None = None  # the last setpoint given, and the last one told of (news())
+        self._told: int | None = None
 
     @property
     def source(self) -> str:
@@ -63,8 +96,21 @@ class Sizing:
 
     def setpoint(self, sizes: Sizes) -> int:
         """The ready sandboxes to aim at now: what the source wants, within min_ready..max_ready."""
-        want = sizes.target_ready if self.manual else self.policy.want(sizes, self.clock.monotonic())
-        return max(sizes.min_ready, min(want, sizes.max_ready))
+        want = sizes.target_ready if self.manual else self.policy.want(sizes, self.signals())
+        self.value = max(sizes.min_ready, min(want, sizes.max_ready))
+        return self.value
+
+    def claimed(self) -> None:
+        """A claim was asked for: the policy may follow the claim rate."""
+        self.policy.claimed(self.clock.monotonic())
+
+    def news(self) -> str | None:
+        """How the setpoint moved since the last call, and why, when the policy moved it (a resize says
+        so in its own event); None when it did not move."""
+        old, self._told = self._told, self.value
+        if old is None or old == self.value or self.manual or isinstance(self.policy, Static):
+            return None
+        return f"{old} -> {self.value}: {self.policy.reason}"
 
     def resized(self) -> None:
         """The operator set the sizes: their target is the setpoint until resumed()."""
