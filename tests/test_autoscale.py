@@ -21,7 +21,7 @@ from poolui.config.autoscale import AutoscaleConfig
 from poolui.core.autoscale import Autoscaler, base_stock
 from poolui.core.manager import PoolManager
 from poolui.core.sizing import Signals
-from poolui.errors import ConfigError
+from poolui.errors import ClaimTimeout, ConfigError
 from poolui.pool_file import parse_config
 
 SIZES = PoolConfig(name="p", target_ready=2, min_ready=1, max_ready=100, max_total=200)
@@ -166,10 +166,14 @@ class Load:
     def __init__(self, mgr: PoolManager, clock: LoopClock) -> None:
         self.mgr, self.clock = mgr, clock
         self.tasks: set[asyncio.Task[None]] = set()
-        self.warm = self.cold = 0
+        self.warm = self.cold = self.timed_out = 0
 
     async def one(self, hold: float) -> None:
-        c = await self.mgr.claim("p")
+        try:
+            c = await self.mgr.claim("p")
+        except ClaimTimeout:
+            self.timed_out += 1
+            return
         self.warm, self.cold = self.warm + c.warm, self.cold + (not c.warm)
         await self.clock.sleep(hold)
         await self.mgr.release("p", c.id)
@@ -242,3 +246,63 @@ def test_a_pool_without_the_table_stays_static() -> None:
     assert cfg.pools["p"].autoscale == AutoscaleConfig()
     plain = parse_config({"pools": {"p": {"provider": "instant"}}}, "test")
     assert plain.pools["p"].autoscale is None
+
+
+def test_failing_creates_are_not_multiplied_by_a_burst(tmp_path: Path) -> None:
+    """Creates start failing under a burst of 20 claims/s: creates in flight count against the setpoint,
+    backoff spaces the retries, and once the pool is degraded the setpoint does not rise: 10 s of the
+    burst cost a handful of creates, not one per claim (agent-sandbox #1215: 5,537 for 1,004 needed)."""
+
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        async with PoolManager(autoscaled(claim_timeout="2s"), state_dir=tmp_path, clock=clock,
+                               store="memory") as mgr:
+            pool, load = mgr.pool("p"), Load(mgr, clock)
+            await mgr.warm_up(5)
+            await load.run(30, rate=2.0)
+            await load.done()
+            pool.provider.fail = True  # type: ignore[attr-defined]  # the instant provider's fault switch
+            before, peak = pool.metrics.creates, 0
+            over: list[int] = []
+            watch = asyncio.create_task(watch_refill(pool, clock, over))
+            burst = asyncio.create_task(load.run(10, rate=20.0))
+            while not burst.done():
+                if pool.degraded_reason:
+                    peak = peak or pool.sizing.value
+                    assert pool.sizing.value <= peak  # degraded: never up
+                await clock.sleep(0.1)
+            await load.done()
+            watch.cancel()
+            assert peak and pool.metrics.creates - before <= 10 and not over, (pool.metrics.creates - before, over)
+            assert load.timed_out > 150 and load.cold == 0
+
+    virtual_time.run(main())
+
+
+def test_a_resize_wins_until_resume_and_pause_and_drain_stop_refill(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        async with PoolManager(autoscaled(), state_dir=tmp_path, clock=clock, store="memory") as mgr:
+            pool, load = mgr.pool("p"), Load(mgr, clock)
+            await mgr.warm_up(5)
+            await load.run(30, rate=2.0)
+            assert pool.sizing.value == base_stock(2.0, 0.99)
+            await mgr.resize("p", target=3)
+            await load.run(20, rate=5.0)
+            assert pool.sizing.value == 3 and pool.sizing.source == "manual"
+            assert len(pool.handout) + pool.in_flight() <= 3
+            await mgr.resume("p")
+            await load.run(2, rate=5.0)
+            assert pool.sizing.value == base_stock(5.0, 0.99) and pool.sizing.source == "autoscale"
+            await mgr.pause("p")
+            creates = pool.metrics.creates
+            await load.run(10, rate=2.0)
+            assert pool.metrics.creates == creates  # paused: claims served, nothing refilled
+            await mgr.resume("p")
+            await load.done()
+            await mgr.drain("p", wait=True, timeout=30)
+            creates = pool.metrics.creates
+            await clock.sleep(60)
+            assert pool.metrics.creates == creates and not pool.members
+
+    virtual_time.run(main())
