@@ -7,7 +7,6 @@ methods here for what they touched.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +31,9 @@ class ConsoleBase(App[int]):
 
     CSS_PATH = Path(__file__).parent / "poolui.tcss"  # absolute: subclasses live in other modules
     MUTATING: ClassVar[frozenset[str]] = frozenset()  # actions that change a pool (poolui/tui/operations.py)
+    # Classes every screen gets by its size, for poolui.tcss: at 80x24 the table keeps the room.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
 
     def __init__(self, control: Control, *, pools: list[str] | None = None, source: str = "",
                  read_only: bool = False, clock: Clock | None = None, refresh: float = 1.0,
@@ -89,6 +91,7 @@ class ConsoleBase(App[int]):
         s = self.state
         self.table(tab).show(s.rows(tab), marks=frozenset(s.marks), min_remaining_ttl=s.min_remaining_ttl,
                              sort=s.sort_key, reverse=s.reverse, empty_text=s.empty_text(tab))
+        self.update_tab_labels()  # a filter changes what each tab holds
 
     def show_snapshot(self, changed_keys: bool) -> None:
         """Repaint everything a new snapshot of the current pool touches."""
@@ -106,20 +109,22 @@ class ConsoleBase(App[int]):
             self.dashboard.query_one("#charts", Charts).show(self.state.histories[pool], self.state.window)
 
     def update_tab_labels(self) -> None:
-        """Each tab says how many sandboxes it holds."""
+        """Each tab says how many sandboxes it shows: with a filter, how many match it."""
         tabs = self.dashboard.query_one("#tabs", TabbedContent)
+        s = self.state
         for tab, (label, _) in view.TABS.items():
-            text = f"{label} {len(self.state.groups.get(tab, []))}"
+            text = f"{label} {len(s.rows(tab)) if s.filter_text else len(s.groups.get(tab, []))}"
             tab_widget = tabs.get_tab(f"tab-{tab}")
             if str(tab_widget.label) != text:
                 tab_widget.label = text
 
     def update_header(self) -> None:
         """Repaint the header: pool state, connection, refresh rate, staleness."""
+        now = self.clock.monotonic()  # the console's clock: a test ages the data without waiting
         at = self.state.received_at
-        stale = None if at is None else time.monotonic() - at
+        stale = None if at is None else now - at
         self.dashboard.query_one("#header", PoolHeader).show(
-            self.state.current, self.conn, self.refresh_interval, self.read_only, time.monotonic(), stale)
+            self.state.current, self.conn, self.refresh_interval, self.read_only, now, stale)
 
     def update_status(self) -> None:
         """Repaint the status line (sort, filter, marks)."""

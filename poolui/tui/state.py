@@ -14,6 +14,7 @@ from ..core.model import Event, MemberView, PoolSnapshot
 from ..core.window import WINDOWS
 from . import view
 from .widgets.charts import History
+from .widgets.columns import sort_words
 from .widgets.pool_table import SORTS as POOL_SORTS
 
 EVENTS_KEPT = 1000  # per pool: the detail view's history and the log pane's backlog
@@ -163,8 +164,7 @@ class ConsoleState:
 
     def status_line(self) -> str:
         """The line above the tables: sort order, filter, marks."""
-        sort = view.SORT_BY_KEY[self.sort_key].title + (" (reversed)" if self.reverse else "")
-        parts = [f"sort: [b]{sort}[/]"]
+        parts = [f"sort: [b]{sort_words(self.sort_key, self.reverse)}[/]"]
         if self.filter_text:
             parts.append(f"filter: [b]{self.filter_text}[/]")
         if self.marks:
