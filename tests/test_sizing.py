@@ -13,6 +13,7 @@ from poolui import virtual_time
 from poolui.clock import Clock, LoopClock
 from poolui.config import PoolConfig
 from poolui.core.manager import PoolManager
+from poolui.core.model import PoolSnapshot
 from poolui.core.sizing import Signals, Sizes, Sizing, Static
 from poolui.pool_file import parse_config
 
@@ -174,5 +175,24 @@ def test_the_policy_hears_of_every_new_claim(tmp_path: Path) -> None:
             await mgr.claim("p", claim_key="a")  # a retry of the same claim: not new demand
             await mgr.claim("p")
             assert policy.claims == [clock.monotonic()] * 2
+
+    virtual_time.run(main())
+
+
+def test_snapshots_say_the_setpoint_and_who_sets_it(tmp_path: Path) -> None:
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        async with PoolManager(config(), state_dir=tmp_path, clock=clock, store="memory") as mgr:
+            snap = await mgr.snapshot("p")
+            assert (snap.target_ready, snap.setpoint, snap.sizing) == (2, 2, "static")
+            mgr.pool("p").sizing.policy = Wants(9)
+            snap = await mgr.snapshot("p")
+            assert (snap.target_ready, snap.setpoint, snap.sizing) == (2, 4, "wants")  # max_ready 4
+            snap = await mgr.resize("p", target=3)
+            assert (snap.target_ready, snap.setpoint, snap.sizing) == (3, 3, "manual")
+            again = PoolSnapshot.from_dict(snap.to_dict())  # as a client reads it
+            assert (again.setpoint, again.sizing) == (3, "manual")
+            older = {k: v for k, v in snap.to_dict().items() if k not in ("setpoint", "sizing")}
+            assert (PoolSnapshot.from_dict(older).setpoint, PoolSnapshot.from_dict(older).sizing) == (None, "static")
 
     virtual_time.run(main())

@@ -129,6 +129,8 @@ class PoolSnapshot:
     shield: dict[str, Any] | None = None
     longest_wait: float | None = None  # seconds the longest-waiting claimer has waited (None: none waits)
     near_ttl: int = 0  # ready or claimed sandboxes with less than min_remaining_ttl left
+    setpoint: int | None = None  # ready sandboxes refill aims at now (core/sizing.py); None: an older server
+    sizing: str = "static"  # who sets it: static (target_ready), manual (a resize, until resume) or autoscale
 
     @property
     def ready(self) -> int:
@@ -143,6 +145,7 @@ class PoolSnapshot:
         values["members"] = [MemberView.from_dict(m) for m in d.get("members", [])]
         values["read_only"] = bool(d.get("read_only", False))
         values["near_ttl"] = int(d.get("near_ttl") or 0)
+        values["sizing"] = d.get("sizing") or "static"
         return cls(**values)
 
 

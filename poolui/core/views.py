@@ -68,4 +68,5 @@ def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
         },
         taken_at=pool.clock.time(), read_only=cfg.read_only,
         longest_wait=pool.handout.longest_wait(now), near_ttl=near_ttl(pool, now),
+        setpoint=pool.sizing.setpoint(cfg), sizing=pool.sizing.source,
     )
