@@ -8,6 +8,7 @@ import asyncio
 import math
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ import pytest
 from poolui import virtual_time
 from poolui.clock import LoopClock
 from poolui.config import PoolConfig
-from poolui.config.autoscale import AutoscaleConfig
+from poolui.config.autoscale import AutoscaleConfig, ScheduleRule
+from poolui.config.cron import Cron
 from poolui.core.autoscale import Autoscaler, base_stock
 from poolui.core.manager import PoolManager
 from poolui.core.sizing import Signals
@@ -26,6 +28,7 @@ from poolui.pool_file import parse_config
 
 SIZES = PoolConfig(name="p", target_ready=2, min_ready=1, max_ready=100, max_total=200)
 DEFAULTS = AutoscaleConfig()
+WALL = datetime(2026, 12, 7, 8, 58, tzinfo=UTC).timestamp()  # a Monday, two minutes before nine
 
 
 def poisson_below(mean: float, s: int) -> float:
@@ -72,7 +75,8 @@ class Run:
         return self.trace[-1][1]
 
     def ask(self) -> int:
-        return self.policy.want(self.sizes, Signals(self.now, self.ready_time, self.degraded))
+        wall = WALL + self.now - 1000.0
+        return self.policy.want(self.sizes, Signals(self.now, wall, self.ready_time, self.degraded))
 
     def first(self, pred: object) -> float:
         """Seconds from the start of the trace to the first setpoint that passes pred."""
@@ -307,3 +311,88 @@ def test_a_resize_wins_until_resume_and_pause_and_drain_stop_refill(tmp_path: Pa
             assert pool.metrics.creates == creates and not pool.members
 
     virtual_time.run(main())
+
+
+def test_a_schedule_raises_the_floor_on_time_and_lets_it_go_when_another_rule_fires() -> None:
+    rules = [{"cron": "0 9 * * 1-5", "min": 10}, {"cron": "30 9 * * 1-5", "min": 2}]
+    cfg = autoscaled(autoscale={"schedule": rules, "scale_down_delay": "1m"}).pools["p"].autoscale
+    run = Run(cfg, sizes=SIZES)
+    run.seconds(119)  # to 08:59:59: yesterday's (Friday's) 09:30 rule is in force, min 2
+    assert run.trace[-1][1] == 2 and run.policy.rule is not None and run.policy.rule.min == 2
+    run.trace.clear()
+    run.seconds(2)
+    assert [v for _, v in run.trace] == [10, 10]  # 09:00:00, at once
+    assert run.policy.reason == "up: schedule '0 9 * * 1-5' min 10"
+    run.seconds(30 * 60 - 2)
+    assert run.trace[-1][1] == 10  # no claims, yet held up to 09:29:59
+    run.seconds(2)
+    assert run.trace[-1][1] == 2 and run.policy.reason.startswith("down: ")
+
+
+def test_a_claim_rate_above_the_scheduled_floor_still_counts() -> None:
+    cfg = AutoscaleConfig(schedule=(ScheduleRule(Cron.parse("* * * * *"), 3),))
+    run = Run(cfg)
+    assert run.seconds(60, rate=5.0) == base_stock(5.0, 0.99)
+
+
+@pytest.mark.parametrize(("text", "at", "last"), [
+    ("0 9 * * 1-5", "2026-12-07 12:00", "2026-12-07 09:00"),  # Monday
+    ("0 9 * * 1-5", "2026-12-07 08:59", "2026-12-04 09:00"),  # back to Friday
+    ("*/15 * * * *", "2026-12-07 09:44", "2026-12-07 09:30"),
+    ("5/20 8-10 * * *", "2026-12-07 11:00", "2026-12-07 10:45"),
+    ("0 0 1 * 0", "2026-12-07 09:00", "2026-12-06 00:00"),  # either day field: Sunday the 6th
+    ("0 0 * * 7", "2026-12-07 09:00", "2026-12-06 00:00"),  # 7 is Sunday too
+    ("0 0 29 2 *", "2026-12-07 09:00", None),  # no 29 February within a year
+])
+def test_cron_last_firing(text: str, at: str, last: str | None) -> None:
+    got = Cron.parse(text).last(datetime.fromisoformat(at))
+    assert got == (datetime.fromisoformat(last) if last else None)
+
+
+@pytest.mark.parametrize(("table", "message"), [
+    ({"schedule": [{"cron": "0 9 * *", "min": 3}]}, "has 4 fields: expected 5"),
+    ({"schedule": [{"cron": "0 25 * * *", "min": 3}]}, "hour '25' is out of its range 0-23"),
+    ({"schedule": [{"cron": "0 9 * * *", "min": 61}]}, "min = 61 is not allowed: expected 1 to 60"),
+    ({"schedule": [{"cron": "0 9 * * *", "min": 3, "max": 4}]}, "max"),
+    ({"schedule": {"cron": "0 9 * * *"}}, "a list of tables like"),
+    ({"timezone": "Mars/Olympus"}, "an IANA time zone name"),
+    ({"schedule": [{"cron": "0 9 * * *", "min": 3, "for": "10s"}]}, "key 'for' = '10s' is not allowed"),
+])
+def test_the_schedule_is_checked(table: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        autoscaled(autoscale=table)
+
+
+def test_the_pool_is_warm_for_a_scheduled_peak(tmp_path: Path) -> None:
+    """A pool with a 09:00 rule (min 10 for 9 h; Friday's is over), started at 08:59:30 on the engine's
+    clock: by 09:00:02 ten sandboxes are ready (create-to-ready 1 s), and the move is a 'setpoint' event
+    naming the rule."""
+
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop(), wall=WALL + 90)
+        cfg = autoscaled(autoscale={"schedule": [{"cron": "0 9 * * 1-5", "min": 10, "for": "9h"}]})
+        async with PoolManager(cfg, state_dir=tmp_path, clock=clock, store="memory") as mgr:
+            pool = mgr.pool("p")
+            await mgr.warm_up(5)
+            assert len(pool.handout) == 2
+            await clock.sleep(29.0)
+            assert len(pool.handout) == 2  # 08:59:59
+            await clock.sleep(3.0)
+            assert len(pool.handout) == 10
+            moves = [e.detail for e in await mgr.recent_events("p") if e.kind == "setpoint"]
+            assert moves == ["2 -> 10: up: schedule '0 9 * * 1-5' min 10"]
+
+    virtual_time.run(main())
+
+
+def test_a_rule_with_a_for_ends_on_its_own() -> None:
+    rule = ScheduleRule(Cron.parse("0 9 * * 1-5"), 10, hold=120.0)
+    run = Run(AutoscaleConfig(schedule=(rule,), scale_down_delay=0.0))
+    run.seconds(119)
+    assert run.trace[-1][1] == 1  # Friday's rule has ended; nothing claimed: min_ready
+    run.seconds(2)
+    assert run.trace[-1][1] == 10
+    run.seconds(118)
+    assert run.trace[-1][1] == 10  # 09:01:59
+    run.seconds(2)
+    assert run.trace[-1][1] == 1  # 09:02:01

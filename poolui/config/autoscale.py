@@ -12,19 +12,37 @@
     max_step_up = 0          # sandboxes added to the setpoint at once (0: no limit)
     max_step_down = 0        # taken off at once (0: no limit)
     ready_time = "5s"        # create-to-ready until the pool has measured its own
+    schedule = [{ cron = "45 8 * * 1-5", min = 10, for = "9h" }, { cron = "0 12 * * *", min = 4 }]
+    timezone = "UTC"         # the schedule's clock (an IANA name)
+
+A schedule's rule raises the setpoint's floor to its `min` from each time its cron fires, for `for` (or,
+without it, until another rule fires): so a pool is warm before a known peak, whatever the claim rate says
+yet. When several are in force, the one that fired last counts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .. import bounds as b
 from ..durations import format_duration
 from ..errors import ConfigError
+from .cron import Cron
 from .reader import TableReader
 
 KEYS = ("min", "max", "hit_rate", "max_wait", "window", "panic_window", "panic_threshold", "scale_down_delay",
-        "max_step_up", "max_step_down", "ready_time")
+        "max_step_up", "max_step_down", "ready_time", "schedule", "timezone")
+
+
+@dataclass(frozen=True)
+class ScheduleRule:
+    """From each time `cron` fires, for `hold` seconds (None: until another rule fires), the setpoint is
+    at least `min`."""
+
+    cron: Cron
+    min: int
+    hold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ class AutoscaleConfig:
     max_step_up: int = 0
     max_step_down: int = 0
     ready_time: float = 5.0
+    schedule: tuple[ScheduleRule, ...] = ()
+    timezone: str = "UTC"
 
 
 def parse_autoscale(t: TableReader, min_ready: int, max_ready: int) -> AutoscaleConfig:
@@ -59,6 +79,7 @@ def parse_autoscale(t: TableReader, min_ready: int, max_ready: int) -> Autoscale
         max_step_up=t.int_("max_step_up", d.max_step_up, maximum=b.MAX_SIZE),
         max_step_down=t.int_("max_step_down", d.max_step_down, maximum=b.MAX_SIZE),
         ready_time=t.duration("ready_time", d.ready_time, minimum=0.001, maximum=b.MAX_WAIT),
+        schedule=_schedule(t), timezone=_timezone(t),
     )
     t.finish(KEYS, sort=False)
     lo = min_ready if cfg.min is None else cfg.min
@@ -66,8 +87,42 @@ def parse_autoscale(t: TableReader, min_ready: int, max_ready: int) -> Autoscale
     if not min_ready <= lo <= hi <= max_ready:
         raise ConfigError(f"{t.where}: min = {lo}, max = {hi} are not allowed: expected min_ready ({min_ready}) "
                           f"<= min <= max <= max_ready ({max_ready})")
+    for rule in cfg.schedule:
+        if not lo <= rule.min <= hi:
+            raise ConfigError(f"{t.where}: schedule '{rule.cron.text}' min = {rule.min} is not allowed: expected "
+                              f"{lo} to {hi} (the autoscale min and max)")
     if cfg.panic_window > cfg.window:
         raise ConfigError(f"{t.where}: panic_window = {format_duration(cfg.panic_window)} is not allowed: "
                           f"expected at most window = {format_duration(cfg.window)} (a burst is seen over the "
                           "shorter window)")
     return cfg
+
+
+def _schedule(t: TableReader) -> tuple[ScheduleRule, ...]:
+    rules = t.get("schedule", [])
+    example = 'a list of tables like { cron = "0 9 * * 1-5", min = 10 }'
+    if not isinstance(rules, list) or len(rules) > 100:
+        raise t.error("schedule", rules, example + ", at most 100")
+    out = []
+    for i, raw in enumerate(rules):
+        if not isinstance(raw, dict):
+            raise t.error("schedule", raw, example)
+        r = TableReader(raw, f"{t.where}.schedule[{i}]")
+        text = r.str_("cron", "", nonempty=True)
+        try:
+            cron = Cron.parse(text)
+        except ValueError as e:
+            raise r.error("cron", text, f"a cron expression: {e}") from None
+        hold = r.duration("for", 0.0, minimum=60.0, maximum=b.DAY * 7) if r.has("for") else None
+        out.append(ScheduleRule(cron, r.int_("min", 0, maximum=b.MAX_SIZE), hold))
+        r.finish(("cron", "min", "for"), sort=False)
+    return tuple(out)
+
+
+def _timezone(t: TableReader) -> str:
+    name = t.str_("timezone", "UTC", nonempty=True)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise t.error("timezone", name, 'an IANA time zone name, e.g. "UTC" or "Europe/Berlin"') from None
+    return name

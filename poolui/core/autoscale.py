@@ -16,17 +16,20 @@ the stable rate needs; when the burst rate needs panic_threshold times the setpo
 up at once to what the burst needs, and never down until a whole `window` has passed since it last
 panicked (Knative's rule). Down: only to the most it wanted over the last scale_down_delay (the Kubernetes
 HPA's stabilisation), so one quiet minute does not throw away warm sandboxes. Step limits bound each move;
-a degraded pool is not scaled up (more creates would fail the same way); [min, max] bound the result.
+a degraded pool is not scaled up (more creates would fail the same way); [min, max] bound the result,
+and a schedule's rule in force raises the floor (config/autoscale.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from ..bounds import MAX_SIZE
 from ..config import PoolConfig
-from ..config.autoscale import AutoscaleConfig
+from ..config.autoscale import AutoscaleConfig, ScheduleRule
 from .sizing import Policy, Signals, Sizes, Static
 
 
@@ -67,6 +70,9 @@ class Autoscaler:
         self._wanted: deque[tuple[float, int]] = deque()  # (when, what the rate needed), for scale-down
         self._at: int | None = None  # the second last looked at
         self._started: float | None = None
+        self._zone = ZoneInfo(cfg.timezone)
+        self._minute: int | None = None  # the wall-clock minute the schedule was last looked at
+        self.rule: ScheduleRule | None = None  # the schedule's rule in force
 
     def claimed(self, now: float) -> None:
         """One more claim in the current second."""
@@ -99,8 +105,20 @@ class Autoscaler:
         self._at = int(now)
         while self._arrivals and self._arrivals[0][0] <= int(now) - int(self.cfg.window):
             self._arrivals.popleft()
+        self._schedule(seen.wall)
         self.value = self._next(self.value, sizes, seen)
         return self.value
+
+    def _schedule(self, wall: float) -> None:
+        """The rule in force: of those whose time since firing is within their `for`, the one that fired
+        last (looked for again once a minute)."""
+        if not self.cfg.schedule or self._minute == int(wall // 60):
+            return
+        self._minute = int(wall // 60)
+        at = datetime.fromtimestamp(wall, self._zone).replace(tzinfo=None)
+        fired = [(last, r) for r in self.cfg.schedule if (last := r.cron.last(at)) is not None
+                 and (r.hold is None or (at - last).total_seconds() < r.hold)]
+        self.rule = max(fired, key=lambda f: f[0])[1] if fired else None
 
     def _need(self, rate: float, ready_time: float) -> int:
         cover = max(0.0, ready_time - self.cfg.max_wait)
@@ -120,6 +138,9 @@ class Autoscaler:
             self._wanted.popleft()
         how = (f"panic: {burst_rate:.3g} claims/s over {c.panic_window:g}s" if panic
                else f"{stable_rate:.3g} claims/s over {c.window:g}s") + f", ready in {t:.3g}s (p95)"
+        if self.rule is not None and self.rule.min > current and not seen.degraded:
+            self.reason = f"up: schedule '{self.rule.cron.text}' min {self.rule.min}"
+            current = self._bounded(current, sizes)  # the floor first; the rate may ask for more still
         if desired > current:
             if seen.degraded:
                 return current  # creates are failing: asking for more would only fail more
@@ -129,11 +150,15 @@ class Autoscaler:
         floor = max(w for _, w in self._wanted)  # the most wanted over scale_down_delay
         if floor < current:
             step = floor if not c.max_step_down else max(floor, current - c.max_step_down)
-            self.reason = f"down: {how}, lower for {c.scale_down_delay:g}s"
-            return self._bounded(step, sizes)
+            new = self._bounded(step, sizes)
+            if new < current:
+                self.reason = f"down: {how}, lower for {c.scale_down_delay:g}s"
+            return new
         return self._bounded(current, sizes)
 
     def _bounded(self, n: int, sizes: Sizes) -> int:
         lo = sizes.min_ready if self.cfg.min is None else max(self.cfg.min, sizes.min_ready)
+        if self.rule is not None:
+            lo = max(lo, self.rule.min)
         hi = sizes.max_ready if self.cfg.max is None else min(self.cfg.max, sizes.max_ready)
         return max(lo, min(n, hi))

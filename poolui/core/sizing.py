@@ -39,6 +39,7 @@ class Signals:
     """What a policy may go by besides the claims it is told of."""
 
     now: float  # monotonic
+    wall: float = 0.0  # wall time, for schedules
     ready_time: float | None = None  # p95 of create-to-ready, as measured (None: nothing measured yet)
     degraded: bool = False  # creates keep failing: a policy must not ask for more
 
@@ -74,7 +75,8 @@ class Static:
 
 def observe(pool: Pool) -> Signals:
     """A pool's signals for its policy, read when the setpoint is asked for."""
-    return Signals(pool.clock.monotonic(), pool.metrics.create_to_ready.percentile(95), bool(pool.degraded_reason))
+    return Signals(pool.clock.monotonic(), pool.clock.time(), pool.metrics.create_to_ready.percentile(95),
+                   bool(pool.degraded_reason))
 
 
 class Sizing:
@@ -84,7 +86,7 @@ class Sizing:
                  signals: Callable[[], Signals] | None = None) -> None:
         self.clock = clock
         self.policy: Policy = policy or Static()
-        self.signals = signals or (lambda: Signals(clock.monotonic()))
+        self.signals = signals or (lambda: Signals(clock.monotonic(), clock.time()))
         self.manual = False  # a resize set the target: it wins over the policy until resumed()
         self.value: int | None = None  # the last setpoint given, and the last one told of (news())
         self._told: int | None = None
