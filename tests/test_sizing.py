@@ -196,3 +196,21 @@ def test_snapshots_say_the_setpoint_and_who_sets_it(tmp_path: Path) -> None:
             assert (PoolSnapshot.from_dict(older).setpoint, PoolSnapshot.from_dict(older).sizing) == (None, "static")
 
     virtual_time.run(main())
+
+
+def test_new_bounds_alone_leave_the_policy_in_charge(tmp_path: Path) -> None:
+    """A resize of max_ready only is the operator moving a bound, not taking over: the policy's setpoint
+    follows the new bound; a resize with a target takes over."""
+
+    async def main() -> None:
+        clock = LoopClock(asyncio.get_running_loop())
+        async with PoolManager(config(max_total=30), state_dir=tmp_path, clock=clock, store="memory") as mgr:
+            pool = mgr.pool("p")
+            pool.sizing.policy = Wants(9)
+            assert (await mgr.snapshot("p")).setpoint == 4
+            snap = await mgr.resize("p", max_ready=12)
+            assert (snap.setpoint, snap.sizing) == (9, "wants")
+            snap = await mgr.resize("p", target=5)
+            assert (snap.setpoint, snap.sizing) == (5, "manual")
+
+    virtual_time.run(main())

@@ -15,11 +15,13 @@ if TYPE_CHECKING:
 
 def resize(pool: Pool, target: int | None = None, min_ready: int | None = None,
            max_ready: int | None = None) -> PoolConfig:
-    """New sizes, checked by the pool file's own rule; InvalidRequest says what is wrong. The target set
-    here is the setpoint (within the new min and max) until the pool is resumed."""
+    """New sizes, checked by the pool file's own rule; InvalidRequest says what is wrong. A target set
+    here is the setpoint (within the new min and max) until the pool is resumed; new bounds alone leave
+    the sizing policy in charge."""
     old = pool.sizing.setpoint(pool.cfg)
     pool.cfg = new = resized(pool.cfg, target, min_ready, max_ready)
-    pool.sizing.resized()
+    if target is not None:
+        pool.sizing.resized()
     # the trim then says "after resize"
     pool.lowered_target = pool.lowered_target or pool.sizing.setpoint(new) < old
     pool.emit("resized", None, f"target {new.target_ready}, min {new.min_ready}, max {new.max_ready}")
