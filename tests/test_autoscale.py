@@ -76,7 +76,7 @@ class Run:
 
     def ask(self) -> int:
         wall = WALL + self.now - 1000.0
-        return self.policy.want(self.sizes, Signals(self.now, wall, self.ready_time, self.degraded))
+        return self.policy.want(self.sizes, self.now, lambda: Signals(wall, self.ready_time, self.degraded))
 
     def first(self, pred: object) -> float:
         """Seconds from the start of the trace to the first setpoint that passes pred."""

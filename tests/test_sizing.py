@@ -4,6 +4,7 @@ sizes. Unit tests of the policy object alone, then the engine on virtual time fo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ from helpers import wait_for
 from poolui import virtual_time
 from poolui.clock import Clock, LoopClock
 from poolui.config import PoolConfig
+from poolui.config.autoscale import AutoscaleConfig
+from poolui.core.autoscale import Autoscaler
 from poolui.core.manager import PoolManager
 from poolui.core.model import PoolSnapshot
 from poolui.core.sizing import Signals, Sizes, Sizing, Static
@@ -39,8 +42,8 @@ class Wants:
         self.asked: list[float] = []
         self.claims: list[float] = []
 
-    def want(self, sizes: Sizes, seen: Signals) -> int:
-        self.asked.append(seen.now)
+    def want(self, sizes: Sizes, now: float, seen: Callable[[], Signals]) -> int:
+        self.asked.append(now)
         return self.n
 
     def claimed(self, now: float) -> None:
@@ -214,3 +217,24 @@ def test_new_bounds_alone_leave_the_policy_in_charge(tmp_path: Path) -> None:
             assert (snap.setpoint, snap.sizing) == (5, "manual")
 
     virtual_time.run(main())
+
+
+def test_signals_are_gathered_only_when_a_policy_looks() -> None:
+    """Refill asks for the setpoint on every claim; a percentile over 4,096 samples is not free, so a
+    static pool never gathers signals, and the autoscaler does once a second."""
+    gathered: list[int] = []
+
+    def signals() -> Signals:
+        gathered.append(1)
+        return Signals(0.0)
+
+    clock = Steps()
+    static = Sizing(clock, signals=signals)
+    for _ in range(100):
+        static.setpoint(sizes())
+    assert gathered == []
+    auto = Sizing(clock, Autoscaler(AutoscaleConfig()), signals)
+    for i in range(300):
+        clock.now = 100.0 + i / 100
+        auto.setpoint(sizes())
+    assert len(gathered) == 3

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -92,9 +93,8 @@ class Autoscaler:
         since = first if self._started is None else max(first, self._started)
         return n / max(now - since, 1.0)
 
-    def want(self, sizes: Sizes, seen: Signals) -> int:
+    def want(self, sizes: Sizes, now: float, seen: Callable[[], Signals]) -> int:
         """The setpoint for now: looked at again once per second of the clock, the same in between."""
-        now = seen.now
         if self._started is None:
             self._started = now
         if self.value is None:
@@ -105,8 +105,9 @@ class Autoscaler:
         self._at = int(now)
         while self._arrivals and self._arrivals[0][0] <= int(now) - int(self.cfg.window):
             self._arrivals.popleft()
-        self._schedule(seen.wall)
-        self.value = self._next(self.value, sizes, seen)
+        signals = seen()
+        self._schedule(signals.wall)
+        self.value = self._next(self.value, sizes, now, signals)
         return self.value
 
     def _schedule(self, wall: float) -> None:
@@ -124,8 +125,8 @@ class Autoscaler:
         cover = max(0.0, ready_time - self.cfg.max_wait)
         return base_stock(rate * cover, self.cfg.hit_rate)
 
-    def _next(self, current: int, sizes: Sizes, seen: Signals) -> int:
-        c, now = self.cfg, seen.now
+    def _next(self, current: int, sizes: Sizes, now: float, seen: Signals) -> int:
+        c = self.cfg
         t = seen.ready_time if seen.ready_time is not None else c.ready_time
         stable_rate, burst_rate = self.rate(now, c.window), self.rate(now, c.panic_window)
         stable, burst = self._need(stable_rate, t), self._need(burst_rate, t)

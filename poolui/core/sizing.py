@@ -36,9 +36,9 @@ class Sizes(Protocol):
 
 @dataclass(frozen=True)
 class Signals:
-    """What a policy may go by besides the claims it is told of."""
+    """What a policy may go by besides the time and the claims it is told of; gathered only when a policy
+    asks (a percentile is not free, and refill asks for the setpoint on every claim)."""
 
-    now: float  # monotonic
     wall: float = 0.0  # wall time, for schedules
     ready_time: float | None = None  # p95 of create-to-ready, as measured (None: nothing measured yet)
     degraded: bool = False  # creates keep failing: a policy must not ask for more
@@ -50,8 +50,9 @@ class Policy(Protocol):
     name: str
     reason: str  # why it wants what it last proposed, for the event of a change
 
-    def want(self, sizes: Sizes, seen: Signals) -> int:
-        """Ready sandboxes wanted now (creates in flight count toward them)."""
+    def want(self, sizes: Sizes, now: float, seen: Callable[[], Signals]) -> int:
+        """Ready sandboxes wanted at monotonic time `now` (creates in flight count toward them); `seen()`
+        gathers the signals, when the policy needs them."""
         ...
 
     def claimed(self, now: float) -> None:
@@ -65,7 +66,7 @@ class Static:
     name = "static"
     reason = "target_ready"
 
-    def want(self, sizes: Sizes, seen: Signals) -> int:
+    def want(self, sizes: Sizes, now: float, seen: Callable[[], Signals]) -> int:
         """target_ready, whatever happens."""
         return sizes.target_ready
 
@@ -75,8 +76,7 @@ class Static:
 
 def observe(pool: Pool) -> Signals:
     """A pool's signals for its policy, read when the setpoint is asked for."""
-    return Signals(pool.clock.monotonic(), pool.clock.time(), pool.metrics.create_to_ready.percentile(95),
-                   bool(pool.degraded_reason))
+    return Signals(pool.clock.time(), pool.metrics.create_to_ready.percentile(95), bool(pool.degraded_reason))
 
 
 class Sizing:
@@ -86,7 +86,7 @@ class Sizing:
                  signals: Callable[[], Signals] | None = None) -> None:
         self.clock = clock
         self.policy: Policy = policy or Static()
-        self.signals = signals or (lambda: Signals(clock.monotonic(), clock.time()))
+        self.signals = signals or (lambda: Signals(clock.time()))
         self.manual = False  # a resize set the target: it wins over the policy until resumed()
         self.value: int | None = None  # the last setpoint given, and the last one told of (news())
         self._told: int | None = None
@@ -98,7 +98,7 @@ class Sizing:
 
     def setpoint(self, sizes: Sizes) -> int:
         """The ready sandboxes to aim at now: what the source wants, within min_ready..max_ready."""
-        want = sizes.target_ready if self.manual else self.policy.want(sizes, self.signals())
+        want = sizes.target_ready if self.manual else self.policy.want(sizes, self.clock.monotonic(), self.signals)
         self.value = max(sizes.min_ready, min(want, sizes.max_ready))
         return self.value
 
