@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,14 @@ def header(app: PoolApp) -> str:
     return screen_text(app).splitlines()[0]
 
 
+async def seen(pilot: Pilot[Any], app: PoolApp, cond: Callable[[], object], timeout: float, what: str) -> None:
+    """`until`, and on a timeout the connection's state and the screen, so a failure on CI says what it saw."""
+    try:
+        await until(pilot, cond, timeout, what)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nconnection: {app.conn}\nscreen:\n{screen_text(app)}") from None
+
+
 @contextlib.asynccontextmanager
 async def console_on(port: int, path: Path, timeout: float) -> AsyncIterator[tuple[PoolApp, Pilot[Any], SteppedClock]]:
     """A console at 80x24 on the server at `port`, connected and showing two ready sandboxes."""
@@ -109,9 +117,9 @@ async def console_on(port: int, path: Path, timeout: float) -> AsyncIterator[tup
     try:
         app = PoolApp(client, source=url, refresh=0.5, clock=clock)
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: app.conn.state == "connected" and app.state.current is not None
-                        and app.state.current.ready == 2, 30, "connected with two ready")
-            await until(pilot, lambda: "HEALTHY" in header(app), 5, "the pool's badge")
+            await seen(pilot, app, lambda: app.conn.state == "connected" and app.state.current is not None
+                       and app.state.current.ready == 2, 30, "connected with two ready")
+            await seen(pilot, app, lambda: "HEALTHY" in header(app), 5, "the pool's badge")
             yield app, pilot, clock
     finally:
         await client.aclose()
@@ -129,29 +137,31 @@ async def test_killed_server_shows_disconnected_and_recovers(
 
         procs[0].kill()
         await procs[0].wait()
-        await until(pilot, lambda: "DISCONNECTED" in header(app), 15, "the badge to say so")
+        await seen(pilot, app, lambda: "DISCONNECTED" in header(app), 15, "the badge to say so")
         assert "ctrl+r retry now" in header(app) and "HEALTHY" not in header(app)
         assert "retry" in screen_text(app).splitlines()[1]  # the alert line: the error, the next retry
         clock.advance(90)
         app.update_header()
-        await until(pilot, lambda: re.search(r"data 1m3\ds old", header(app)), 5, "the data's age")
+        await seen(pilot, app, lambda: re.search(r"data 1m\d\ds old", header(app)), 5, "the data's age")
         assert app.dashboard.active_bindings["c"].enabled is False  # nothing to act on
         assert {m.id for m in app.state.groups["ready"]} == before  # the last data stays on screen
-        # Five failures in a row: past them an uncapped backoff waits 8 s and more before the next try.
-        await until(pilot, lambda: app.conn.failures >= 5, 20, "five failed retries")
+        # Six failures in a row: past them the old backoff (capped at 15 s) waited 15 s before the next try;
+        # capped at 1 s, the next try is at most a second away.
+        await seen(pilot, app, lambda: app.conn.failures >= 6, 20, "six failed retries")
 
         # The same server comes back on the same port and state: it adopts the sandboxes.
         procs.append(await start_server(path, port))
-        await until(pilot, lambda: app.conn.state == "connected", 3, "the console to reconnect within ~1 s")
-        await until(pilot, lambda: app.state.current is not None and app.state.current.ready == 2, 30,
-                    "two ready again")
-        await until(pilot, lambda: "HEALTHY" in header(app), 5, "the pool's badge again")
+        # About a second; the deadline leaves room for a loaded machine, far under the old 15 s.
+        await seen(pilot, app, lambda: app.conn.state == "connected", 4, "the console to reconnect within ~1 s")
+        await seen(pilot, app, lambda: app.state.current is not None and app.state.current.ready == 2, 30,
+                   "two ready again")
+        await seen(pilot, app, lambda: "HEALTHY" in header(app), 5, "the pool's badge again")
         assert "DISCONNECTED" not in screen_text(app)
         assert app.dashboard.active_bindings["c"].enabled is True
         # The event stream is back too: a claim made now shows up in the log pane.
         await pilot.press("c")
-        await until(pilot, lambda: any(e.kind == "claimed" for e in app.state.events_by_pool.get("web", ())), 20,
-                    "the claimed event over the new stream")
+        await seen(pilot, app, lambda: any(e.kind == "claimed" for e in app.state.events_by_pool.get("web", ())),
+                   20, "the claimed event over the new stream")
 
 
 async def test_a_stopped_server_turns_the_badge_stale_then_disconnected(
@@ -167,14 +177,14 @@ async def test_a_stopped_server_turns_the_badge_stale_then_disconnected(
                 app.update_header()
                 return "STALE" in header(app)
 
-            await until(pilot, stale, 3, "the stale badge")
+            await seen(pilot, app, stale, 3, "the stale badge")
             assert re.search(r"data \d+s old", header(app)) and app.conn.state == "connected"
             assert "HEALTHY" not in header(app)
-            await until(pilot, lambda: "DISCONNECTED" in header(app), 15, "the fetch to time out")
+            await seen(pilot, app, lambda: "DISCONNECTED" in header(app), 15, "the fetch to time out")
             assert "STALE" not in header(app) and "ctrl+r retry now" in header(app)
         finally:
             os.kill(procs[0].pid, signal.SIGCONT)
-        await until(pilot, lambda: app.conn.state == "connected" and "HEALTHY" in header(app), 10,
+        await seen(pilot, app, lambda: app.conn.state == "connected" and "HEALTHY" in header(app), 10,
                     "the console back once the server answers")
 
 

@@ -41,10 +41,12 @@ class MemberTable(ScrollView, can_focus=True):
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home", "first", "First", show=False),
         Binding("end", "last", "Last", show=False),
-        Binding("left,h", "scroll_columns(-1)", "Columns left", show=False),
-        Binding("right,l", "scroll_columns(1)", "Columns right", show=False),
         Binding("enter", "select", "Details", id="details", show=False,
                 tooltip="Show everything about this sandbox: timestamps, probes, events"),
+        Binding("left,h", "scroll_columns(-1)", "Columns left", id="columns_left", show=False,
+                tooltip="Show the columns to the left, when the table is too narrow for all of them"),
+        Binding("right,l", "scroll_columns(1)", "Columns right", id="columns_right", show=False,
+                tooltip="Show the columns to the right (› in the titles says there are more)"),
     ]
 
     COMPONENT_CLASSES = {
