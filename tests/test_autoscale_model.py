@@ -1,6 +1,7 @@
 """The autoscaler's model against the engine: a seeded Poisson stream of claims through a real pool (the
 instant provider, the in-memory store, virtual time). A fixed pool at the base stock the model gives serves
-the hit rate it promises; two fewer does not; the autoscaler, from the rate alone, serves it too."""
+the hit rate it promises; two fewer does not; the autoscaler, from the rate alone, serves it too. And a rule
+of the policy that only makes sense beside the model: a degraded pool is not raised by anything."""
 
 from __future__ import annotations
 
@@ -11,8 +12,12 @@ from typing import Any
 
 from poolui import virtual_time
 from poolui.clock import LoopClock
-from poolui.core.autoscale import base_stock
+from poolui.config import PoolConfig
+from poolui.config.autoscale import AutoscaleConfig, ScheduleRule
+from poolui.config.cron import Cron
+from poolui.core.autoscale import Autoscaler, base_stock
 from poolui.core.manager import PoolManager
+from poolui.core.sizing import Signals
 from poolui.pool_file import parse_config
 
 RATE, READY, SECONDS, SKIP = 2.0, 2.0, 1200.0, 120.0  # claims/s, create-to-ready s, run, warm-up not counted
@@ -73,3 +78,11 @@ def test_the_base_stock_serves_the_hit_rate_it_promises(tmp_path: Path) -> None:
 
 def test_the_autoscaler_serves_it_from_the_rate_alone(tmp_path: Path) -> None:
     assert hit_rate(config(autoscale={}), tmp_path) >= 0.99
+
+
+def test_a_degraded_pool_is_not_raised_by_its_schedule_either() -> None:
+    rule = ScheduleRule(Cron.parse("* * * * *"), 10)
+    policy = Autoscaler(AutoscaleConfig(schedule=(rule,)))
+    sizes = PoolConfig(name="p", target_ready=2, min_ready=1, max_ready=20)
+    assert policy.want(sizes, 100.0, lambda: Signals(0.0, 1.0, degraded=True)) == 2
+    assert policy.want(sizes, 101.0, lambda: Signals(0.0, 1.0, degraded=False)) == 10

@@ -107,7 +107,9 @@ class Autoscaler:
             self._arrivals.popleft()
         signals = seen()
         self._schedule(signals.wall)
-        self.value = self._next(self.value, sizes, now, signals)
+        new = self._next(self.value, sizes, now, signals)
+        # creates are failing: asking for more (for the rate or a schedule) would only fail more
+        self.value = min(new, self.value) if signals.degraded else new
         return self.value
 
     def _schedule(self, wall: float) -> None:
@@ -139,12 +141,10 @@ class Autoscaler:
             self._wanted.popleft()
         how = (f"panic: {burst_rate:.3g} claims/s over {c.panic_window:g}s" if panic
                else f"{stable_rate:.3g} claims/s over {c.window:g}s") + f", ready in {t:.3g}s (p95)"
-        if self.rule is not None and self.rule.min > current and not seen.degraded:
+        if self.rule is not None and self.rule.min > current:
             self.reason = f"up: schedule '{self.rule.cron.text}' min {self.rule.min}"
             current = self._bounded(current, sizes)  # the floor first; the rate may ask for more still
         if desired > current:
-            if seen.degraded:
-                return current  # creates are failing: asking for more would only fail more
             step = desired if not c.max_step_up else min(desired, current + c.max_step_up)
             self.reason = f"up: {how}"
             return self._bounded(step, sizes)
