@@ -86,7 +86,8 @@ async def settled(app: PoolApp, pilot: Any, mgr: PoolManager) -> None:
     await until(pilot, lambda: mgr.pools["web"].snapshot(False).ready >= 2, 20, "web warm")
     await mgr.claim("web")
     await until(pilot, lambda: "degraded" in screen_text(app) and "1 " in line_of(screen_text(app), "gpu")
-                and "100%" in line_of(screen_text(app), "web"), 20, "gpu degraded with a waiter, web's hit")
+                and "100%" in line_of(screen_text(app), "web") and "healthy" in line_of(screen_text(app), "web"),
+                20, "gpu degraded with a waiter, web's hit, web refilled")
 
 
 async def test_overview_is_the_start_screen_and_opens_a_pool(three: PoolManager) -> None:

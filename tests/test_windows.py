@@ -173,3 +173,11 @@ def test_check_json_and_metrics_of_a_real_server_agree() -> None:
         assert 'poolui_window_claims{outcome="warm",pool="web",window="1m"} 2.0' in text
         assert 'poolui_window_hit_ratio{pool="web",window="5m"} 1.0' in text
         assert 'poolui_longest_wait_seconds{pool="web"} 0.0' in text
+
+        async def over_http() -> PoolSnapshot:
+            async with s.client() as c:
+                return await c.snapshot("web", members=False)
+
+        snap = asyncio.run(over_http())  # what a remote console's overview reads
+        assert snap.metrics["windows"]["1m"]["hits"] == 2 and snap.longest_wait is None and snap.near_ttl == 0
+        assert snap.metrics["last_create_error"] == ""

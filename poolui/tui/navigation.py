@@ -180,9 +180,9 @@ class Navigation(Feed):
         if name is not None:
             self.switch_pool(name)
 
-    # Not in the footer: it is full at 80 columns (the pool switcher's title and the help name it).
-    @KEYS.bind("o", "Pools", id="overview", show=False, tooltip="Every pool on one screen: state, sizes, "
-               "waits, hit rate, latency, failures (enter opens one)")
+    # In the footer where there is room (at 80 columns there is not: the switcher's title and the help say it).
+    @KEYS.bind("o", "Pools", id="overview", tooltip="Every pool on one screen: state, sizes, waits, hit rate, "
+               "latency, failures (enter opens one)")
     def action_overview(self) -> None:
         """Show the pools overview (from a pool's view)."""
         if not isinstance(self.screen, OverviewScreen):

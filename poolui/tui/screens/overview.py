@@ -11,11 +11,12 @@ from textual.app import ComposeResult
 from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ...core.model import PoolSnapshot
 from .. import view
 from ..state import ConsoleState
+from ..widgets.footer import KeyFooter
 from ..widgets.pool_table import SORTS, PoolTable, arrange, window
 
 
@@ -44,7 +45,7 @@ class OverviewScreen(Screen[None]):
         yield Static("[b]pools[/]  [dim]waiting for the first snapshot…[/]", id="overview-title")
         yield PoolTable(id="pool-table")
         yield Static("", id="overview-why")
-        yield Footer(compact=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(PoolTable).focus()
