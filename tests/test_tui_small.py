@@ -185,3 +185,20 @@ async def test_80x24_badge_turns_stale_then_disconnected_with_the_data_age_and_t
         await until(pilot, lambda: "HEALTHY" in lines(app)[0], 5, "the pool's own badge again")
         assert "DISCONNECTED" not in screen_text(app)
         assert app.dashboard.query_one("#header", PoolHeader).size.height == 1
+
+
+async def test_80x24_with_two_pools_gives_the_pool_switchers_width_to_the_table() -> None:
+    """Under 100 columns the pool switcher steps aside (`[`, `]` and the overview still switch pools): the
+    ready tab's every column is in view, its count in the tab's label; at 120 it is back."""
+    clock = FrozenClock(wall=T0)
+    app = await open_app(ScriptedControl(clock), clock)  # web and gpu, web shown
+    async with app.run_test(size=SMALL) as pilot:
+        await until(pilot, lambda: app.state.current is not None and len(app.table().rows) == 4
+                    and len(app.state.pool_names) == 2, 10, "web's four ready rows")
+        await pilot.pause()
+        assert not app.dashboard.query_one("#pools").display and "pools" not in lines(app)[1]
+        title_line = next(line for line in lines(app) if line.lstrip().startswith("ID "))
+        assert all(t in title_line for t in ("STATE", "URL", "AGE", "TTL", "HEALTH", "PROBED")), title_line
+        assert "Ready 4  Creating 1  In use 2  All 7" in screen_text(app)
+        await pilot.resize_terminal(120, 30)
+        await until(pilot, lambda: "● gpu 0/2 degraded" in screen_text(app), 5, "the pool switcher")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from textual import work
+from textual import events, work
 from textual.timer import Timer
 
 from ..backoff import Backoff
@@ -23,6 +23,7 @@ from .state import EVENTS_KEPT
 from .widgets.event_log import EventLog
 from .widgets.pool_list import PoolList
 
+POOL_LIST_WIDTH = 100  # columns: narrower, the pool switcher is hidden (80x24 keeps every column in view)
 LOG_FLUSH = 0.25  # seconds: events are written to the pane in batches, so a burst costs one repaint
 
 
@@ -79,7 +80,7 @@ class Feed(ConsoleBase):
         pool_list = self.dashboard.query_one("#pools", PoolList)
         if msg.pools is not None:
             s.take_summaries(msg.pools)
-            pool_list.display = len(s.pool_names) > 1
+            self.show_pool_list()
         if s.pool is None:
             s.pool = msg.pool
         s.summaries[msg.pool] = msg.snapshot
@@ -88,6 +89,17 @@ class Feed(ConsoleBase):
         if len(s.pool_names) > 1 and s.pool is not None:
             pool_list.show(list(s.summaries.values()), s.pool)
         self.schedule_fetch(self.refresh_interval)
+
+    def show_pool_list(self, width: int | None = None) -> None:
+        """The pool switcher beside the tables: with more than one pool, on a terminal wide enough for it
+        and the columns (under 100, the table keeps the room; `[`, `]` and the overview switch pools)."""
+        for pool_list in self.dashboard.query("#pools").results(PoolList):  # none before the dashboard's compose
+            wide = (width or self.size.width) >= POOL_LIST_WIDTH
+            pool_list.display = len(self.state.pool_names) > 1 and wide
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Another width may leave room for the pool switcher, or take it."""
+        self.show_pool_list(event.size.width)
 
     def on_fetch_failed(self, msg: FetchFailed) -> None:
         """A fetch failed: show the outage and retry after the backoff."""
