@@ -200,6 +200,7 @@ class ThreePools(ScriptedControl):
             snap = snapshot("batch", self.clock, [member(20, "ready", age=30, ttl=40)], target=1)
             snap.metrics.update(windows=windows(0, 0, 0, 0, 0, None, None))
             snap.near_ttl = 1
+            snap.setpoint, snap.sizing = 3, "autoscale"  # READY reads 1/3~, the why line says who set it
             return snap
         snap = super()._snap(pool)
         if pool == "gpu":
@@ -224,3 +225,6 @@ async def test_overview_snapshot(size: tuple[int, int]) -> None:
         await pilot.press("home")
         await pilot.pause()
         compare(f"overview_{size[0]}x{size[1]}", screen_text(app))
+        await pilot.press("end")
+        await until(pilot, lambda: "target 3 set by autoscale (file: 1)" in screen_text(app), 5, "batch's why")
+        assert "1/3~" in line_of(screen_text(app), "batch")

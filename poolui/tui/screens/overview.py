@@ -93,6 +93,8 @@ def why_text(snap: PoolSnapshot, label: str) -> str:
     first = f"[b]{escape(snap.name)}[/] [{colour}]{snap.state}[/]"
     if snap.reason:
         first += f": {escape(snap.reason)}"
+    if snap.sizing != "static" and snap.setpoint is not None:  # READY's target is not the file's
+        first += f"  [dim]target {snap.setpoint} set by {snap.sizing} (file: {snap.target_ready})[/]"
     last = snap.metrics.get("last_create_error")
     if last and last not in snap.reason:
         first += f"  [dim]last create error: {escape(last)}[/]"

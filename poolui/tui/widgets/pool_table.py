@@ -27,9 +27,16 @@ def window(snap: PoolSnapshot, label: str) -> dict[str, Any]:
     return dict((snap.metrics.get("windows") or {}).get(label) or {})
 
 
+def aim(s: PoolSnapshot) -> int:
+    """The ready sandboxes a pool aims at now: its setpoint (autoscaled, or resized until resume), else
+    target_ready (a server too old to say)."""
+    return s.target_ready if s.setpoint is None else s.setpoint
+
+
 def _ready(s: PoolSnapshot, w: str) -> Text:
-    style = "green" if s.ready >= s.target_ready else "yellow" if s.ready >= s.min_ready else "bold red"
-    return Text(f"{s.ready}/{s.target_ready}", style=style)
+    target = aim(s)
+    style = "green" if s.ready >= target else "yellow" if s.ready >= s.min_ready else "bold red"
+    return Text(f"{s.ready}/{target}" + ("~" if s.sizing == "autoscale" else ""), style=style)
 
 
 def _state(s: PoolSnapshot, w: str) -> Text:
@@ -142,7 +149,7 @@ STATE_RANK = {"degraded": 0, "draining": 1, "drained": 2, "warming": 3, "paused"
 SORTS: dict[str, tuple[str, Callable[[PoolSnapshot, str], Any]]] = {
     "file": ("file order", lambda s, w: 0),
     "state": ("state, worst first", lambda s, w: STATE_RANK.get(s.state, 9)),
-    "ready": ("ready of target, lowest first", lambda s, w: s.ready / s.target_ready if s.target_ready else 1.0),
+    "ready": ("ready of target, lowest first", lambda s, w: s.ready / aim(s) if aim(s) else 1.0),
     "waiting": ("waiting, most first", lambda s, w: -(s.longest_wait or 0.0) - s.waiting * 1e6),
     "hit": ("hit rate, lowest first", lambda s, w: 2.0 if window(s, w).get("hit_rate") is None
             else window(s, w)["hit_rate"]),
