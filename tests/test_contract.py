@@ -84,6 +84,17 @@ async def test_snapshot(side: tuple[Control, Path]) -> None:
         await c.snapshot("nope")
 
 
+async def test_snapshot_carries_the_cost_and_the_setpoint(side: tuple[Control, Path]) -> None:
+    """A pool's sandbox-seconds and their price (core/cost.py) and its setpoint, the same on both sides."""
+    c, _ = side
+    snap = await c.snapshot("p", members=False)
+    cost = snap.metrics["cost"]
+    assert list(cost["sandbox_seconds"]) == ["warming", "idle", "claimed", "ending"]
+    assert sum(cost["sandbox_seconds"].values()) > 0 and 0 <= cost["waste_ratio"] <= 1
+    assert cost["price_per_hour"] is cost["cost"] is cost["cost_per_claim"] is None and cost["claims"] == 0
+    assert (snap.setpoint, snap.sizing) == (2, "static")
+
+
 async def test_list_pools(side: tuple[Control, Path]) -> None:
     c, _ = side
     snaps = await c.list_pools()

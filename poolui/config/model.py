@@ -68,6 +68,7 @@ class PoolConfig:
     read_only: bool = False  # the console and API refuse every change to this pool
     reuse: ReuseConfig | None = None  # None: single use, every release terminates the sandbox
     autoscale: AutoscaleConfig | None = None  # None: the setpoint is target_ready (core/sizing.py)
+    price_per_hour: float | None = None  # one sandbox-hour, in the user's currency (None: not priced; price.py)
     network: str = "auto"  # isolated | egress | host; auto: isolated where the provider can, else host
     seccomp: bool = True  # a seccomp filter on the sandbox's processes, where the provider has one
     options: Any = None  # the provider's own parsed table ([pools.NAME.PROVIDER]), typed by the provider

@@ -14,6 +14,7 @@ from ..durations import format_duration
 from ..errors import ConfigError
 from .autoscale import parse_autoscale
 from .model import ON_EMPTY, PROBE_KINDS, Config, Limits, PoolConfig, ProbeConfig, ReuseConfig, ServerConfig
+from .price import price_per_hour, take_rates
 from .reader import TableReader
 from .sizes import size_problem
 
@@ -32,7 +33,7 @@ POOL_KEYS = (
     "provider", "command", "target_ready", "min_ready", "max_ready", "max_total", "ttl",
     "min_remaining_ttl", "ttl_jitter", "readiness", "health", "maintenance_interval", "on_empty",
     "claim_timeout", "claim_lease", "max_concurrent_creates", "create_retries", "limits", "read_only",
-    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp", "max_execs", "autoscale",
+    "reuse", "max_uses", "reset", "reset_timeout", "network", "seccomp", "max_execs", "autoscale", "price_per_hour",
 )
 NETWORKS = ("auto", "isolated", "egress", "host")
 REUSE_KEYS = ("max_uses", "reset", "reset_timeout")
@@ -96,6 +97,7 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
     provider = t.str_("provider", "local", tables.names())
     raw_opts = t.sub(provider)
     raw_options = dict(raw_opts.data) if raw_opts else {}
+    rates = take_rates(raw_options)  # the provider's price, not the provider's to read (price.py)
     options = tables.parse_options(provider, raw_options, f"{t.where}.{provider}")
     command = t.argv("command") if (tables.needs_command(provider) or t.has("command")) else ()
     cfg = PoolConfig(
@@ -128,6 +130,7 @@ def _pool(name: str, t: TableReader, tables: ProviderTables) -> PoolConfig:
         seccomp=t.bool_("seccomp", d.seccomp),
         options=options,
         raw_options=raw_options,
+        price_per_hour=price_per_hour(t, provider, rates, options),
     )
     auto = t.sub("autoscale")
     t.finish(POOL_KEYS + tables.names())

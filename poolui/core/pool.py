@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
 from . import autoscale, claim_scope, claims, refill, reuse
 from .bringup import bring_up
+from .cost import Tally
 from .eligibility import verdict
 from .events import EventBus
 from .handout import Handout, Waiter
@@ -68,7 +69,7 @@ class Pool:
         self._bringups: dict[str, asyncio.Task[Any]] = {}
         self._loops: list[asyncio.Task[Any]] = []
         self.drained_said, self.lowered_target = False, False  # lowered_target: by a resize (refill.trim)
-        self._n: Counter[MemberState] = Counter()  # members per state, kept by _set/_gone: no scans per claim
+        self.tally = Tally(clock)  # members per state (no scans per claim) and sandbox-seconds in each (cost.py)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -116,8 +117,7 @@ class Pool:
     def _set(self, m: Member, state: MemberState, kind: str, detail: str = "", row: bool | None = False) -> None:
         """The one place a member's state changes; row: the whole row changed too (one write, not two);
         None: no write (a state a restart treats like the one already stored)."""
-        self._n[m.state] -= 1
-        self._n[state] += 1
+        self.tally.move(m.state, state)
         m.state = state
         m.view = None
         if state is S.READY:
@@ -134,14 +134,14 @@ class Pool:
         return m.expires_mono - self.clock.monotonic()
 
     def counts(self) -> dict[str, int]:
-        return {s.value: self._n[s] for s in S if s is not S.GONE}
+        return {s.value: self.tally[s] for s in S if s is not S.GONE}
 
     def in_flight(self) -> int:
-        return self._n[S.CREATING] + self._n[S.STARTING]
+        return self.tally[S.CREATING] + self.tally[S.STARTING]
 
     def live(self) -> int:
         """What counts against max_total: creating, starting, ready and claimed."""
-        return self.in_flight() + self._n[S.READY] + self._n[S.CLAIMED]
+        return self.in_flight() + self.tally[S.READY] + self.tally[S.CLAIMED]
 
     def state(self) -> PoolState:
         return pool_state(self)
@@ -287,7 +287,7 @@ class Pool:
     def _gone(self, m: Member) -> None:
         if m.state is S.GONE:
             return
-        self._n[m.state] -= 1
+        self.tally.move(m.state, None)
         m.state = S.GONE
         self.members.pop(m.id, None)
         self.handout.remove(m.id)
@@ -318,7 +318,7 @@ class Pool:
             created_at=now_w, created_mono=now_m, expires_at=now_w + ttl, expires_mono=now_m + ttl,
         )
         self.members[m.id] = m
-        self._n[S.CREATING] += 1
+        self.tally.move(None, S.CREATING)
         self.store.put(m)  # record before create: a crash from here on leaves a row to reconcile
         self.metrics.creates += 1
         self.emit("created", m)
@@ -384,7 +384,7 @@ class Pool:
     def install(self, m: Member) -> None:
         """A member adopted in the state a previous manager left it in (opening.adopt)."""
         self.members[m.id] = m
-        self._n[m.state] += 1
+        self.tally.move(None, m.state)
         if m.state is S.READY:
             self.handout.add(m)
         elif m.claim_key:

@@ -3,8 +3,9 @@ the console and `check` show."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from . import cost
 from .member import Member
 from .model import MemberState, MemberView, PoolSnapshot, PoolState
 
@@ -46,6 +47,13 @@ def near_ttl(pool: Pool, now: float) -> int:
     return sum(1 for m in pool.members.values() if m.expires_mono < edge and m.state in live)
 
 
+def _metrics(pool: Pool) -> dict[str, Any]:
+    """The pool's counters, with its cost (cost.py) priced over the claims handed out, warm or cold."""
+    out = pool.metrics.to_dict()
+    out["cost"] = cost.report(pool.tally, pool.cfg.price_per_hour, out["claims"]["warm"] + out["claims"]["cold"])
+    return out
+
+
 def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
     cfg = pool.cfg
     state = pool.state()
@@ -57,7 +65,7 @@ def pool_snapshot(pool: Pool, members: bool = True) -> PoolSnapshot:
         min_ready=cfg.min_ready, max_ready=cfg.max_ready, max_total=cfg.max_total, counts=pool.counts(),
         waiting=pool.handout.waiting(),
         members=[member_view(m, m.expires_mono - now) for m in pool.members.values()] if members else [],
-        metrics=pool.metrics.to_dict(),
+        metrics=_metrics(pool),
         config={
             "ttl": cfg.ttl, "min_remaining_ttl": cfg.min_remaining_ttl, "on_empty": cfg.on_empty,
             "claim_timeout": cfg.claim_timeout, "max_concurrent_creates": cfg.max_concurrent_creates,

@@ -16,17 +16,38 @@ from .output import Nagios, emit_json, out
 def assess(s: PoolSnapshot) -> tuple[Nagios, list[str]]:
     """The Nagios status of one pool and why."""
     problems: list[tuple[Nagios, str]] = []
-    ready = s.counts.get("ready", 0)
+    ready, target = s.counts.get("ready", 0), aim(s)
     if s.state in ("draining", "drained"):
         problems.append((Nagios.CRITICAL, f"pool is {s.state}"))
     elif ready < s.min_ready:
         problems.append((Nagios.CRITICAL, f"ready {ready} below min_ready {s.min_ready}"))
-    elif ready < s.target_ready:
-        problems.append((Nagios.WARNING, f"ready {ready} below target {s.target_ready}"))
+    elif ready < target:
+        why = "target" if s.sizing == "static" else "setpoint"
+        by = "" if s.sizing == "static" else f" ({s.sizing})"  # an autoscaled pool's aim moves: say who set it
+        problems.append((Nagios.WARNING, f"ready {ready} below {why} {target}{by}"))
     if s.state == "degraded":
         problems.append((Nagios.WARNING, f"degraded: {s.reason}" if s.reason else "degraded"))
     status = max((p[0] for p in problems), default=Nagios.OK)
     return status, [p[1] for p in problems]
+
+
+def aim(s: PoolSnapshot) -> int:
+    """The ready sandboxes the pool aims at now: its setpoint (an autoscaled pool's moves), or from a server
+    too old to say, target_ready."""
+    return s.target_ready if s.setpoint is None else s.setpoint
+
+
+def cost_text(s: PoolSnapshot) -> tuple[str, str]:
+    """The cost's words and perfdata (core/cost.py): the idle share of all sandbox-seconds, and with a price
+    what the ready sandboxes cost per hour now; nothing from a server too old to count them."""
+    c = s.metrics.get("cost")
+    if c is None or c["waste_ratio"] is None:
+        return "", ""
+    text, perf = f" idle={c['waste_ratio']:.0%}", f" waste={c['waste_ratio']:.4f};;;0;1"
+    if c["price_per_hour"] is not None:
+        text += f" idle_cost/h={c['idle_cost_per_hour']:.2f}"
+        perf += f" idle_cost_per_hour={c['idle_cost_per_hour']:.4f};;;0;"
+    return text, perf
 
 
 def _ms(seconds: float | None) -> str:
@@ -56,17 +77,19 @@ def check_line(s: PoolSnapshot, status: Nagios, problems: list[str]) -> str:
     ready, creating, claimed = c.get("ready", 0), c.get("creating", 0) + c.get("starting", 0), c.get("claimed", 0)
     w = (s.metrics.get("windows") or {}).get(CHECK_WINDOW)
     p99 = w["p99"] if w is not None else (s.metrics.get("claim_latency") or {}).get("p99")
-    text = (f"POOLUI {status.name} - {s.name}: {s.state} ready={ready}/{s.target_ready} creating={creating} "
-            f"claimed={claimed} waiting={s.waiting} {claims_text(s)}")
+    target, (cost, cost_perf) = aim(s), cost_text(s)
+    sizing = "" if s.sizing == "static" else f" ({s.sizing})"
+    text = (f"POOLUI {status.name} - {s.name}: {s.state} ready={ready}/{target}{sizing} creating={creating} "
+            f"claimed={claimed} waiting={s.waiting} {claims_text(s)}{cost}")
     if problems:
         text += "; " + "; ".join(problems)
-    perf = (f"ready={ready};{s.target_ready}:;{s.min_ready}:;0;{s.max_ready} creating={creating};;;0; "
+    perf = (f"ready={ready};{target}:;{s.min_ready}:;0;{s.max_ready} creating={creating};;;0; "
             f"claimed={claimed};;;0;{s.max_total} waiting={s.waiting};;;0;")
     if w is not None:
         perf += "".join(f" {k}_{CHECK_WINDOW}={w[k]};;;0;" for k in ("claims", "hits", "cold", "refusals", "timeouts"))
     if p99 is not None:
         perf += f" p99_claim={p99:.6f}s;;;0;"
-    return f"{text} | {perf}"
+    return f"{text} | {perf}{cost_perf}"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -87,6 +110,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"status": worst.name, "exit_code": int(worst), "pools": [
             {"name": s.name, "status": st.name, "problems": probs, "windows": s.metrics.get("windows") or {},
+             "setpoint": s.setpoint, "sizing": s.sizing, "cost": s.metrics.get("cost"),
              "snapshot": s.to_dict()} for s, st, probs in rows
         ]})
     elif not rows:

@@ -61,6 +61,7 @@ class _Pools(Collector):
             yield g
         yield _claims(snaps)
         yield from _windows(snaps)
+        yield from _sizing_and_cost(snaps)
         for name, key, help_ in COUNTERS:
             c = CounterMetricFamily(name, help_, labels=["pool"])
             for s in snaps:
@@ -114,6 +115,44 @@ def _windows(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
                 latency.add_metric([s.name, label, f"0.{q[1:]}"], _or_nan(w.get(q)))
         wait.add_metric([s.name], s.longest_wait or 0.0)  # nobody waiting has waited 0 s
     yield from (claims, hit, latency, wait)
+
+
+def _sizing_and_cost(snaps: list[PoolSnapshot]) -> Iterator[Metric]:
+    """The setpoint and who sets it (core/sizing.py), and the sandbox-seconds and their price (core/cost.py):
+    the cost series only for a priced pool, so a sum across pools never counts an unpriced one as free."""
+    setpoint = GaugeMetricFamily("poolui_setpoint", "Ready sandboxes the pool aims at now (its sizing policy's).",
+                                 labels=["pool"])
+    sizing = GaugeMetricFamily("poolui_sizing", "1 for who sets the setpoint (static, manual, autoscale).",
+                               labels=["pool", "source"])
+    seconds = CounterMetricFamily("poolui_sandbox_seconds", "Sandbox-seconds by part of a sandbox's life: warming "
+                                  "(create, readiness, reset), idle (ready), claimed, ending (failed, terminating).",
+                                  labels=["pool", "state"])
+    price = GaugeMetricFamily("poolui_price_per_hour", "What one sandbox-hour costs (the pool file's price).",
+                              labels=["pool"])
+    spent = CounterMetricFamily("poolui_cost", "What the pool's sandboxes have cost, at price_per_hour.",
+                                labels=["pool"])
+    idle = GaugeMetricFamily("poolui_idle_cost_per_hour", "What the ready, unclaimed sandboxes cost per hour now.",
+                             labels=["pool"])
+    per_claim = GaugeMetricFamily("poolui_cost_per_claim", "All the sandboxes' cost over the claims handed out.",
+                                  labels=["pool"])
+    waste = GaugeMetricFamily("poolui_waste_ratio", "Idle sandbox-seconds out of all.", labels=["pool"])
+    for s in snaps:
+        if s.setpoint is not None:
+            setpoint.add_metric([s.name], s.setpoint)
+        for source in ("static", "manual", "autoscale"):
+            sizing.add_metric([s.name, source], int(s.sizing == source))
+        c = s.metrics.get("cost")
+        if c is None:  # an older server
+            continue
+        for part, secs in c["sandbox_seconds"].items():
+            seconds.add_metric([s.name, part], secs)
+        waste.add_metric([s.name], _or_nan(c["waste_ratio"]))
+        if c["price_per_hour"] is not None:
+            price.add_metric([s.name], c["price_per_hour"])
+            spent.add_metric([s.name], c["cost"])
+            idle.add_metric([s.name], c["idle_cost_per_hour"])
+            per_claim.add_metric([s.name], _or_nan(c["cost_per_claim"]))
+    yield from (setpoint, sizing, seconds, price, spent, idle, per_claim, waste)
 
 
 def _or_nan(value: float | None) -> float:
