@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -233,8 +234,9 @@ def test_check_json_and_metrics_carry_the_cost_and_the_setpoint() -> None:
         assert cost["price_per_hour"] == 0.5 and cost["claims"] == 1 and cost["sandbox_seconds"]["idle"] > 0
         assert cost["cost"] == pytest.approx(sum(cost["sandbox_seconds"].values()) * 0.5 / 3600)
         assert free["cost"]["price_per_hour"] is None and free["cost"]["sandbox_seconds"]["idle"] > 0
-        line = s.headless("check", "--pool", "web").stdout
-        assert " idle=" in line and " idle_cost/h=" in line and " waste=" in line and "idle_cost_per_hour=" in line
+        words, perf = s.headless("check", "--pool", "web").stdout.split(" | ")
+        assert re.search(r" waste=\d+% idle_cost/h=\d+\.\d\d(;|$)", words), words  # ; problems, if any
+        assert re.search(r" waste=0\.\d{4};;;0;1 idle_cost_per_hour=\d+\.\d{4};;;0;$", perf.strip()), perf
         text = httpx.get(f"{s.url}/metrics", headers=token).text
         assert 'poolui_setpoint{pool="web"} 2.0' in text and 'poolui_setpoint{pool="free"} 1.0' in text
         assert 'poolui_sizing{pool="web",source="static"} 1.0' in text

@@ -43,7 +43,7 @@ def cost_text(s: PoolSnapshot) -> tuple[str, str]:
     c = s.metrics.get("cost")
     if c is None or c["waste_ratio"] is None:
         return "", ""
-    text, perf = f" idle={c['waste_ratio']:.0%}", f" waste={c['waste_ratio']:.4f};;;0;1"
+    text, perf = f" waste={c['waste_ratio']:.0%}", f" waste={c['waste_ratio']:.4f};;;0;1"
     if c["price_per_hour"] is not None:
         text += f" idle_cost/h={c['idle_cost_per_hour']:.2f}"
         perf += f" idle_cost_per_hour={c['idle_cost_per_hour']:.4f};;;0;"
