@@ -82,6 +82,8 @@ def _console_parser() -> argparse.ArgumentParser:
                         "$POOLUI_TOKEN wins)")
     p.add_argument("--state-dir", metavar="DIR", default=None,
                    help=f"state directory (default: [server].state_dir, else {DEFAULT_STATE})")
+    p.add_argument("--pool", metavar="NAME", default=None,
+                   help="open on this pool (default: the pools overview when the file has several, else its pool)")
     p.add_argument("--read-only", action="store_true", help="watch only: every action is disabled")
     p.add_argument("--headless", action="store_true", help="no console: run a verb (see poolui --headless --help)")
     p.add_argument("-V", "--version", action=_Version, help="print poolui's version and exit")

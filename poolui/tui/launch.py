@@ -44,7 +44,12 @@ async def launch(args: argparse.Namespace, app_cls: type[PoolApp], *, headless: 
                 pools = await control.names()
             except ServerUnreachable:
                 pools = []  # a named server that is down: the console shows it and retries
-            app = app_cls(control, pools=pools, source=opened.source, read_only=read_only, keymap=keymap)
+            pool = getattr(args, "pool", None)
+            if pool is not None and pools and pool not in pools:
+                print(f"poolui: --pool {pool}: no such pool in {opened.source}; its pools: {', '.join(pools)}",
+                      file=sys.stderr)
+                return 2
+            app = app_cls(control, pools=pools, source=opened.source, read_only=read_only, keymap=keymap, pool=pool)
             code = await (run or partial(_run, opened=opened, headless=headless))(app)
             if control.embedded:
                 opened.keep = app.keep_on_exit
