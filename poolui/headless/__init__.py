@@ -21,6 +21,7 @@ from ..argtypes import seconds, whole
 from ..errors import ClaimTimeout, ConfigError, PoolError, ServerUnreachable, Unauthorized, WarmUpTimeout
 from .check import cmd_check
 from .output import Exit, Nagios, UsageError, err, out
+from .simulate import add_simulate_verb
 from .use import add_use_verbs
 
 REQUEST_TIMEOUT = 10.0  # seconds, each HTTP request's, when --timeout is not given
@@ -99,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     verb("maintain", "probe ready sandboxes now, remove bad and expiring ones, refill")
     e = verb("events", "print state changes as they happen")
     e.add_argument("--count", type=whole(0, 10**9), default=0, help="stop after this many (default: follow)")
+    e.add_argument("--format", choices=("text", "trace"), default="text",
+                   help="trace: the pool's claims as a trace for simulate --trace (CSV; --count counts claims)")
     add_use_verbs(verb)
+    add_simulate_verb(verb)
     verb("doctor", "say what this machine can give local sandboxes (isolation, uid, seccomp, cgroups) and why not")
     demo = verb("demo", "run the pool in this process: warm it, claim, ask the sandbox, release, stop")
     demo.add_argument("--wait", metavar="SECONDS", type=float, default=60.0,
@@ -172,6 +176,10 @@ def main(argv: list[str]) -> int:
     import asyncio  # here, not at the top: `check` (above) never needs it, and it costs ~50 ms to import
 
     try:
+        if args.verb == "simulate":  # runs loops of its own, on virtual time
+            from .simulate import cmd_simulate
+
+            return cmd_simulate(args)
         return asyncio.run(run_async(args))
     except KeyboardInterrupt:
         err("interrupted")

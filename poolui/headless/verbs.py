@@ -9,8 +9,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ..control import Control
-from ..core.model import PoolSnapshot
+from ..core.model import Event, PoolSnapshot
 from ..errors import WarmUpTimeout
+from ..sim.trace_events import TraceRecorder
 from .output import Exit, UsageError, emit_json, err, out
 from .use import cmd_cp, cmd_exec, cmd_run
 
@@ -180,6 +181,8 @@ async def cmd_maintain(client: Control, args: argparse.Namespace) -> int:
 
 
 async def cmd_events(client: Control, args: argparse.Namespace) -> int:
+    if getattr(args, "format", "text") == "trace":
+        return await cmd_events_trace(client, args)
     from datetime import datetime
 
     n = 0
@@ -194,6 +197,50 @@ async def cmd_events(client: Control, args: argparse.Namespace) -> int:
         if args.count and n >= args.count:
             break
     return Exit.OK
+
+
+async def cmd_events_trace(client: Control, args: argparse.Namespace) -> int:
+    """events --format trace: the pool's claims as a trace for `simulate --trace` (CSV), from the events it
+    still keeps, then as they happen; --count stops after that many claims (default: follow)."""
+    from datetime import UTC, datetime
+
+    pool = await _pool_name(client, args)
+    feed = client.events(pool)  # subscribed before the history is read: nothing falls in between
+    rec, n = TraceRecorder(pool), 0
+    try:
+        for e in await client.recent_events(pool, limit=1000):
+            n += _trace_row(rec, e)
+            if args.count and n >= args.count:
+                return Exit.OK
+        async for e in feed:
+            n += _trace_row(rec, e)
+            if args.count and n >= args.count:
+                break
+    finally:
+        await feed.aclose()
+        if rec.start is not None and n == 0:
+            err("no claim has ended yet")
+        elif rec.start is None:
+            err(f"pool '{pool}' logged no claim ({datetime.now(UTC):%H:%M:%S} UTC)")
+    return Exit.OK
+
+
+def _trace_row(rec: TraceRecorder, e: Event) -> int:
+    """Write the claim e ends, if it ends one (the header before the first); 1 when written."""
+    from datetime import UTC, datetime
+
+    first = rec.start is None
+    row = rec.feed(e)
+    if first and rec.start is not None:
+        out("# poolui claim trace: from the event log of pool " + str(rec.pool))
+        out("# arrival: when the claim was served (a cold claim's wait is not in the log); timed-out claims are absent")
+        out(f"# start = {datetime.fromtimestamp(rec.start, UTC).isoformat()}")
+        out("arrival,hold")
+    if row is None:
+        return 0
+    out(f"{row[0]:.6f},{row[1]:.6f}")
+    sys.stdout.flush()
+    return 1
 
 
 VERBS: dict[str, Verb] = {

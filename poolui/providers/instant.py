@@ -8,6 +8,7 @@ provider start out unreachable; tests flip the attributes of a live provider to 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,7 @@ class InstantProvider:
         self.fail = opts.fail
         self.unreachable = opts.unreachable
         self.never_ready = False
+        self.create_times: Callable[[], float] | None = None  # the simulator's draws, else create_delay each time
         self.unhealthy: set[str] = set()
         self.live: dict[str, Sandbox] = {}
         self._ends: dict[str, asyncio.TimerHandle] = {}
@@ -66,8 +68,9 @@ class InstantProvider:
             raise ProviderError("instant provider told to be unreachable", transient=True)
 
     async def create(self, member_id: str, ttl: float) -> Sandbox:
-        if self.create_delay:
-            await self.ctx.clock.sleep(self.create_delay)
+        delay = self.create_delay if self.create_times is None else self.create_times()
+        if delay:
+            await self.ctx.clock.sleep(delay)
         if self.fail:
             raise ProviderError("instant provider told to fail")
         self.created += 1
