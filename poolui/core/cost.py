@@ -1,8 +1,8 @@
 """What a pool's sandboxes cost: sandbox-seconds by what they were doing, and the price on them.
 
 `Tally` keeps the number of members in each state (the pool asks it on every claim, so no scan) and, on
-the engine's clock, the sandbox-seconds spent in each: at every change it first adds the time since the
-last change times each state's count, which is exactly the sum over members of their time in that state.
+the engine's clock, the sandbox-seconds spent in each: when a state's count changes, the time since its
+last change times the count is added, which is exactly the sum over members of their time in that state.
 So on virtual time a simulated day gets the same numbers a real one would.
 
 A sandbox's life is counted from its create (or adoption after a restart: what came before is not known
@@ -17,7 +17,6 @@ and memory at the rates the pool file gives; poolui never fetches a price)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from ..clock import Clock
@@ -34,36 +33,35 @@ class Tally:
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self.n: Counter[MemberState] = Counter()
-        self.seconds: dict[MemberState, float] = dict.fromkeys(PART, 0.0)
-        self.since = clock.monotonic()
+        start = clock.monotonic()
+        self.n: dict[MemberState, int] = dict.fromkeys(MemberState, 0)
+        self.seconds: dict[MemberState, float] = dict.fromkeys(MemberState, 0.0)
+        self.since: dict[MemberState, float] = dict.fromkeys(MemberState, start)  # its count last changed
 
     def __getitem__(self, state: MemberState) -> int:
         return self.n[state]
 
     def move(self, was: MemberState | None, now: MemberState | None) -> None:
-        """One member went from `was` to `now` (None: it was not counted before, or is gone)."""
-        self.flush()
-        if was is not None:
-            self.n[was] -= 1
-        if now is not None:
-            self.n[now] += 1
-
-    def flush(self) -> None:
-        """Add the time since the last change to every state's sandbox-seconds."""
+        """One member went from `was` to `now` (None: it was not counted before, or is gone). Only these two
+        states' seconds are brought up to date: a move is on every claim's path."""
         t = self.clock.monotonic()
-        dt, self.since = t - self.since, t
-        if dt > 0:
-            for state, count in self.n.items():
-                if count:
-                    self.seconds[state] += count * dt
+        if was is not None:
+            self._count(was, t, -1)
+        if now is not None:
+            self._count(now, t, 1)
+
+    def _count(self, state: MemberState, t: float, by: int) -> None:
+        n = self.n[state]
+        self.seconds[state] += n * (t - self.since[state])
+        self.since[state] = t
+        self.n[state] = n + by
 
     def parts(self) -> dict[str, float]:
         """Sandbox-seconds up to now, by part of a sandbox's life (PARTS)."""
-        self.flush()
+        t = self.clock.monotonic()
         out = dict.fromkeys(PARTS, 0.0)
-        for state, secs in self.seconds.items():
-            out[PART[state]] += secs
+        for state, part in PART.items():
+            out[part] += self.seconds[state] + self.n[state] * (t - self.since[state])
         return out
 
 
