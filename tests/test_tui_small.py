@@ -200,5 +200,6 @@ async def test_80x24_with_two_pools_gives_the_pool_switchers_width_to_the_table(
         title_line = next(line for line in lines(app) if line.lstrip().startswith("ID "))
         assert all(t in title_line for t in ("STATE", "URL", "AGE", "TTL", "HEALTH", "PROBED")), title_line
         assert "Ready 4  Creating 1  In use 2  All 7" in screen_text(app)
+        assert "o Pools" in footer(app) and footer(app).rstrip().endswith("? Help q Quit ▏^p palette")
         await pilot.resize_terminal(120, 30)
         await until(pilot, lambda: "● gpu 0/2 degraded" in screen_text(app), 5, "the pool switcher")

@@ -18,7 +18,8 @@ from textual.widgets._footer import FooterKey
 
 PINNED = ("help", "quit")  # always shown: what to press when lost, and the way out
 # The rest, most needed first; a key not named here comes after these.
-NEEDED = ("claim", "terminate", "filter", "resize", "drain", "pause", "resume", "mark", "sort", "maintain", "faster")
+NEEDED = ("claim", "terminate", "filter", "overview", "resize", "drain", "pause", "resume", "mark", "sort", "maintain",
+          "faster")
 
 
 class KeyFooter(Footer):
@@ -63,7 +64,7 @@ class KeyFooter(Footer):
 
 def fitting(keys: list[tuple[Binding, bool, str]], room: int,
             cells: Callable[[Binding], int]) -> list[tuple[Binding, bool, str]]:
-    """The keys to show in `room` columns, in their given order: the pinned ones, then the most needed."""
+    """The keys to show in `room` columns: the pinned ones, then the most needed that still fit."""
 
     def rank(item: tuple[Binding, bool, str]) -> int:
         bid = item[0].id or ""
@@ -78,4 +79,5 @@ def fitting(keys: list[tuple[Binding, bool, str]], room: int,
         if used + size <= room or rank(keys[i]) < 0:
             chosen.add(i)
             used += size
-    return [k for i, k in enumerate(keys) if i in chosen]
+    # Declared order, help and quit at the end, next to the palette: always in the same place.
+    return sorted((k for i, k in enumerate(keys) if i in chosen), key=lambda k: rank(k) < 0)
