@@ -47,7 +47,7 @@ def main() -> None:
           f"create time {CREATE}; {os.cpu_count()} CPUs, jobs {a.jobs}")
 
     def told(r: Result) -> None:
-        print(f"  replayed {r.label} in {r.replay_s:.1f}s", flush=True)
+        print(f"  replayed {r.label} in {r.replay_s:.1f}s ({r.cpu_s:.1f}s CPU)", flush=True)
 
     plan = Plan(cfg, trace, parse_create_time(CREATE), a.seed, None, GOAL)
     auto, fixed, k99 = sweep(plan, AutoscaleConfig(), None, a.jobs, told)
@@ -68,9 +68,12 @@ def main() -> None:
           f"{auto.creates} creates, setpoint mean {auto.mean_setpoint:.1f} max {auto.max_setpoint}, wait p99 "
           f"{auto.wait(99):.2f}s")
     print(f"CLAIM {'MET' if ok else 'MISSED'}: >= {GOAL:.0%} warm with >= {SAVING:.0%} fewer idle sandbox-hours")
-    slowest = max(r.replay_s for r in rows)
-    print(f"replay of 24 h: autoscaler {auto.replay_s:.1f}s, slowest {slowest:.1f}s (budget {BUDGET:g}s, "
-          f"{'met' if slowest <= BUDGET else 'MISSED'}; {len(trace.claims) / auto.replay_s:.0f} claims/s replayed)")
+    slowest = max(rows, key=lambda r: r.replay_s)
+    print(f"replay of 24 h: autoscaler {auto.replay_s:.1f}s ({auto.cpu_s:.1f}s CPU), slowest {slowest.label} "
+          f"{slowest.replay_s:.1f}s ({slowest.cpu_s:.1f}s CPU); budget {BUDGET:g}s: "
+          f"{'met' if slowest.replay_s <= BUDGET else 'MISSED'} on the wall clock, "
+          f"{'met' if slowest.cpu_s <= BUDGET else 'MISSED'} in CPU time (the wall clock counts whatever else "
+          f"the machine runs)")
 
 
 if __name__ == "__main__":

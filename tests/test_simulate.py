@@ -95,13 +95,16 @@ def test_synthetic_and_create_time_refuse_what_is_not_allowed() -> None:
 
 
 def test_sandbox_seconds_add_up_on_virtual_time() -> None:
-    """A fixed target of 3 over an hour with four warm claims: idle is the 3 ready (creates count toward
-    the setpoint, so ready + creating stays 3) over the hour, claimed is the holds."""
+    """A fixed target of 3 over an hour with four warm claims: ready + creating stays 3 (creates count
+    toward the setpoint), so idle (ready) is 3 sandbox-hours less the four 1 s creates, and claimed is the
+    holds. The events' account (accounting.py) and the pool's own tally (core/cost.py) agree: what was not
+    claimed is warming + idle + ending."""
     trace = Trace([(100.0, 60.0), (200.0, 30.0), (200.5, 10.0), (900.0, 120.0)], duration=3600.0)
     r = run_virtual(simulated(pool(), target=3), trace, CreateTime("fixed", 1.0), 1, "t3")
     assert (r.claims, r.warm, r.creates) == (4, 4, 4)
     assert r.claimed_s == pytest.approx(220.0, abs=1e-6)
-    assert r.idle_s == pytest.approx(3 * 3600.0, abs=1e-6)
+    assert (r.idle_s, r.warming_s) == (pytest.approx(3 * 3600.0 - 4.0, abs=1e-6), pytest.approx(4.0, abs=1e-6))
+    assert r.unclaimed_s == pytest.approx(r.warming_s + r.idle_s + r.ending_s, abs=1e-6)
     assert r.wait(99) == 0.0 and r.mean_setpoint == 3.0
 
 
@@ -143,6 +146,7 @@ def write_pool_file(tmp_path: Path, autoscale: bool = True) -> Path:
     path = tmp_path / "pools.toml"
     path.write_text('[pools.web]\nprovider = "instant"\ntarget_ready = 2\nmin_ready = 1\nmax_ready = 40\n'
                     'max_total = 80\nttl = "1h"\nclaim_timeout = "20s"\nmax_concurrent_creates = 20\n'
+                    'price_per_hour = 0.12\n'
                     '[pools.web.instant]\ncreate_delay = "2s"\n' + ("[pools.web.autoscale]\n" if autoscale else ""))
     return path
 
@@ -175,6 +179,7 @@ def test_the_verb_finds_the_smallest_target_meeting_the_goal(tmp_path: Path, cap
     hits = {r["target"]: r["hit_rate"] for r in data["fixed"]}
     assert data["autoscale"] is None and hits[k] >= 0.99 > hits[k - 1]
     assert data["create_time"] == "lognormal:median=2s,p95=4s (given)"
+    assert all(r["idle_cost"] == pytest.approx(r["idle_sandbox_hours"] * 0.12) for r in data["fixed"])  # its price
 
 
 @pytest.mark.parametrize(("args", "message"), [

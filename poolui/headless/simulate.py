@@ -169,7 +169,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = _pool(args)
     autoscale = cfg.autoscale or (AutoscaleConfig() if args.autoscale else None)
     goal = args.goal or (autoscale.hit_rate if autoscale is not None else 0.99)
-    price = args.price_per_hour if args.price_per_hour is not None else getattr(cfg, "price_per_hour", None)
+    price = args.price_per_hour if args.price_per_hour is not None else cfg.price_per_hour
     create = _create_time(args, cfg)
     if cfg.reuse is not None:
         err(f"pool '{cfg.name}' reuses sandboxes; the simulator replays it single use (each release a new create)")

@@ -7,6 +7,7 @@ whether it sits above the hit-rate curve and below the idle curve.
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 from .replay import Result
@@ -21,18 +22,21 @@ def _seconds(s: float) -> str:
 def table(rows: list[Result], goal: float) -> list[str]:
     """One line per replay: hit rate, waits, creates, idle sandbox-hours (and cost when priced)."""
     priced = any(r.idle_cost is not None for r in rows)
-    head = f"{'':<12} {'hit rate':>9} {'wait p50':>9} {'wait p99':>9} {'timeouts':>8} {'creates':>8} {'idle h':>9}"
+    head = (f"{'':<12} {'hit rate':>9} {'wait p50':>9} {'wait p99':>9} {'timeouts':>8} {'creates':>8} {'idle h':>9} "
+            f"{'unclaimed h':>11}")
     lines = [head + (f" {'idle cost':>10}" if priced else "") + f" {'setpoint':>9}"]
     for r in rows:
         mark = "*" if r.hit_rate >= goal else " "
         line = (f"{r.label:<12} {r.hit_rate * 100:>8.2f}%{mark}{_seconds(r.wait(50)):>8} {_seconds(r.wait(99)):>9} "
-                f"{r.timed_out + r.refused:>8} {r.creates:>8} {r.idle_hours:>9.1f}")
+                f"{r.timed_out + r.refused:>8} {r.creates:>8} {r.idle_hours:>9.1f} {r.unclaimed_s / 3600:>11.1f}")
         if priced:
             line += f" {r.idle_cost or 0:>10.2f}"
         line += f" {r.mean_setpoint:>9.1f}" + (f" (max {r.max_setpoint})" if r.target is None else "")
         lines.append(line)
     lines.append(f"* meets the goal, a hit rate of {goal * 100:g}% or more; a timed-out claim waited its whole "
-                 "claim_timeout; idle h: sandbox-hours not claimed (creating, ready)")
+                 "claim_timeout;")
+    lines.append("idle h: sandbox-hours ready and not claimed (what the idle cost is of); unclaimed h: also creating "
+                 "and terminating")
     return lines
 
 
@@ -95,18 +99,30 @@ def svg(rows: list[Result], goal: float, title: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def nice_step(span: float, ticks: int = 5) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving about `ticks` ticks over span."""
+    raw = max(span, 1e-9) / ticks
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    step = nice_step(hi - lo)
+    first = math.ceil(lo / step) * step
+    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
 def _axes(x: object, yh: object, yi: object, xmax: float, hlo: float, imax: float) -> list[str]:
     assert callable(x) and callable(yh) and callable(yi)
     out = [f'<line x1="{L}" y1="{H - B}" x2="{W - R}" y2="{H - B}" stroke="black"/>',
            f'<line x1="{L}" y1="{T}" x2="{L}" y2="{H - B}" stroke="#1f77b4"/>',
            f'<line x1="{W - R}" y1="{T}" x2="{W - R}" y2="{H - B}" stroke="#ff7f0e"/>']
-    for i in range(6):
-        tx = xmax * i / 5
-        out.append(f'<text x="{x(tx):.1f}" y="{H - B + 16}" text-anchor="middle">{tx:.3g}</text>')
-        hit = (hlo + (100 - hlo) * i / 5) / 100
-        out.append(f'<text x="{L - 6}" y="{yh(hit) + 4:.1f}" text-anchor="end" fill="#1f77b4">{hit * 100:.3g}%</text>')
-        idle = imax * i / 5
-        out.append(f'<text x="{W - R + 6}" y="{yi(idle) + 4:.1f}" fill="#ff7f0e">{idle:.3g}</text>')
+    for tx in _ticks(0, xmax):
+        out.append(f'<text x="{x(tx):.1f}" y="{H - B + 16}" text-anchor="middle">{tx:g}</text>')
+    for hit in _ticks(hlo, 100):
+        out.append(f'<text x="{L - 6}" y="{yh(hit / 100) + 4:.1f}" text-anchor="end" fill="#1f77b4">{hit:g}%</text>')
+    for idle in _ticks(0, imax):
+        out.append(f'<text x="{W - R + 6}" y="{yi(idle) + 4:.1f}" fill="#ff7f0e">{idle:g}</text>')
     out.append(f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">target (ready sandboxes); '
                f'the autoscaler at its mean setpoint</text>')
     out.append(f'<text x="16" y="{(T + H - B) / 2}" fill="#1f77b4" transform="rotate(-90 16 {(T + H - B) / 2})" '
@@ -117,10 +133,12 @@ def _axes(x: object, yh: object, yi: object, xmax: float, hlo: float, imax: floa
 
 
 def _legend() -> list[str]:
-    y = T + 8
-    return [f'<circle cx="{L + 20}" cy="{y}" r="3" fill="#1f77b4"/><text x="{L + 28}" y="{y + 4}">hit rate, fixed '
+    """Bottom right, inside the plot: both curves rise to the right, so that corner is free."""
+    y, lx = H - B - 56, W - R - 230
+    return [f'<rect x="{lx - 10}" y="{y - 12}" width="226" height="56" fill="white" stroke="#ccc"/>',
+            f'<circle cx="{lx}" cy="{y}" r="3" fill="#1f77b4"/><text x="{lx + 8}" y="{y + 4}">hit rate, fixed '
             f'target</text>',
-            f'<circle cx="{L + 20}" cy="{y + 16}" r="3" fill="#ff7f0e"/><text x="{L + 28}" y="{y + 20}">idle '
+            f'<circle cx="{lx}" cy="{y + 16}" r="3" fill="#ff7f0e"/><text x="{lx + 8}" y="{y + 20}">idle '
             f'sandbox-hours, fixed target</text>',
-            f'<path d="M{L + 20},{y + 25} L{L + 26},{y + 32} L{L + 20},{y + 39} L{L + 14},{y + 32} Z" fill="white" '
-            f'stroke="black"/><text x="{L + 28}" y="{y + 36}">the autoscaler</text>']
+            f'<path d="M{lx},{y + 25} L{lx + 6},{y + 32} L{lx},{y + 39} L{lx - 6},{y + 32} Z" fill="white" '
+            f'stroke="black"/><text x="{lx + 8}" y="{y + 36}">the autoscaler</text>']

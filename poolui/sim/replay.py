@@ -43,11 +43,15 @@ class Result:
     refused: int = 0
     waits: list[float] = field(default_factory=list, repr=False)
     creates: int = 0
-    idle_s: float = 0.0
+    idle_s: float = 0.0  # sandbox-seconds ready and not claimed (the pool's own cost tally: core/cost.py)
+    warming_s: float = 0.0  # being created or probed
+    ending_s: float = 0.0  # failed or being terminated
     claimed_s: float = 0.0
+    unclaimed_s: float = 0.0  # all not claimed (warming + idle + ending), from the events (accounting.py)
     mean_setpoint: float = 0.0
     max_setpoint: int = 0
     replay_s: float = 0.0  # wall seconds the replay took
+    cpu_s: float = 0.0  # CPU seconds of its process (the wall time counts other work on a shared machine too)
     price_per_hour: float | None = None
 
     @property
@@ -75,17 +79,20 @@ class Result:
                 "cold": self.cold, "timed_out": self.timed_out, "refused": self.refused,
                 "hit_rate": self.hit_rate, "wait_p50": self.wait(50), "wait_p99": self.wait(99),
                 "creates": self.creates, "idle_sandbox_hours": self.idle_hours,
-                "claimed_sandbox_hours": self.claimed_s / 3600.0, "idle_cost": self.idle_cost,
+                "warming_sandbox_hours": self.warming_s / 3600.0, "ending_sandbox_hours": self.ending_s / 3600.0,
+                "claimed_sandbox_hours": self.claimed_s / 3600.0, "unclaimed_sandbox_hours": self.unclaimed_s / 3600.0,
+                "idle_cost": self.idle_cost,
                 "mean_setpoint": self.mean_setpoint, "max_setpoint": self.max_setpoint,
-                "replay_seconds": self.replay_s}
+                "replay_seconds": self.replay_s, "replay_cpu_seconds": self.cpu_s}
 
 
 def simulated(cfg: PoolConfig, target: int | None = None, autoscale: AutoscaleConfig | None = None) -> PoolConfig:
     """The pool as the simulator runs it: its sandboxes from the instant provider; with `target`, a fixed
     target (no autoscaler); with `autoscale`, that autoscaler. Single use, no lease: a trace's claimer
     holds for its hold and releases."""
+    # No health probes: an instant sandbox is always healthy, so they would change nothing but the time taken.
     sim = replace(cfg, provider="instant", command=(), options=InstantOptions(), raw_options={}, reuse=None,
-                  network="auto", claim_lease=None, read_only=False)
+                  network="auto", claim_lease=None, read_only=False, health=None)
     if target is not None:
         return replace(sim, target_ready=target, min_ready=min(cfg.min_ready, target),
                        max_ready=max(cfg.max_ready, target), max_total=max(cfg.max_total, target), autoscale=None)
@@ -136,7 +143,7 @@ async def run_trace(mgr: PoolManager, name: str, trace: Trace, result: Result, w
     clock, pool = mgr.clock, mgr.pool(name)
     sub = mgr.events(name, size=1_000_000)
     await clock.sleep(warm)
-    t0, wall0 = clock.monotonic(), clock.time()
+    t0, wall0, before = clock.monotonic(), clock.time(), pool.tally.parts()
     ledger = Ledger(wall0, wall0 + trace.horizon, pool.sizing.setpoint(pool.cfg))
 
     def drain() -> None:
@@ -156,6 +163,7 @@ async def run_trace(mgr: PoolManager, name: str, trace: Trace, result: Result, w
     left = t0 + trace.horizon - clock.monotonic()
     if left > 0:
         await clock.sleep(left)
+    parts = {k: v - before[k] for k, v in pool.tally.parts().items()}
     while replay.pending:  # claims still waiting at the horizon: their outcome counts
         await clock.sleep(0.01)
     drain()
@@ -164,7 +172,9 @@ async def run_trace(mgr: PoolManager, name: str, trace: Trace, result: Result, w
     for task in list(replay.tasks):
         task.cancel()
     await asyncio.gather(*replay.tasks, return_exceptions=True)
-    result.creates, result.idle_s, result.claimed_s = ledger.creates, ledger.idle, ledger.claimed
+    result.creates, result.unclaimed_s = ledger.creates, ledger.idle
+    result.idle_s, result.warming_s, result.ending_s = parts["idle"], parts["warming"], parts["ending"]
+    result.claimed_s = parts["claimed"]
     result.mean_setpoint, result.max_setpoint = ledger.mean_setpoint, ledger.max_setpoint
 
 
@@ -193,9 +203,9 @@ async def replay_pool(cfg: PoolConfig, trace: Trace, create: CreateTime, seed: i
 def run_virtual(cfg: PoolConfig, trace: Trace, create: CreateTime, seed: int, label: str,
                 price: float | None = None) -> Result:
     """One replay on virtual time, timed (wall seconds in result.replay_s)."""
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     result = virtual_time.run(replay_pool(cfg, trace, create, seed, label, price))
-    result.replay_s = time.perf_counter() - began
+    result.replay_s, result.cpu_s = time.perf_counter() - began, time.process_time() - cpu
     return result
 
 
