@@ -188,8 +188,22 @@ def windows(claims: int, hits: int, cold: int, refused: int, timeouts: int, p50:
     return {"1m": dict(w, window=60), "5m": dict(w, window=300, claims=claims * 4, hits=hits * 4)}
 
 
+def costs(price: float | None, warming: float, idle: float, claimed: float, ready: int,
+          claims: int) -> dict[str, Any]:
+    """A cost report (core/cost.py) from sandbox-hours by part."""
+    seconds = {"warming": warming * 3600, "idle": idle * 3600, "claimed": claimed * 3600, "ending": 0.0}
+    total = warming + idle + claimed
+    spent = None if price is None else total * price
+    return {"sandbox_seconds": seconds, "price_per_hour": price, "cost": spent,
+            "idle_cost": None if price is None else idle * price,
+            "idle_cost_per_hour": None if price is None else ready * price, "claims": claims,
+            "cost_per_claim": spent / claims if spent is not None and claims else None,
+            "waste_ratio": idle / total if total else None}
+
+
 class ThreePools(ScriptedControl):
-    """The snapshot tests' two pools and a third, with windows, a waiting claimer and a create error."""
+    """The snapshot tests' two pools and a third, with windows, a waiting claimer, a create error and costs
+    (web and gpu priced, batch not)."""
 
     def __init__(self, clock: FrozenClock) -> None:
         super().__init__(clock)
@@ -201,14 +215,17 @@ class ThreePools(ScriptedControl):
             snap.metrics.update(windows=windows(0, 0, 0, 0, 0, None, None))
             snap.near_ttl = 1
             snap.setpoint, snap.sizing = 3, "autoscale"  # READY reads 1/3~, the why line says who set it
+            snap.metrics.update(cost=costs(None, 0.2, 8.6, 2.9, 1, 12))
             return snap
         snap = super()._snap(pool)
         if pool == "gpu":
             snap.waiting, snap.longest_wait = 2, 47.0
             snap.metrics.update(windows=windows(5, 0, 1, 1, 3, 9.5, 9.5), create_failures=3,
-                                last_create_error="readiness timeout after 10s")
+                                last_create_error="readiness timeout after 10s",
+                                cost=costs(2.5, 1.5, 0.0, 0.1, 0, 5))
         else:
-            snap.metrics.update(windows=windows(43, 41, 2, 0, 0, 0.0012, 0.183))
+            snap.metrics.update(windows=windows(43, 41, 2, 0, 0, 0.0012, 0.183),
+                                cost=costs(0.36, 0.2, 8.6, 2.9, 4, 500))
         return snap
 
 

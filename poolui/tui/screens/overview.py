@@ -7,17 +7,19 @@ console's state after each fetch; Enter on a row asks the App to open that pool.
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.markup import escape
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
+from ...core.cost import PARTS
 from ...core.model import PoolSnapshot
 from .. import view
 from ..state import ConsoleState
 from ..widgets.footer import KeyFooter
-from ..widgets.pool_table import SORTS, PoolTable, arrange, window
+from ..widgets.pool_table import SORTS, PoolTable, arrange, cost, money, window
 
 
 class OverviewScreen(Screen[None]):
@@ -25,7 +27,7 @@ class OverviewScreen(Screen[None]):
 
     DEFAULT_CSS = """
     OverviewScreen #overview-title { height: 1; padding: 0 1; background: $panel; }
-    OverviewScreen #overview-why { height: auto; max-height: 4; padding: 0 1; background: $surface; }
+    OverviewScreen #overview-why { height: auto; max-height: 6; padding: 0 1; background: $surface; }
     """
 
     class Open(Message):
@@ -74,10 +76,15 @@ class OverviewScreen(Screen[None]):
         self.show_why()
 
     def show_why(self) -> None:
-        """The highlighted pool in full: state and why, its window, the last create error."""
+        """The highlighted pool in full: state and why, its window, the last create error, its cost."""
         s, pool = self.state, self.query_one(PoolTable).cursor_pool
         snap = s.summaries.get(pool) if s is not None and pool else None
-        self.query_one("#overview-why", Static).update(why_text(snap, s.window) if snap and s else "")
+        why = self.query_one("#overview-why", Static)
+        if not (snap and s):
+            why.update("")
+            return
+        money_line = cost_text(snap, (why.content_size.width or self.size.width - 2))
+        why.update(why_text(snap, s.window) + (f"\n{money_line}" if money_line else ""))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_why()
@@ -110,3 +117,35 @@ def why_text(snap: PoolSnapshot, label: str) -> str:
     if creating:
         second += f"; {creating} creating"
     return f"{first}\n{second}"
+
+
+def cost_text(snap: PoolSnapshot, width: int) -> str:
+    """What the pool's sandboxes cost since the engine started (core/cost.py), in parts kept whole when the
+    line wraps at `width`. With a price: the sum, the idle part and its share, per claim, what the ready
+    sandboxes cost per hour now, and the sandbox-hours by part; without one, the idle share of the
+    sandbox-hours alone. "" from a server too old to count them, or before any sandbox existed."""
+    c = cost(snap)
+    seconds = c.get("sandbox_seconds") or {}
+    hours = {part: float(seconds.get(part) or 0.0) / 3600 for part in PARTS}
+    total, waste = sum(hours.values()), c.get("waste_ratio")
+    if waste is None:
+        return ""
+    if c.get("cost") is None:
+        return f"idle [b]{view.percent(waste)}[/] of {total:.1f} sandbox-h"
+    per_claim = "no claim yet" if c.get("cost_per_claim") is None else f"{money(c['cost_per_claim'])}/claim"
+    parts = [f"cost [b]{money(c['cost'])}[/] since start", f"idle {money(c['idle_cost'])} ({view.percent(waste)})",
+             per_claim, f"idle now [b]{c['idle_cost_per_hour']:.2f}/h[/]",
+             # Ending (failed, terminating) only when there was some: most pools spend no tenth of an hour there.
+             "sandbox-h " + " ".join(f"{p} {h:.1f}" for p, h in hours.items() if p != "ending" or h >= 0.05)]
+    return wrap(parts, width)
+
+
+def wrap(parts: list[str], width: int) -> str:
+    """`parts` joined by " · ", a new line before a part that would run past `width` (markup not counted)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and Text.from_markup(f"{lines[-1]} · {part}").cell_len <= width:
+            lines[-1] += f" · {part}"
+        else:
+            lines.append(part)
+    return "\n".join(lines)

@@ -2,11 +2,13 @@
 narrow (k9s's pods view, pgbouncer's SHOW POOLS).
 
 The cells are computed here from pool summaries without Textual (testable alone); the window's numbers
-(hit rate, p50/p99, claims) are the engine's own (core/window.py), never counted again by the console.
+(hit rate, p50/p99, claims) are the engine's own (core/window.py), never counted again by the console, and
+so is the cost (core/cost.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -87,6 +89,30 @@ def _why(s: PoolSnapshot, w: str) -> Text:
     return Text(f"last create error: {last}", style="dim") if last else Text("")
 
 
+def cost(snap: PoolSnapshot) -> dict[str, Any]:
+    """The snapshot's cost report (core/cost.py); {} from a server too old to send one."""
+    return dict(snap.metrics.get("cost") or {})
+
+
+def money(value: float) -> str:
+    """A sum in the price's currency, no symbol (poolui does not know it): two decimals, more for a small one
+    so it keeps two significant digits (0.023 a claim, not 0.02)."""
+    places = 2 if value >= 0.1 or value <= 0 else max(2, 1 - math.floor(math.log10(value)))
+    return f"{value:.{places}f}"
+
+
+def _idle_cost(s: PoolSnapshot, w: str) -> Text:
+    per_hour = cost(s).get("idle_cost_per_hour")
+    if per_hour is None:  # no price in the pool file: nothing to put a number on
+        return Text(NONE, style="dim")
+    return Text(f"{per_hour:.2f}", style="" if per_hour else "dim")
+
+
+def _waste(s: PoolSnapshot, w: str) -> Text:
+    ratio = cost(s).get("waste_ratio")
+    return Text(NONE, style="dim") if ratio is None else Text(view.percent(ratio))
+
+
 def _plain(fn: Callable[[PoolSnapshot], object], style: str = "") -> Callable[[PoolSnapshot, str], Text]:
     return lambda s, w: Text(str(fn(s)), style=style)
 
@@ -116,6 +142,9 @@ COLUMNS: tuple[PoolColumn, ...] = (
     PoolColumn("p99", "P99", _latency("p99"), 1),
     PoolColumn("failures", "FAILS", _failures, 2),
     PoolColumn("near_ttl", "TTL<MIN", _plain(lambda s: s.near_ttl), 5),
+    # What idle warmth costs matters for sizing more than for the incident at hand: it gives way early.
+    PoolColumn("idle_cost", "IDLE/H", _idle_cost, 5),
+    PoolColumn("waste", "WASTE", _waste, 6),
     PoolColumn("isolation", "ISOLATION", _plain(lambda s: s.isolation, "dim"), 6),
     PoolColumn("why", "WHY", _why, 7, flexible=True),
 )
@@ -155,6 +184,9 @@ SORTS: dict[str, tuple[str, Callable[[PoolSnapshot, str], Any]]] = {
             else window(s, w)["hit_rate"]),
     "p99": ("claim p99, slowest first", lambda s, w: -(window(s, w).get("p99") or 0.0)),
     "failures": ("create failures, most first", lambda s, w: -int(s.metrics.get("create_failures") or 0)),
+    # Unpriced pools last: they have no idle cost to rank by.
+    "idle_cost": ("idle cost per hour, most first", lambda s, w: 1.0 if cost(s).get("idle_cost_per_hour") is None
+                  else -cost(s)["idle_cost_per_hour"]),
 }
 
 
