@@ -74,7 +74,13 @@ def snapshot(name: str, clock: FrozenClock, members: list[MemberView], *, state:
         name=name, provider="local", isolation="bubblewrap", state=state, reason=reason, target_ready=target,
         min_ready=1, max_ready=10, max_total=20, counts=counts, waiting=0, members=members,
         metrics={"claims": {"warm": 41, "cold": 2, "failed": 0, "timed_out": 0}, "hit_rate": 41 / 43,
-                 "claim_latency": {"p50": 0.0012, "p95": 0.004, "p99": 0.183}},
+                 "claim_latency": {"p50": 0.0012, "p95": 0.004, "p99": 0.183},
+                 # The same claims in the last minute, as the engine's window says them (core/window.py):
+                 # the header, the overview and the trends read these.
+                 "windows": {label: {"window": seconds, "claims": 43, "hits": 41, "cold": 2, "refusals": 0,
+                                     "timeouts": 0, "hit_rate": 41 / 43, "p50": 0.0012, "p99": 0.183,
+                                     "per_minute": 43 * 60 / seconds, "series": [0] * 17 + [1] * 43}
+                             for label, seconds in (("1m", 60), ("5m", 300))}},
         config={"ttl": 300.0, "min_remaining_ttl": 120.0}, taken_at=clock.time(), read_only=read_only,
     )
 

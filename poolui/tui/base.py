@@ -124,7 +124,7 @@ class ConsoleBase(App[int]):
         at = self.state.received_at
         stale = None if at is None else now - at
         self.dashboard.query_one("#header", PoolHeader).show(
-            self.state.current, self.conn, self.refresh_interval, self.read_only, now, stale)
+            self.state.current, self.conn, self.refresh_interval, self.read_only, now, stale, self.state.window)
 
     def update_status(self) -> None:
         """Repaint the status line (sort, filter, marks)."""

@@ -219,12 +219,13 @@ class Navigation(Feed):
         self.paint_overview()
 
     @KEYS.bind("w", "Window", id="window", show=False,
-               tooltip="Claims, hit rate and latency over the last 1 or 5 minutes (overview and trends)")
+               tooltip="Claims, hit rate and latency over the last 1 or 5 minutes (header, overview, trends)")
     def action_toggle_window(self) -> None:
         """Show the numbers over the other window (1m, 5m)."""
         label = self.state.next_window()
         self.paint_overview()
         self.paint_charts()
+        self.update_header()  # the header's hit rate and latency are over the same window
         self.notify(f"claims, hit rate and latency over the last {label}", timeout=2)
 
     def paint_overview(self) -> None:

@@ -5,11 +5,16 @@ first (the shield, the refresh rate, latencies...), never the pool, its badge, o
 the pool's state while the data is fresh; it turns STALE when the last snapshot is older than a few refresh
 periods and DISCONNECTED when the server does not answer, both with the data's age and, while disconnected,
 the key that retries now. A second line appears only when something is wrong: why the pool is degraded, or
-what the connection's last error was.
+what the connection's last error was (a server that refuses the console, by its pools or its token, is said in
+full over a few lines: nothing else on screen is current then).
+
+Hit rate and claim latency are over the window the overview and the trends show (1m or 5m, `w`), the engine's
+own numbers, so the header and the overview never disagree; "—" when no claim fell in the window.
 """
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from textual.content import Content
@@ -20,6 +25,9 @@ from textual.widgets import Static
 from ...core.model import PoolSnapshot
 from .. import view
 from ..connection import Connection, interval_text, short_source
+from .pool_table import NONE, window
+
+REFUSAL_LINES = 6  # at most, for a refusal's reason (which server, what it runs, what to do)
 
 SEP = "  "
 
@@ -47,11 +55,13 @@ class PoolHeader(Static):
         self._last: tuple[Any, ...] | None = None
 
     def show(self, snap: PoolSnapshot | None, conn: Connection, refresh: float, read_only: bool,
-             monotonic_now: float, stale_for: float | None) -> None:
-        """Repaint from the console's state; `stale_for` is the age of the data (None before any)."""
-        self._last = (snap, conn, refresh, read_only, monotonic_now, stale_for)
+             monotonic_now: float, stale_for: float | None, window: str = "1m") -> None:
+        """Repaint from the console's state; `stale_for` is the age of the data (None before any), `window`
+        the label of the claims' window shown ("1m", "5m")."""
+        self._last = (snap, conn, refresh, read_only, monotonic_now, stale_for, window)
         width = self.content_region.width or 10_000  # before the first layout: everything, cut at resize
-        self.update("\n".join(header_lines(snap, conn, refresh, read_only, monotonic_now, stale_for, width)))
+        self.update("\n".join(header_lines(snap, conn, refresh, read_only, monotonic_now, stale_for, width,
+                                           window)))
 
     def on_resize(self, event: Resize) -> None:
         """Another width keeps other parts: fit the last state again."""
@@ -60,17 +70,23 @@ class PoolHeader(Static):
 
 
 def header_lines(snap: PoolSnapshot | None, conn: Connection, refresh: float, read_only: bool,
-                 monotonic_now: float, stale_for: float | None, width: int = 10_000) -> list[str]:
-    """The header's lines: the summary fitted to `width`, then the alert line if there is one."""
+                 monotonic_now: float, stale_for: float | None, width: int = 10_000,
+                 window: str = "1m") -> list[str]:
+    """The header's lines: the summary fitted to `width`, then the alert line(s) if there is one."""
     health = conn.health(stale_for, refresh)
     parts = status_parts(snap, conn, health, stale_for, read_only)
     if snap is not None:
-        parts += pool_parts(snap, refresh)
+        parts += pool_parts(snap, window)
     parts += connection_parts(conn, health)
     parts.append((8, f"[dim]refresh {interval_text(refresh)}[/]"))
     if snap is not None and snap.shield:
         parts.append((9, view.shield(snap.shield)))
     lines = [fit(parts, width)]
+    if health == "disconnected" and conn.refused:
+        lines += refusal_lines(conn, monotonic_now, width)
+        if snap is not None and snap.reason:
+            lines.append(f"[$error]degraded: {escape(snap.reason)}[/]")
+        return lines
     alert = alert_text(snap, conn, health, monotonic_now)
     if alert:
         lines.append(alert)
@@ -100,11 +116,15 @@ def status_parts(snap: PoolSnapshot | None, conn: Connection, health: str, age: 
     return parts
 
 
-def pool_parts(snap: PoolSnapshot, refresh: float) -> list[tuple[int, str]]:
-    """Ready against target, who is waiting, what is in use and being made, how claims go."""
+def pool_parts(snap: PoolSnapshot, label: str = "1m") -> list[tuple[int, str]]:
+    """Ready against target, who is waiting, what is in use and being made, how claims went over the window
+    labelled `label` (the overview's numbers: hit rate, p50, p99; "—" with no claim in it)."""
     c = snap.counts
-    m = snap.metrics
-    lat = m.get("claim_latency") or {}
+    w = window(snap, label)
+
+    def measured(key: str, shown: Any) -> str:
+        value = w.get(key)
+        return NONE if value is None else str(shown(value))
     ready_colour = "$success" if snap.ready >= snap.target_ready else (
         "$warning" if snap.ready >= snap.min_ready else "$error")
     parts = [(1, f"ready [b {ready_colour}]{snap.ready}[/]/{snap.target_ready}")]
@@ -113,9 +133,10 @@ def pool_parts(snap: PoolSnapshot, refresh: float) -> list[tuple[int, str]]:
     parts += [
         (2, f"in use [b]{c.get('claimed', 0)}[/]"),
         (3, f"creating [b]{c.get('creating', 0) + c.get('starting', 0)}[/]"),
-        (5, f"hit [b]{view.percent(m.get('hit_rate'))}[/]"),
-        (7, f"p50 [b]{view.millis(lat.get('p50'))}[/]"),
-        (5, f"p99 [b]{view.millis(lat.get('p99'))}[/]"),
+        # The window's label goes with the hit rate, which stays longer than p99 and p50 on a narrow line.
+        (5, f"[dim]{escape(label)}[/] hit [b]{measured('hit_rate', view.percent)}[/]"),
+        (7, f"p50 [b]{measured('p50', view.millis)}[/]"),
+        (5, f"p99 [b]{measured('p99', view.millis)}[/]"),
         (7, f"[dim]{escape(snap.provider)} · {escape(snap.isolation)}[/]"),
     ]
     return parts
@@ -144,6 +165,17 @@ def alert_text(snap: PoolSnapshot | None, conn: Connection, health: str, monoton
     if snap is not None and snap.reason:
         alerts.append(f"[$error]degraded: {escape(snap.reason)}[/]")
     return SEP.join(alerts)
+
+
+def refusal_lines(conn: Connection, monotonic_now: float, width: int) -> list[str]:
+    """A server that answers but refuses the console (another pool file's, or not this token): the whole
+    reason, wrapped over at most REFUSAL_LINES lines of `width`, with the next check's countdown first."""
+    wait = max(0.0, conn.retry_at - monotonic_now)
+    text = f"check {conn.failures + 1} in {wait:.0f}s: {conn.error}"
+    lines = textwrap.wrap(text, max(20, width), break_on_hyphens=False) or [text]
+    if len(lines) > REFUSAL_LINES:
+        lines = [*lines[:REFUSAL_LINES - 1], lines[REFUSAL_LINES - 1][:max(1, width - 1)] + "…"]
+    return [f"[$error]{escape(line)}[/]" for line in lines]
 
 
 def fit(parts: list[tuple[int, str]], width: int) -> str:
