@@ -37,6 +37,9 @@ class Connection:
     failures: int = 0
     error: str = ""
     retry_at: float = 0.0  # the console clock's monotonic time of the next attempt while disconnected
+    # The last failure was a server that answered and refused the console (it runs another pool file, or
+    # not this token): the header says it in full; retries go on, and check the server again each time.
+    refused: bool = False
 
     @property
     def backoff_cap(self) -> float:
@@ -53,12 +56,15 @@ class Connection:
         self.state = "embedded" if self.embedded else "connected"
         self.failures = 0
         self.error = ""
+        self.refused = False
         return recovered
 
-    def failed(self, error: str, now: float) -> float:
-        """Record a failed call; returns how long to wait before the next attempt (exponential, capped)."""
+    def failed(self, error: str, now: float, refused: bool = False) -> float:
+        """Record a failed call (`refused`: the server answered and refused the console); returns how long to
+        wait before the next attempt (exponential, capped)."""
         self.failures += 1
         self.error = error
+        self.refused = refused
         self.state = "disconnected"
         delay = backoff_delay(self.failures, BACKOFF_FIRST, self.backoff_cap)
         self.retry_at = now + delay
