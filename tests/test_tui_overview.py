@@ -99,7 +99,7 @@ async def test_overview_is_the_start_screen_and_opens_a_pool(three: PoolManager)
             await settled(app, pilot, mgr)
             text = screen_text(app)
             for title in ("POOL", "STATE", "READY", "MIN/MAX", "NEW", "USED", "WAIT", "HIT 1m", "COLD", "REFUSED",
-                          "TIMEOUT", "P50", "P99", "FAILS", "TTL<MIN", "ISOLATION", "WHY"):
+                          "TIMEOUT", "P50", "P99", "FAILS", "TTL<MIN", "IDLE/H", "WASTE", "ISOLATION", "WHY"):
                 assert title in text, title
             assert rows(app) == ["web", "api", "gpu"]  # the file's order
             web, gpu = line_of(text, "web"), line_of(text, "gpu")

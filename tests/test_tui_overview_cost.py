@@ -13,13 +13,15 @@ from typing import Any
 import pytest
 from test_tui_overview import LARGE, SMALL, line_of, rows
 from test_tui_remote import SteppedClock
+from test_tui_snapshots import snapshot
 from tui_support import screen_text, until
 
+from poolui.clock import FrozenClock
 from poolui.core.manager import PoolManager
 from poolui.pool_file import parse_config
 from poolui.tui.app import PoolApp
-from poolui.tui.screens.overview import OverviewScreen, wrap
-from poolui.tui.widgets.pool_table import money
+from poolui.tui.screens.overview import OverviewScreen, cost_text, wrap
+from poolui.tui.widgets.pool_table import COLUMNS, money
 
 
 def body(**over: Any) -> dict[str, Any]:
@@ -82,6 +84,7 @@ async def test_the_cost_column_and_line_on_a_wide_terminal(hour: PoolManager) ->
             await pilot.press("s")
             await pilot.pause()
         await until(pilot, lambda: rows(app) == ["web", "free"], 5, "web first")
+        assert "sort idle cost per hour, most first" in screen_text(app)
         await pilot.press("home")
         await until(pilot, lambda: WEB_HOURS in screen_text(app), 5, "web's line")
         priced(next(line for line in screen_text(app).splitlines() if WEB_HOURS in line))
@@ -104,6 +107,13 @@ async def test_the_cost_line_wraps_whole_at_80x24(hour: PoolManager) -> None:
         at = next(i for i, line in enumerate(lines) if WEB_COST.search(line))
         priced(lines[at])
         assert lines[at + 1].strip() == WEB_HOURS
+
+
+def test_a_server_too_old_to_count_the_cost() -> None:
+    """No 'cost' in the snapshot: nothing made up, in the columns or under the table."""
+    old = snapshot("old", FrozenClock(), [])
+    assert [c.cell(old, "1m").plain for c in COLUMNS if c.key in ("idle_cost", "waste")] == ["—", "—"]
+    assert cost_text(old, 80) == ""
 
 
 def test_money_keeps_two_significant_digits_and_wrap_keeps_parts_whole() -> None:
