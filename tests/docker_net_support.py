@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 from docker_support import HTTPD, IMAGE, client_or_none
 from helpers import wait_for
@@ -206,8 +207,14 @@ async def space(engine: Any) -> Any:
             await p.close()  # a test may have closed it already (a controller gone): closing twice is fine
         client = client_or_none()
         assert client is not None
-        for c in client.api.containers(all=True, filters={"label": f"poolui.namespace={s.ns}"}):
-            client.api.remove_container(c["Id"], force=True)
+        mine = {"label": f"poolui.namespace={s.ns}"}
+        for c in client.api.containers(all=True, filters=mine):
+            try:
+                client.api.remove_container(c["Id"], force=True)
+            except docker.errors.APIError as e:  # gone, or its auto-remove already under way: wait for it below
+                if e.status_code not in (404, 409):
+                    raise
+        await wait_for(lambda: not client.api.containers(all=True, filters=mine), 30, what="the containers gone")
         await wait_for(lambda: not set(forwarders().values()) & s.ports, 10, what="the forwarders to end")
         remove_egress(client, s.ns)
         name, bridge = egress_names(s.ns)
