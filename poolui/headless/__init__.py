@@ -2,7 +2,8 @@
 
 Never imports textual, rich, fastapi, uvicorn or starlette (an import-linter contract and
 tests/test_headless.py check it), and only what a verb needs: `check` must stay well under 200 ms.
-Modules: check (Nagios), verbs (the control verbs over the contract), demo (embedded), output.
+Modules: check (Nagios), verbs (the control verbs over the contract), demo (embedded), simulate (replays on
+virtual time, poolui.sim), output.
 Data goes to stdout, diagnostics to stderr.
 
 Exit codes: `check` follows the Nagios plugin API (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). Every other

@@ -65,7 +65,7 @@ def _targets(text: str) -> list[int]:
 
 def add_simulate_verb(verb: Verb) -> None:
     """The simulate verb's options, added to the headless parser."""
-    from ..sim.synthetic import KINDS
+    from ..sim import SYNTHETIC_KINDS as KINDS  # the package file alone: random and datetime cost `check` ~20 ms
 
     s = verb("simulate", "replay a claim trace through the pool on virtual time: hit rate, waits, creates and idle "
                          "sandbox-hours with the autoscaler and with fixed targets, as a table and a chart")

@@ -7,5 +7,9 @@ what each costs in misses, waits, creates and idle sandbox-hours.
 
 Modules: trace (read and write traces), synthetic (reproducible traces), createtime (create-time
 distributions), replay (one run), accounting (sandbox-seconds from events), sweep (many runs), chart (text
-and SVG), command (the verb). This package file imports nothing: the headless parser reads `args` alone.
+and SVG), trace_events (a trace from a pool's events). The verb is poolui/headless/simulate.py.
+
+This file imports nothing: the headless parser (built for `check` too) reads the synthetic kinds here.
 """
+
+SYNTHETIC_KINDS = ("poisson", "diurnal", "bursty", "bursty-diurnal")

@@ -23,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from . import SYNTHETIC_KINDS
 from .trace import Trace
 
-KINDS = ("poisson", "diurnal", "bursty", "bursty-diurnal")
+KINDS = SYNTHETIC_KINDS
 START = datetime(2026, 12, 7, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 AMPLITUDE = 0.9
 PEAK_HOUR = 14.0
