@@ -214,3 +214,29 @@ def test_events_export_a_trace_that_simulate_reads(capsys: Any) -> None:
     virtual_time.run(main())
     trace = parse_trace(capsys.readouterr().out, "exported")
     assert [(round(a, 6), round(h, 6)) for a, h in trace.claims] == [(0.0, 2.0), (3.0, 0.5), (4.5, 3.0)]
+
+
+def test_a_served_pool_exports_its_claims_and_lends_its_measured_create_times(tmp_path: Path) -> None:
+    """Over HTTP, against a real `poolui serve`: three claims released, then `events --format trace
+    --count 3` writes them as a trace that simulate reads, and `simulate --create-time measured` replays with
+    the create-to-ready times the server measured (200 ms and the loop's own few: a lognormal's median)."""
+    from server_fixtures import pool_table, served
+
+    table = pool_table("instant", target_ready=2, instant={"create_delay": "200ms"})
+    with served({"web": table}) as s:
+        for _ in range(3):
+            claimed = s.headless("claim", "--wait", "30")
+            assert claimed.returncode == 0, claimed.stderr
+            assert s.headless("release", claimed.stdout.split()[0]).returncode == 0
+        r = s.headless("events", "--format", "trace", "--count", "3")
+        assert r.returncode == 0, r.stderr
+        trace = tmp_path / "served.csv"
+        trace.write_text(r.stdout)
+        assert len(read_trace(trace).claims) == 3 and "# start = " in r.stdout
+        r = s.headless("simulate", "--config", str(s.config), "--trace", str(trace), "--targets", "1",
+                       "--create-time", "measured", "--json")
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert data["claims"] == 3 and data["create_time"].endswith("(measured by the running pool)")
+        assert re.match(r"(lognormal:median=)?0\.2\d*s", data["create_time"]), data["create_time"]
+        assert data["fixed"][0]["hit_rate"] == 1.0
