@@ -67,6 +67,9 @@ def main() -> None:
     print(f"autoscaler: {auto.hit_rate:.2%} warm, {auto.idle_hours:.1f} idle sandbox-h ({saved:+.0%} fewer), "
           f"{auto.creates} creates, setpoint mean {auto.mean_setpoint:.1f} max {auto.max_setpoint}, wait p99 "
           f"{auto.wait(99):.2f}s")
+    unclaimed = 1 - auto.unclaimed_s / best.unclaimed_s
+    print(f"counting creating and terminating too (unclaimed): {auto.unclaimed_s / 3600:.1f} against "
+          f"{best.unclaimed_s / 3600:.1f} sandbox-h ({unclaimed:+.0%} fewer)")
     print(f"CLAIM {'MET' if ok else 'MISSED'}: >= {GOAL:.0%} warm with >= {SAVING:.0%} fewer idle sandbox-hours")
     slowest = max(rows, key=lambda r: r.replay_s)
     print(f"replay of 24 h: autoscaler {auto.replay_s:.1f}s ({auto.cpu_s:.1f}s CPU), slowest {slowest.label} "
