@@ -7,7 +7,9 @@ The pool file is read only when the first two give no answer, so `--server URL` 
 open_control() decides between remote and embedded for the console: a server named explicitly is used even
 while it is down (the console opens disconnected and keeps retrying); otherwise the pool file's server if it
 answers and runs that file's pools (another file's server is refused: ServerMismatch, never shown or
-steered), else the pools run in this process when every one of them runs on this machine.
+steered), else the pools run in this process when every one of them runs on this machine. A console on the
+pool file's server asks it again after every outage (Opened.check): whoever answers then may run another file.
+A refused token is said in words of files and flags (`refused`), whichever call of the console meets it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import paths
 from .addresses import split_host_port, url_of
@@ -148,9 +150,11 @@ def refused(endpoint: Endpoint, e: Unauthorized) -> Unauthorized:
     return Unauthorized(f"{head}; {fix}", reason=e.reason)
 
 
-def mismatch(endpoint: Endpoint, pools: list[str], their_file: str | None) -> ServerMismatch | None:
+def mismatch(endpoint: Endpoint, pools: list[str], their_file: str | None,
+             running: bool = False) -> ServerMismatch | None:
     """Why the server found through a pool file's [server] table does not run that file's pools (their
-    names, the file it read), or None when it does. A server named explicitly is never second-guessed."""
+    names, the file it read), or None when it does. A server named explicitly is never second-guessed.
+    `running`: said to a console already open on that file's pools (its server was replaced while it ran)."""
     cfg = endpoint.pool_file
     if cfg is None:
         return None
@@ -162,9 +166,16 @@ def mismatch(endpoint: Endpoint, pools: list[str], their_file: str | None) -> Se
     if (endpoint.found_by == "url" or not their_file) and sorted(pools) == sorted(ours):
         return None
     theirs = f"the pool file {their_file}" if their_file else "pools read from no file"
-    said = (f"the poolui server at {endpoint.url} ({endpoint.url_source}) runs {theirs} (pools: "
-            f"{', '.join(pools) or 'none'}), not {cfg.path} (pools: {', '.join(ours)}); not connecting, so "
-            f"that no other pools are shown or changed. To use that server anyway, pass --server {endpoint.url}")
+    runs = (f"the poolui server at {endpoint.url} ({endpoint.url_source}) runs {theirs} (pools: "
+            f"{', '.join(pools) or 'none'}), not {cfg.path} (pools: {', '.join(ours)})")
+    if running:  # the console says the file once (in the address's source) and that it checks again itself
+        return ServerMismatch(
+            f"the poolui server at {endpoint.url} ({endpoint.url_source}) now runs {theirs} (pools: "
+            f"{', '.join(pools) or 'none'}), not this file's pools ({', '.join(ours)}): not shown or changed "
+            f"here. Start this file's server (`poolui serve --config {cfg.path}`) and the console reconnects "
+            f"by itself; to use that server instead, restart the console with --server {endpoint.url}")
+    said = (f"{runs}; not connecting, so that no other pools are shown or changed. To use that server anyway, "
+            f"pass --server {endpoint.url}")
     if endpoint.found_by == "url":
         return ServerMismatch(f"{said}; otherwise correct the [server] url of {cfg.path}")
     return ServerMismatch(f"{said}; to run the pools of {cfg.path}, give it a [server] listen address no server "
@@ -178,17 +189,34 @@ def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-async def check_server(client: PoolClient, endpoint: Endpoint) -> None:
+async def check_server(client: PoolClient, endpoint: Endpoint, running: bool = False) -> None:
     """Raise ServerMismatch unless the server found through a pool file runs that file's pools; Unauthorized
-    (as `refused` words it) or ServerUnreachable when it cannot be asked."""
+    (as `refused` words it) or ServerUnreachable when it cannot be asked. `running`: asked again by a console
+    open on those pools, after its server went away (whoever answers now may run another file)."""
     if endpoint.pool_file is None:
         return
     try:
         pools, their_file = await client.names(), await client.config_path()
     except Unauthorized as e:
         raise refused(endpoint, e) from None
-    if (wrong := mismatch(endpoint, pools, their_file)) is not None:
+    if (wrong := mismatch(endpoint, pools, their_file, running)) is not None:
         raise wrong
+
+
+def _worded_client(endpoint: Endpoint, timeout: float) -> PoolClient:
+    """A client whose refused token is said as `refused` says it (the server and the token file, never the
+    server's HTTP words), whichever call meets it while the console runs: a fetch, a resize, a claim."""
+    from .client import PoolClient  # here, not at the top: `check` and the CLI's start stay light
+
+    class Worded(PoolClient):
+        async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
+                        params: dict[str, Any] | None = None, timeout: float | None = None) -> Any:
+            try:
+                return await super()._call(method, path, body, params, timeout)
+            except Unauthorized as e:
+                raise refused(endpoint, e) from None
+
+    return Worded(endpoint.url, endpoint.token, timeout=timeout)
 
 
 def fetch_pools(endpoint: Endpoint, pool: str | None = None, members: bool = False,
@@ -227,6 +255,10 @@ class Opened:
     endpoint: Endpoint | None  # how the server was looked for (None when embedded was asked for)
     keep: Keep = "nothing"  # embedded: what to leave running at the end, for the next start to adopt
     stopper: Callable[[Keep], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
+    # Remote, with the server found through the pool file: asks that server again whether it runs the file's
+    # pools (check_server, worded for a running console). A console calls it after every outage. None
+    # otherwise: embedded, or a server named with --server / $POOLUI_SERVER (never second-guessed).
+    check: Callable[[], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
 
     async def close(self) -> None:
         """Embedded: stop the pools now, leaving running what `keep` says (the end of open_control does it
@@ -249,12 +281,10 @@ async def open_control(server: str | None = None, config: str | os.PathLike[str]
     file) when a server refuses the token, ServerUnreachable when none answers and the pools cannot run
     here, ConfigError for a bad pool file.
     """
-    from .client import PoolClient
-
     endpoint = None
     if embedded is not True:
         endpoint = find_endpoint(server, config, token_file, state_dir)
-        client = PoolClient(endpoint.url, endpoint.token, timeout=timeout)
+        client = _worded_client(endpoint, timeout)
         try:
             await check_server(client, endpoint)  # a server found through the pool file must run its pools
             remote = True
@@ -266,8 +296,9 @@ async def open_control(server: str | None = None, config: str | os.PathLike[str]
             await client.aclose()
             raise
         if remote:
+            check = partial(check_server, client, endpoint, running=True) if endpoint.pool_file else None
             try:
-                yield Opened(client, endpoint.url, endpoint)
+                yield Opened(client, endpoint.url, endpoint, check=check)
             except Unauthorized as e:
                 raise refused(endpoint, e) from None
             finally:

@@ -4,11 +4,18 @@ Polls never overlap: the next one is scheduled when the last one has finished, a
 with exponential backoff (poolui/backoff.py), capped at a second for a server on this machine, while the last
 data stays on screen. Times go by the console's clock, so a test can age the data without waiting. Workers
 only post messages (poolui/tui/messages.py); the handlers here change the state and repaint.
+
+A console that found its server through the pool file asks whoever answers after an outage (a failed fetch,
+a lost event stream) whether it still runs that file's pools (`server_check`, poolui.connect.check_server)
+before it fetches or follows anything: a server of another file on the same address is never shown or
+steered; the console stays DISCONNECTED saying which server answered, what it runs and what to do, and
+keeps checking. A refused token is said the same way, in words of files and flags.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from textual import events, work
@@ -16,6 +23,7 @@ from textual.timer import Timer
 
 from ..backoff import Backoff
 from ..core.model import Event, PoolSnapshot
+from ..errors import ServerMismatch, Unauthorized
 from .base import ConsoleBase, describe
 from .connection import BACKOFF_FIRST
 from .messages import EventsArrived, EventsLost, FetchFailed, SnapshotFetched
@@ -30,8 +38,12 @@ LOG_FLUSH = 0.25  # seconds: events are written to the pane in batches, so a bur
 class Feed(ConsoleBase):
     """Fetching snapshots and following events, with reconnects."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, server_check: Callable[[], Awaitable[None]] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.server_check = server_check  # None: embedded, or a server named explicitly (never second-guessed)
+        self._check_due = False  # the link broke since the last check: ask the server before trusting it
+        self._events_down = False  # the event stream ended while checks are due: the next good fetch restarts it
         self._fetch_timer: Timer | None = None
         self._events_timer: Timer | None = None
         self._events_backoff = Backoff(first=BACKOFF_FIRST, cap=self.conn.backoff_cap)
@@ -54,6 +66,9 @@ class Feed(ConsoleBase):
         """Fetch the current pool's snapshot (and every pool's summary when there are several)."""
         pool = self.state.pool
         try:
+            if self._check_due and self.server_check is not None:
+                await self.server_check()  # ServerMismatch: another file's server answers there now
+                self._check_due = False
             pools = None
             if pool is None or len(self.state.pool_names) > 1:
                 pools = await self.control.list_pools(members=False)
@@ -75,6 +90,9 @@ class Feed(ConsoleBase):
         """A snapshot came: take it, repaint, and schedule the next fetch."""
         if self.conn.succeeded():
             self.notify(f"reconnected to {self.conn.source}", title="connection")
+            self._events_down = True
+        if self._events_down:
+            self._events_down = False
             self.follow_events()
         s = self.state
         pool_list = self.dashboard.query_one("#pools", PoolList)
@@ -102,8 +120,17 @@ class Feed(ConsoleBase):
         self.show_pool_list(event.size.width)
 
     def on_fetch_failed(self, msg: FetchFailed) -> None:
-        """A fetch failed: show the outage and retry after the backoff."""
-        delay = self.conn.failed(describe(msg.error), self.clock.monotonic())
+        """A fetch failed: show the outage and retry after the backoff (checking the server first: whoever
+        answers next may be another one). A server that refused the console is said in full by the header."""
+        self._check_due = self.server_check is not None
+        refused = isinstance(msg.error, ServerMismatch | Unauthorized)
+        text = str(msg.error) if refused else describe(msg.error)
+        if isinstance(msg.error, Unauthorized):
+            text += ". The console read its token as it started: quit and start it again to send another"
+        if refused and text != self.conn.error and self.screen is not self.dashboard:
+            # The pool view's header says it all; other screens (the overview's one-line title) get it aloud.
+            self.notify(text, title="not connected", severity="error", timeout=15)
+        delay = self.conn.failed(text, self.clock.monotonic(), refused=refused)
         self.update_header()
         self.refresh_bindings()
         self.schedule_fetch(delay)
@@ -146,6 +173,12 @@ class Feed(ConsoleBase):
     def on_events_lost(self, msg: EventsLost) -> None:
         """The stream ended: follow it again after a backoff, unless the whole link is down."""
         # While disconnected the stream comes back with the connection (on_snapshot_fetched).
+        if self.server_check is not None:
+            # Whoever answers now may be another server: the next fetch checks it first, then restarts this.
+            self._check_due = self._events_down = True
+            if self.conn.ok():
+                self.schedule_fetch(self._events_backoff.failed())
+            return
         if self.conn.ok():
             if self._events_timer is not None:
                 self._events_timer.stop()

@@ -49,7 +49,8 @@ async def launch(args: argparse.Namespace, app_cls: type[PoolApp], *, headless: 
                 print(f"poolui: --pool {pool}: no such pool in {opened.source}; its pools: {', '.join(pools)}",
                       file=sys.stderr)
                 return 2
-            app = app_cls(control, pools=pools, source=opened.source, read_only=read_only, keymap=keymap, pool=pool)
+            app = app_cls(control, pools=pools, source=opened.source, read_only=read_only, keymap=keymap, pool=pool,
+                          server_check=opened.check)
             code = await (run or partial(_run, opened=opened, headless=headless))(app)
             if control.embedded:
                 opened.keep = app.keep_on_exit

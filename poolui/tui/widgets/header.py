@@ -27,7 +27,7 @@ from .. import view
 from ..connection import Connection, interval_text, short_source
 from .pool_table import NONE, window
 
-REFUSAL_LINES = 6  # at most, for a refusal's reason (which server, what it runs, what to do)
+REFUSAL_LINES = 10  # at most, for a refusal's reason (which server, what it runs, what to do)
 
 SEP = "  "
 
@@ -171,7 +171,7 @@ def refusal_lines(conn: Connection, monotonic_now: float, width: int) -> list[st
     """A server that answers but refuses the console (another pool file's, or not this token): the whole
     reason, wrapped over at most REFUSAL_LINES lines of `width`, with the next check's countdown first."""
     wait = max(0.0, conn.retry_at - monotonic_now)
-    text = f"check {conn.failures + 1} in {wait:.0f}s: {conn.error}"
+    text = f"retry {conn.failures + 1} in {wait:.0f}s: {conn.error}"
     lines = textwrap.wrap(text, max(20, width), break_on_hyphens=False) or [text]
     if len(lines) > REFUSAL_LINES:
         lines = [*lines[:REFUSAL_LINES - 1], lines[REFUSAL_LINES - 1][:max(1, width - 1)] + "…"]
