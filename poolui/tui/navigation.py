@@ -21,8 +21,9 @@ from .widgets.member_table import MemberTable
 KEYS = Keys()
 OVERVIEW_KEYS = Keys()  # the overview's own (poolui/tui/app.py `Overview`)
 HELP_INTRO = ("[b]poolui[/]: pools of warm sandboxes. Tabs show ready, creating and in-use sandboxes; "
-              "[b]enter[/] opens one, [b]↑↓ pgup pgdn home end[/] move, [b]1-4[/] switch tabs, "
-              "[b][ ][/] switch pools.")
+              "[b]enter[/] opens one, [b]↑↓ pgup pgdn home end[/] move, [b]←→[/] (or [b]h l[/]) show the columns "
+              "a narrow terminal hides (› and ‹ in the titles say where), [b]1-4[/] switch tabs, "
+              "[b][ ][/] switch pools, [b]o[/] shows them all.")
 
 
 class Navigation(Feed):
