@@ -89,7 +89,7 @@ def test_a_steady_rate_gets_its_base_stock() -> None:
     assert run.ask() == 2  # the operator's target, before any claim
     assert run.seconds(120, rate=1.0) == base_stock(1.0, 0.99) == 5
     # 5 is over twice the 2 it started from: a burst, seen over the short window
-    assert run.policy.reason == "up: panic: 1 claims/s over 6s, ready in 1s (p95)"
+    assert run.policy.reason == "up: panic: 1 claims/s over 6s, ready in 1s (mean)"
 
 
 def test_a_step_up_is_followed_within_the_panic_window() -> None:

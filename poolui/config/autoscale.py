@@ -8,10 +8,10 @@
     window = "60s"           # the claim rate it follows
     panic_window = "6s"      # a burst: the rate over this window at panic_threshold times what it has
     panic_threshold = 2.0
-    scale_down_delay = "5m"  # it goes down only to the most it wanted over this long
+    scale_down_delay = "5m"  # it goes down only to the most the window's rate needed over this long
     max_step_up = 0          # sandboxes added to the setpoint at once (0: no limit)
     max_step_down = 0        # taken off at once (0: no limit)
-    ready_time = "5s"        # create-to-ready until the pool has measured its own
+    ready_time = "5s"        # the mean create-to-ready time until the pool has measured its own
     schedule = [{ cron = "45 8 * * 1-5", min = 10, for = "9h" }, { cron = "0 12 * * *", min = 4 }]
     timezone = "UTC"         # the schedule's clock (an IANA name)
 

@@ -6,18 +6,25 @@ an (S-1, S) inventory. With claims arriving as a Poisson stream of rate r, the c
 claim arrives are Poisson with mean r*T (Palm's theorem, whatever T's distribution), and that claim finds a
 ready sandbox when fewer than S are outstanding. So S is the smallest number with P(Poisson(r*T) < S) >=
 hit_rate. Little's law gives the mean, r*T, the floor; the Poisson quantile over it is the burst margin,
-larger in proportion for a small pool, where chance matters most. With max_wait, a claim that waits at
-most that long counts as served: then only T - max_wait of the lead time needs covering. T is the p95 of
-the measured create-to-ready time (ready_time until there is one): the slow creates are the ones that
-leave claims waiting.
+larger in proportion for a small pool, where chance matters most. T is the MEAN of the measured
+create-to-ready time (a running mean of the last 4,096; ready_time until there is one): Palm's theorem
+needs nothing else of T's distribution, and sizing by a tail such as the p95 keeps more than the goal
+asks (at 1 claim/s with creates lognormal, median 3 s and p95 8 s: the mean, 3.6 s, asks 10, the p95 16).
+With max_wait w, a claim counts as served when it waits at most w: it is (at the latest) when fewer than S
+of the creates begun by its arrival are still going w later, and their number is Poisson with mean
+r*E[max(0, T - w)] (the same theorem): the part of each create a wait does not cover, which the tail of T
+decides, so that is kept as a running mean too (T - w alike for every create without measurements).
 
 How it moves. The rate is taken over `window` (stable) and `panic_window` (a burst). Up: at once to what
 the stable rate needs; when the burst rate needs panic_threshold times the setpoint or more, it panics:
 up at once to what the burst needs, and never down until a whole `window` has passed since it last
-panicked (Knative's rule). Down: only to the most it wanted over the last scale_down_delay (the Kubernetes
-HPA's stabilisation), so one quiet minute does not throw away warm sandboxes. Step limits bound each move;
-a degraded pool is not scaled up (more creates would fail the same way); [min, max] bound the result,
-and a schedule's rule in force raises the floor (config/autoscale.py).
+panicked (Knative's rule). Down: only to the most the stable rate needed over the last scale_down_delay
+(the Kubernetes HPA's stabilisation), so one quiet minute does not throw away warm sandboxes; the burst
+rate's needs are not remembered there: over 6 s they are noise at a low rate (at 0.1 claims/s, where 3
+do, remembering them kept 6), and a real burst holds the setpoint through its panic anyway. Step limits
+bound each move; a degraded pool is not scaled up (more creates would fail the same way); [min, max]
+bound the result, and a schedule's rule in force raises the floor (config/autoscale.py). Each look is
+O(1) on the average: running counts of claims, a running maximum of the needs (a monotonic queue).
 """
 
 from __future__ import annotations
@@ -68,7 +75,10 @@ class Autoscaler:
         self.value: int | None = None
         self.panic_until = -math.inf
         self._arrivals: deque[list[int]] = deque()  # [second, claims], for the last `window` seconds
-        self._wanted: deque[tuple[float, int]] = deque()  # (when, what the rate needed), for scale-down
+        self._in_window = 0  # the claims in _arrivals
+        # (when, what the stable rate needed), for scale-down: each kept only while nothing later needed as
+        # much, so the first is the most needed over scale_down_delay
+        self._wanted: deque[tuple[float, int]] = deque()
         self._at: int | None = None  # the second last looked at
         self._started: float | None = None
         self._zone = ZoneInfo(cfg.timezone)
@@ -80,6 +90,7 @@ class Autoscaler:
         if self._started is None:
             self._started = now
         sec = int(now)
+        self._in_window += 1
         if self._arrivals and self._arrivals[-1][0] == sec:
             self._arrivals[-1][1] += 1
         else:
@@ -89,7 +100,14 @@ class Autoscaler:
         """Claims per second over the last `seconds` whole seconds, the current one as far as it has gone
         (over less while the pool is younger than that)."""
         first = int(now) - int(seconds) + 1
-        n = sum(c for sec, c in self._arrivals if sec >= first)
+        if self._arrivals and self._arrivals[0][0] >= first:
+            n = self._in_window  # the whole record: the stable window, which want() keeps it to
+        else:
+            n = 0
+            for sec, c in reversed(self._arrivals):  # the panic window: a few seconds from the newest
+                if sec < first:
+                    break
+                n += c
         since = first if self._started is None else max(first, self._started)
         return n / max(now - since, 1.0)
 
@@ -99,12 +117,12 @@ class Autoscaler:
             self._started = now
         if self.value is None:
             self.value = self._bounded(sizes.target_ready, sizes)  # start from the operator's target,
-            self._wanted.append((now, self.value))  # as if wanted: kept for scale_down_delay at least
+            self._remember(now, self.value)  # as if wanted: kept for scale_down_delay at least
         if self._at == int(now):
             return self.value
         self._at = int(now)
         while self._arrivals and self._arrivals[0][0] <= int(now) - int(self.cfg.window):
-            self._arrivals.popleft()
+            self._in_window -= self._arrivals.popleft()[1]
         signals = seen()
         self._schedule(signals.wall)
         new = self._next(self.value, sizes, now, signals)
@@ -123,24 +141,33 @@ class Autoscaler:
                  and (r.hold is None or (at - last).total_seconds() < r.hold)]
         self.rule = max(fired, key=lambda f: f[0])[1] if fired else None
 
-    def _need(self, rate: float, ready_time: float) -> int:
-        cover = max(0.0, ready_time - self.cfg.max_wait)
+    def _remember(self, now: float, need: int) -> None:
+        while self._wanted and self._wanted[-1][1] <= need:
+            self._wanted.pop()  # never the most wanted again: this need is as high and stays longer
+        self._wanted.append((now, need))
+
+    def _need(self, rate: float, seen: Signals) -> int:
+        w = self.cfg.max_wait
+        cover = seen.beyond(w) if seen.beyond is not None else None
+        if cover is None:
+            t = seen.ready_time if seen.ready_time is not None else self.cfg.ready_time
+            cover = max(0.0, t - w)
         return base_stock(rate * cover, self.cfg.hit_rate)
 
     def _next(self, current: int, sizes: Sizes, now: float, seen: Signals) -> int:
         c = self.cfg
         t = seen.ready_time if seen.ready_time is not None else c.ready_time
         stable_rate, burst_rate = self.rate(now, c.window), self.rate(now, c.panic_window)
-        stable, burst = self._need(stable_rate, t), self._need(burst_rate, t)
+        stable, burst = self._need(stable_rate, seen), self._need(burst_rate, seen)
         if burst > current and burst >= c.panic_threshold * max(current, 1):
             self.panic_until = now + c.window
         panic = now < self.panic_until
-        desired = max(stable, burst, current) if panic else stable
-        self._wanted.append((now, desired))
-        while self._wanted and self._wanted[0][0] < now - c.scale_down_delay:
+        self._remember(now, stable)  # the stable need only: the panic window's is noise at a low rate
+        while self._wanted[0][0] < now - c.scale_down_delay:
             self._wanted.popleft()
+        desired = max(stable, burst, current) if panic else stable
         how = (f"panic: {burst_rate:.3g} claims/s over {c.panic_window:g}s" if panic
-               else f"{stable_rate:.3g} claims/s over {c.window:g}s") + f", ready in {t:.3g}s (p95)"
+               else f"{stable_rate:.3g} claims/s over {c.window:g}s") + f", ready in {t:.3g}s (mean)"
         if self.rule is not None and self.rule.min > current:
             self.reason = f"up: schedule '{self.rule.cron.text}' min {self.rule.min}"
             current = self._bounded(current, sizes)  # the floor first; the rate may ask for more still
@@ -148,8 +175,8 @@ class Autoscaler:
             step = desired if not c.max_step_up else min(desired, current + c.max_step_up)
             self.reason = f"up: {how}"
             return self._bounded(step, sizes)
-        floor = max(w for _, w in self._wanted)  # the most wanted over scale_down_delay
-        if floor < current:
+        floor = self._wanted[0][1]  # the most the stable rate needed over scale_down_delay
+        if floor < current and not panic:  # a panic holds until a window has passed since it began
             step = floor if not c.max_step_down else max(floor, current - c.max_step_down)
             new = self._bounded(step, sizes)
             if new < current:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter, deque
 from typing import Any
 
@@ -20,13 +21,45 @@ class Histogram:
         self.total = 0.0
         self._window: deque[float] = deque(maxlen=window)
         self._sorted: list[float] | None = None
+        # over -> the sum over the window of max(0, x - over), kept up by observe once mean(over) is asked:
+        # a policy reads it every second, and a sort of the window on each new sample is not free
+        self._sums: dict[float, float] = {}
+        self._since_exact = 0  # samples since the sums were last added up afresh (rounding does not pile up)
 
     def observe(self, seconds: float) -> None:
         self.bucket_counts[bisect.bisect_left(BUCKETS, seconds)] += 1
         self.count += 1
         self.total += seconds
+        if self._sums:
+            self._keep_sums(seconds)
         self._window.append(seconds)
         self._sorted = None
+
+    def mean(self, over: float = 0.0) -> float | None:
+        """The mean over the sample window of max(0, x - over) (of the samples themselves for over = 0, as
+        durations are not negative); None before any sample. O(1): after the first call for an `over`
+        (at most 4 are kept), observe keeps its running sum."""
+        if not self._window:
+            return None
+        s = self._sums.get(over)
+        if s is None:
+            if len(self._sums) >= 4:
+                del self._sums[next(iter(self._sums))]
+            s = self._sums[over] = math.fsum(max(0.0, x - over) for x in self._window)
+        return s / len(self._window)
+
+    def _keep_sums(self, seconds: float) -> None:
+        full = len(self._window) == self._window.maxlen
+        old = self._window[0] if full else 0.0
+        self._since_exact += 1
+        if self._since_exact >= len(self._window) > 0:  # amortised O(1): a fresh sum once per window's worth
+            self._since_exact = 0
+            rest = list(self._window)[1:] if full else list(self._window)
+            for over in self._sums:
+                self._sums[over] = math.fsum(max(0.0, x - over) for x in [*rest, seconds])
+            return
+        for over in self._sums:
+            self._sums[over] += max(0.0, seconds - over) - (max(0.0, old - over) if full else 0.0)
 
     def percentile(self, p: float) -> float | None:
         if not self._window:
