@@ -23,7 +23,7 @@ from poolui.core.store import namespace_of
 from poolui.pool_file import load_config
 from poolui.tui.app import PoolApp
 from poolui.tui.screens.help import HelpScreen
-from poolui.tui.screens.overview import OverviewScreen
+from poolui.tui.screens.overview import OverviewScreen, why_text
 from poolui.tui.widgets.pool_table import PoolTable
 
 LARGE = (200, 50)
@@ -245,3 +245,11 @@ async def test_overview_snapshot(size: tuple[int, int]) -> None:
         await pilot.press("end")
         await until(pilot, lambda: "target 3 set by autoscale (file: 1)" in screen_text(app), 5, "batch's why")
         assert "1/3~" in line_of(screen_text(app), "batch")
+
+
+def test_the_line_under_the_table_counts_one_claim_as_one() -> None:
+    snap = snapshot("web", FrozenClock(T0), [member(20, "ready", age=30, ttl=40)], target=1)
+    snap.metrics.update(windows=windows(1, 1, 0, 0, 0, 0.001, 0.001))
+    assert "[b]1[/] claim, 1 warm" in why_text(snap, "1m")
+    snap.metrics.update(windows=windows(2, 2, 0, 0, 0, 0.001, 0.001))
+    assert "[b]2[/] claims, 2 warm" in why_text(snap, "1m")

@@ -109,7 +109,8 @@ def why_text(snap: PoolSnapshot, label: str) -> str:
     if not w:
         return first
     p50, p99 = (view.millis(w[k]) if w.get(k) is not None else "—" for k in ("p50", "p99"))
-    second = (f"last {label}: [b]{w['claims']}[/] claims, {w['hits']} warm, {w['cold']} cold, "
+    noun = "claim" if w["claims"] == 1 else "claims"
+    second = (f"last {label}: [b]{w['claims']}[/] {noun}, {w['hits']} warm, {w['cold']} cold, "
               f"{w['refusals']} refused, {w['timeouts']} timed out; p50 {p50} p99 {p99}")
     if snap.waiting:
         second += f"; {snap.waiting} waiting, longest {view.duration(snap.longest_wait)}"
