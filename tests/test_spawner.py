@@ -61,6 +61,12 @@ async def test_commands_start_from_a_spawner_with_no_capability(mgr: PoolManager
     assert (r.exit_code, r.stdout, r.stderr) == (3, b"out in\n", b"err\n")
     r = await collect(mgr.exec("one", c.id, ["no-such-program"]))
     assert r.exit_code == 127 and "no-such-program" in r.error
+    # as Popen starts it: signals at their defaults (the interpreter ignores SIGPIPE), only its three pipes
+    r = await collect(mgr.exec("one", c.id, ["grep", "SigIgn", "/proc/self/status"]))
+    ignored = int(r.stdout.split()[1], 16)
+    assert ignored & (1 << (13 - 1) | 1 << (25 - 1)) == 0  # SIGPIPE, SIGXFSZ: a command dies of them, as it would
+    r = await sh(mgr, "one", c.id, "ls /proc/$$/fd")
+    assert sorted(r.stdout.split()) == [b"0", b"1", b"2"]
     assert (await sh(mgr, "one", c.id, PARENT)).stdout.decode().startswith(f"{pid} ")  # still the same one
     await mgr.release("one", c.id)
 

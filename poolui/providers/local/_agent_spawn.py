@@ -8,7 +8,7 @@ start: the command may have run. Standard library only.
 
 from __future__ import annotations
 
-import json
+import marshal
 import os
 import socket
 import threading
@@ -41,7 +41,10 @@ class Spawned:
             line, _, fds = read_line(self.conn, self.rest)
             for fd in fds:  # none is due: a spawner that sends one is not trusted with it
                 os.close(fd)
-            return int(json.loads(line)["status"])
+            word, _, status = line.partition(b" ")
+            if word != b"status":
+                raise ValueError(f"not a status: {line[:80]!r}")
+            return int(status)
         except (OSError, ValueError, KeyError, TypeError) as e:
             self.spawner.gone()  # stopped or killed by the sandbox's code: the next exec goes without it
             raise SpawnLost("the sandbox's spawner did not say how the command ended (the sandbox's code may have "
@@ -80,7 +83,6 @@ class Spawner:
             self.execs += 1
             if self.control is not None or self.execs < START_AFTER:
                 return
-            import marshal
             import subprocess
             import sys
 
@@ -141,13 +143,15 @@ class Spawner:
         keep, fds = [fd for fd in (in_w, out_r, err_r) if fd is not None], list[int]()
         try:
             ours.settimeout(ANSWER_WAIT)
-            body = json.dumps({"argv": argv, "cwd": cwd, "env": env}).encode()
+            body = marshal.dumps({"argv": argv, "cwd": cwd, "env": env})  # to the spawner only: never loaded back
             ours.sendall(len(body).to_bytes(4, "big") + body)
             line, rest, fds = read_line(ours)
-            answer = json.loads(line)
-            if "error" in answer:
-                raise FileNotFoundError(answer["error"])  # as Popen raises: the agent answers exit 127
-            pid, pidfd = int(answer["pid"]), fds.pop(0)
+            word, _, said = line.partition(b" ")
+            if word == b"error":  # as Popen raises: the agent answers exit 127
+                raise FileNotFoundError(said.decode(errors="replace")[:200])
+            if word != b"pid":
+                raise ValueError(f"not a pid: {line[:80]!r}")
+            pid, pidfd = int(said), fds.pop(0)
         except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
             ours.close()
             for fd in keep:
@@ -164,9 +168,12 @@ class Spawner:
 
 
 def read_line(conn: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes, list[int]]:
-    """One answer of the spawner, a JSON line; what came after it; the descriptors that came with it."""
+    """One answer of the spawner, a line (untrusted: parsed as words and a number only); what came after it;
+    the descriptors that came with it."""
     fds: list[int] = []
     while b"\n" not in buf:
+        if len(buf) > 4096:
+            raise ValueError("an answer too long")
         data, got, _, _ = socket.recv_fds(conn, 65536, 1)
         fds += got
         if not data:

@@ -11,79 +11,105 @@ nothing that code has not (a command's env and its pipes), the agent trusts none
 the one claim, and a reset kills it with every other process of the sandbox (_agent_reset.py). The
 agent starts it after a claim's second exec, so a one-shot run never pays for it (_agent_spawn.py).
 
+It must be ready soon after: until then the agent starts commands itself. So it imports only modules
+built into the interpreter (no subprocess, socket or json: those cost 40 ms and more at its start) and
+starts commands with os.posix_spawn (glibc's vfork), in the command's working directory (the spawner has
+one thread, so its own chdir is safe). Its descriptors are all close-on-exec, so a command gets its three
+pipes and nothing else.
+
 The agent sends it its code (marshalled: the sandbox's uid cannot read the agent's zip) and fd, a Unix
 SOCK_SEQPACKET socket. Each request on it is one byte with four descriptors: a stream socket for this
 command alone, and the command's stdin, stdout and stderr. On the stream socket come a 4-byte length and
-a JSON object (argv, cwd, env); back go {"pid": N} with the command's pidfd (or {"error": ...}), then
-{"status": S} when it ended, S as Popen's returncode. Standard library only.
+the marshalled {argv, cwd, env} (from the agent: the only direction marshal is trusted in); back go text
+lines: `pid N` with the command's pidfd (or `error WHY`), then `status S` when it ended, S as Popen's
+returncode.
 """
 
 from __future__ import annotations
 
-import json
+import _signal
+import _socket
+import marshal
 import os
 import select
-import socket
-import subprocess
 import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+FDS = _socket.CMSG_SPACE(4 * 4)
+
 
 def serve(fd: int) -> None:
     """Start what the agent sends until the agent goes; each command's status goes back when it ends."""
-    control = socket.socket(fileno=fd)
-    control.send(b"r")  # ready: the agent sends nothing before it hears this
-    running: dict[int, tuple[subprocess.Popen[bytes], socket.socket]] = {}
+    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # the interpreter ignores them; commands get the default
+        _signal.signal(sig, _signal.SIG_DFL)
+    os.set_inheritable(fd, False)
+    control = _socket.socket(fileno=fd)
+    control.send(b"r", _socket.MSG_NOSIGNAL)  # ready: the agent sends nothing before it hears this
+    running: dict[int, tuple[int, Any]] = {}  # pidfd: (pid, the reply socket)
     while True:
         watched: list[Any] = [control, *running]
-        ready, _, _ = select.select(watched, [], [])
-        for one in ready:
+        for one in select.select(watched, [], [])[0]:
             if one is control:
                 if not start(control, running):
                     return  # the agent went: the sandbox is ending, or a reset
             else:
                 pidfd: int = one  # one of running's keys
-                proc, reply = running.pop(pidfd)
-                answer(reply, {"status": proc.wait()})
+                pid, reply = running.pop(pidfd)
+                _, status = os.waitpid(pid, 0)
+                answer(reply, b"status %d" % os.waitstatus_to_exitcode(status))
                 os.close(pidfd)
                 reply.close()
 
 
-def start(control: socket.socket, running: dict[int, Any]) -> bool:
+def start(control: Any, running: dict[int, tuple[int, Any]]) -> bool:
     """Take one request off the control socket and start its command; False when the agent has gone."""
     try:
-        data, fds, _, _ = socket.recv_fds(control, 1, 4)
+        data, ancillary, _, _ = control.recvmsg(1, FDS, _socket.MSG_CMSG_CLOEXEC)
     except OSError:
         return False
     if not data:
         return False
+    fds = [int.from_bytes(cmsg[i:i + 4], sys.byteorder) for _, _, cmsg in ancillary for i in range(0, len(cmsg), 4)]
     if len(fds) != 4:
         for fd in fds:
             os.close(fd)
         return True
-    reply, stdio = socket.socket(fileno=fds[0]), fds[1:]
+    reply, stdio = _socket.socket(fileno=fds[0]), fds[1:]
     try:
         reply.settimeout(5)  # the agent writes the request at once; never wait on it for long
-        req = json.loads(read_exactly(reply, int.from_bytes(read_exactly(reply, 4), "big")))
-        proc = subprocess.Popen([str(a) for a in req["argv"]], cwd=req["cwd"], env=req["env"], stdin=stdio[0],
-                                stdout=stdio[1], stderr=stdio[2], start_new_session=True, close_fds=True)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        answer(reply, {"error": f"{getattr(e, 'strerror', None) or e}"})
+        req = marshal.loads(read_exactly(reply, int.from_bytes(read_exactly(reply, 4), "big")))
+        env = req["env"]
+        os.chdir(req["cwd"])
+        pid = os.posix_spawn(find(req["argv"][0], env.get("PATH", os.defpath)), req["argv"], env, setsid=True,
+                             file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(stdio)])
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
+        answer(reply, b"error " + str(getattr(e, "strerror", None) or e).encode(errors="replace"))
         reply.close()
         return True
     finally:
         for fd in stdio:
             os.close(fd)
-    pidfd = os.pidfd_open(proc.pid)
-    answer(reply, {"pid": proc.pid}, [pidfd])
-    running[pidfd] = (proc, reply)
+    pidfd = os.pidfd_open(pid)
+    answer(reply, b"pid %d" % pid, pidfd)
+    running[pidfd] = (pid, reply)
     return True
 
 
-def read_exactly(conn: socket.socket, size: int) -> bytes:
+def find(name: str, path: str) -> str:
+    """The program as Popen finds it: a name with a slash as it is, else the first executable on PATH."""
+    if "/" in name:
+        return name
+    for place in path.split(":"):
+        full = os.path.join(place or ".", name)
+        if os.access(full, os.X_OK) and not os.path.isdir(full):
+            return full
+    raise FileNotFoundError(2, "No such file or directory")
+
+
+def read_exactly(conn: Any, size: int) -> bytes:
     buf = b""
     while len(buf) < size:
         chunk = conn.recv(size - len(buf))
@@ -93,10 +119,11 @@ def read_exactly(conn: socket.socket, size: int) -> bytes:
     return buf
 
 
-def answer(reply: socket.socket, msg: dict[str, Any], fds: list[int] | None = None) -> None:
-    """One JSON line to the agent; a gone agent (its exec abandoned) is not the spawner's concern."""
+def answer(reply: Any, line: bytes, fd: int | None = None) -> None:
+    """One line to the agent; a gone agent (its exec abandoned) is not the spawner's concern."""
+    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))] if fd is not None else []
     try:
-        socket.send_fds(reply, [json.dumps(msg).encode() + b"\n"], fds or [])
+        reply.sendmsg([line + b"\n"], rights, _socket.MSG_NOSIGNAL)
     except OSError:
         pass
 
