@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from textual import events, work
+from textual.css.query import NoMatches
 from textual.timer import Timer
 
 from ..backoff import Backoff
@@ -95,17 +96,19 @@ class Feed(ConsoleBase):
             self._events_down = False
             self.follow_events()
         s = self.state
-        pool_list = self.dashboard.query_one("#pools", PoolList)
         if msg.pools is not None:
             s.take_summaries(msg.pools)
             self.show_pool_list()
         if s.pool is None:
             s.pool = msg.pool
         s.summaries[msg.pool] = msg.snapshot
-        if msg.pool == s.pool:
-            self.apply(msg.snapshot)
-        if len(s.pool_names) > 1 and s.pool is not None:
-            pool_list.show(list(s.summaries.values()), s.pool)
+        try:
+            if msg.pool == s.pool:
+                self.apply(msg.snapshot)
+            if len(s.pool_names) > 1 and s.pool is not None:
+                self.dashboard.query_one("#pools", PoolList).show(list(s.summaries.values()), s.pool)
+        except NoMatches:  # not composed yet, or the console is closing: the next snapshot paints
+            pass
         self.schedule_fetch(self.refresh_interval)
 
     def show_pool_list(self, width: int | None = None) -> None:
@@ -189,7 +192,11 @@ class Feed(ConsoleBase):
         if not self._pending_log or not self.dashboard.children:
             return
         pending, self._pending_log = self._pending_log[-EVENTS_KEPT:], []
-        self.dashboard.query_one("#events", EventLog).add(pending)
+        try:
+            log = self.dashboard.query_one("#events", EventLog)
+        except NoMatches:  # the console is closing and its widgets are going
+            return
+        log.add(pending)
 
     def switch_pool(self, name: str) -> None:
         """Show another pool: its cached snapshot at once if there is one, then a fresh fetch."""
