@@ -1,6 +1,7 @@
 """Claim latency over loopback HTTP, and the wall time of `poolui --headless check`.
 
-    .venv/bin/python bench/http_claims.py [--cycles 3000] [--checks 20]
+    .venv/bin/python bench/http_claims.py [--cycles 3000] [--checks 20] [--runs 3] [--levels 1,8,64]
+    .venv/bin/python bench/http_claims.py --compare /path/to/other/checkout   # before/after, alternated
 
 Starts `poolui serve` (a separate process) with an `instant` pool, so a sandbox costs nothing and the figures
 are the service's own: HTTP parsing, auth, JSON, the engine's claim and release, the store. The client is
@@ -8,6 +9,12 @@ one process with 1, 8 and 64 claims in flight, measured twice: with poolui's own
 a minimal keep-alive HTTP/1.1 client (one connection per claimer) whose own cost is a few microseconds, so
 that second row is the service's cost. Each cycle is a claim followed by its release; latency is the claim's
 round trip as the client sees it. Server and client share this machine's cores.
+
+Then --runs rounds of the raw client against poolui and the bare app, alternated, per concurrency level:
+median and spread (min-max) of p50, p99, cycles/s, poolui/bare, and the server's CPU per cycle (user+system
+of the server process from /proc, less noisy than wall figures on a busy machine). With --compare DIR a
+second `poolui serve` runs the code of another checkout (PYTHONPATH=DIR) and takes its turn in each round,
+so before and after are measured in the same sitting.
 """
 
 from __future__ import annotations
@@ -46,9 +53,9 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def spawn(cmd: list[str], what: str) -> tuple[subprocess.Popen[bytes], str]:
+def spawn(cmd: list[str], what: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server process and wait for its "serving http://..." line; (process, URL)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline().decode() if ready else ""
@@ -58,12 +65,20 @@ def spawn(cmd: list[str], what: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, line.split("serving ", 1)[1].split()[0]
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_server(workdir: Path, source: str | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`poolui serve` of this checkout, or of the checkout at `source` (its code first on PYTHONPATH)."""
     cfg = workdir / "pools.toml"
     cfg.write_text(POOL)
+    env = {**os.environ, "PYTHONPATH": source} if source else None
     proc, url = spawn([sys.executable, "-m", "poolui.cli", "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
-                       "--state-dir", str(workdir / "state"), "--on-shutdown", "terminate"], "poolui serve")
+                       "--state-dir", str(workdir / "state"), "--on-shutdown", "terminate"], "poolui serve", env)
     return proc, url, (workdir / "state" / "token").read_text().strip()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def cycles(client: PoolClient, concurrency: int, total: int) -> tuple[list[float], float]:
@@ -145,34 +160,27 @@ def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     return spawn([sys.executable, str(Path(__file__).parent / "bare_server.py")], "bare_server.py")
 
 
-async def claims(url: str, token: str, total: int) -> list[str]:
+async def claims(url: str, token: str, bare_url: str, total: int, levels: list[int]) -> list[str]:
+    """One pass per level: poolui's own client, the raw client, the bare app (as the issue's first table)."""
     rows = []
-    bare, bare_url = start_bare()
-    try:
-        async with PoolClient(url, token, timeout=30) as client:
-            await warm(client, 64)
-            await cycles(client, 8, 500)  # warm the connections and the code paths
-            await raw_cycles(bare_url, token, 8, 500)
-            for concurrency in (1, 8, 64):
-                pc, pc_elapsed = await cycles(client, concurrency, total)
-                raw, raw_elapsed = await raw_cycles(url, token, concurrency, total)
-                ref, ref_elapsed = await raw_cycles(bare_url, token, concurrency, total)
-                rows.append(row("PoolClient", concurrency, pc, pc_elapsed))
-                rows.append(row("raw HTTP", concurrency, raw, raw_elapsed))
-                rows.append(row("bare limit", concurrency, ref, ref_elapsed))
-                rows.append(f"{'':<10} {concurrency:>3} claimers  poolui/bare cycles/s = "
-                            f"{raw_elapsed and (ref_elapsed / raw_elapsed) * 100:.0f}%  "
-                            f"PoolClient/raw p50 = {pct(pc, 50) / pct(raw, 50):.2f}x  "
-                            f"p99 = {pct(pc, 99) / pct(raw, 99):.2f}x")
-            server_p99 = (await client.snapshot("bench", members=False)).metrics["claim_latency"]["p99"]
-            rows.append(f"the engine's own claim p99 inside the server: {server_p99 * 1e6:.0f} us")
-            await client.resize("bench", target=100, max_ready=256)
-            await warm(client, 100)
-    finally:
-        bare.terminate()
-        bare.wait(30)
-        if bare.stdout:
-            bare.stdout.close()
+    async with PoolClient(url, token, timeout=30) as client:
+        await cycles(client, 8, 500)  # warm the connections and the code paths
+        await raw_cycles(bare_url, token, 8, 500)
+        for concurrency in levels:
+            pc, pc_elapsed = await cycles(client, concurrency, total)
+            raw, raw_elapsed = await raw_cycles(url, token, concurrency, total)
+            ref, ref_elapsed = await raw_cycles(bare_url, token, concurrency, total)
+            rows.append(row("PoolClient", concurrency, pc, pc_elapsed))
+            rows.append(row("raw HTTP", concurrency, raw, raw_elapsed))
+            rows.append(row("bare limit", concurrency, ref, ref_elapsed))
+            rows.append(f"{'':<10} {concurrency:>3} claimers  poolui/bare cycles/s = "
+                        f"{raw_elapsed and (ref_elapsed / raw_elapsed) * 100:.0f}%  "
+                        f"PoolClient/raw p50 = {pct(pc, 50) / pct(raw, 50):.2f}x  "
+                        f"p99 = {pct(pc, 99) / pct(raw, 99):.2f}x")
+        server_p99 = (await client.snapshot("bench", members=False)).metrics["claim_latency"]["p99"]
+        rows.append(f"the engine's own claim p99 inside the server: {server_p99 * 1e6:.0f} us")
+        await client.resize("bench", target=100, max_ready=256)
+        await warm(client, 100)
     return rows
 
 
@@ -189,25 +197,103 @@ def check_times(url: str, token: str, n: int) -> list[str]:
             f"p90={pct(walls, 90):.0f} ms  max={max(walls):.0f} ms"]
 
 
+class Target:
+    """One server the rounds measure: a poolui serve (with its token), or the bare app."""
+
+    def __init__(self, name: str, proc: subprocess.Popen[bytes], url: str, token: str = "") -> None:
+        self.name, self.proc, self.url, self.token = name, proc, url, token
+        self.runs: dict[int, list[tuple[float, float, float, float]]] = {}  # level -> (p50, p99, cycles/s, us CPU)
+
+
+async def one_run(t: Target, token: str, concurrency: int, total: int) -> tuple[float, float, float, float]:
+    cpu0 = cpu_seconds(t.proc.pid)
+    lat, elapsed = await raw_cycles(t.url, t.token or token, concurrency, total)
+    cpu = cpu_seconds(t.proc.pid) - cpu0
+    ms = [x * 1000 for x in lat]
+    return pct(ms, 50), pct(ms, 99), len(ms) / elapsed, cpu / len(ms) * 1e6
+
+
+def spread(values: list[float], fmt: str) -> str:
+    return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
+
+
+async def rounds(targets: list[Target], bare: Target, levels: list[int], runs: int, total: int) -> list[str]:
+    """Each round runs every target and the bare app once at each level, alternated; medians and spreads."""
+    for t in targets:
+        await raw_cycles(t.url, t.token, 8, 500)  # warm the connections and the code paths
+    await raw_cycles(bare.url, targets[0].token, 8, 500)
+    out = [f"raw HTTP, {runs} rounds of {total} cycles, alternated; median [min-max]; load {os.getloadavg()[0]:.2f}"]
+    for level in levels:
+        ratios: dict[str, list[float]] = {t.name: [] for t in targets}
+        for _ in range(runs):
+            for t in [*targets, bare]:
+                t.runs.setdefault(level, []).append(await one_run(t, targets[0].token, level, total))
+            for t in targets:
+                ratios[t.name].append(t.runs[level][-1][2] / bare.runs[level][-1][2] * 100)
+        for t in [*targets, bare]:
+            r = t.runs[level]
+            line = (f"{t.name:<12} {level:>3} in flight  p50 {spread([x[0] for x in r], '.2f')} ms  "
+                    f"p99 {spread([x[1] for x in r], '.2f')} ms  cycles/s {spread([x[2] for x in r], '.0f')}  "
+                    f"server CPU/cycle {spread([x[3] for x in r], '.0f')} us")
+            if t is not bare:
+                line += f"  of bare {spread(ratios[t.name], '.0f')}%"
+            out.append(line)
+    out.append(f"load after: {os.getloadavg()[0]:.2f}")
+    return out
+
+
+async def measure(targets: list[Target], args: argparse.Namespace) -> list[str]:
+    rows: list[str] = []
+    bare_proc, bare_url = start_bare()
+    bare = Target("bare", bare_proc, bare_url)
+    try:
+        for t in targets:
+            async with PoolClient(t.url, t.token, timeout=30) as client:
+                await warm(client, 64)
+        if args.poolclient:
+            rows += await claims(targets[0].url, targets[0].token, bare_url, args.cycles, args.levels)
+        rows += await rounds(targets, bare, args.levels, args.runs, args.cycles)
+    finally:
+        bare_proc.terminate()
+        bare_proc.wait(30)
+        if bare_proc.stdout:
+            bare_proc.stdout.close()
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cycles", type=int, default=3000, help="claim+release cycles per concurrency level")
-    ap.add_argument("--checks", type=int, default=20, help="runs of `poolui --headless check`")
+    ap.add_argument("--cycles", type=int, default=3000, help="claim+release cycles per concurrency level and run")
+    ap.add_argument("--checks", type=int, default=20, help="runs of `poolui --headless check` (0: none)")
+    ap.add_argument("--runs", type=int, default=3, help="alternated rounds of raw HTTP against poolui and bare")
+    ap.add_argument("--levels", default="1,8,64", help="claims in flight, comma-separated")
+    ap.add_argument("--compare", metavar="DIR", help="also serve the poolui code of this checkout, alternated")
+    ap.add_argument("--no-poolclient", dest="poolclient", action="store_false",
+                    help="skip the single pass with poolui's own client")
     args = ap.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="poolui-bench-"))
-    proc, url, token = start_server(workdir)
+    args.levels = [int(x) for x in args.levels.split(",")]
+    workdirs: list[Path] = []
+    targets: list[Target] = []
     try:
-        print(f"poolui serve at {url}, instant provider, {os.cpu_count()} cores")
-        for row in asyncio.run(claims(url, token, args.cycles)):
-            print(row)
-        for row in check_times(url, token, args.checks):
-            print(row)
+        for name, source in [("poolui", None), *([("compared", args.compare)] if args.compare else [])]:
+            workdirs.append(Path(tempfile.mkdtemp(prefix="poolui-bench-")))
+            proc, url, token = start_server(workdirs[-1], source)
+            targets.append(Target(name, proc, url, token))
+        print(f"poolui serve at {targets[0].url}, instant provider, {os.cpu_count()} cores"
+              + (f"; compared: {args.compare}" if args.compare else ""))
+        for row in asyncio.run(measure(targets, args)):
+            print(row, flush=True)
+        if args.checks:
+            for row in check_times(targets[0].url, targets[0].token, args.checks):
+                print(row)
     finally:
-        proc.terminate()
-        proc.wait(30)
-        if proc.stdout:
-            proc.stdout.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        for t in targets:
+            t.proc.terminate()
+            t.proc.wait(30)
+            if t.proc.stdout:
+                t.proc.stdout.close()
+        for w in workdirs:
+            shutil.rmtree(w, ignore_errors=True)
 
 
 if __name__ == "__main__":
