@@ -10,4 +10,7 @@ fi
 .venv/bin/ruff check poolui tests bench scripts
 .venv/bin/mypy
 .venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache
-.venv/bin/python -m pytest -q "$@"
+# Two workers: most tests wait on sandboxes, servers and terminals rather than the CPU, so two halve the
+# wall time on two cores. Tests that share something machine-wide (the Docker engine, which one of them
+# stops) take turns (tests/conftest.py). POOLUI_TEST_WORKERS=0 runs them in this process.
+.venv/bin/python -m pytest -q -n "${POOLUI_TEST_WORKERS:-2}" "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import time
@@ -25,6 +26,30 @@ def _config_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
     yield
     patch.undo()
+
+
+# Tests that must not overlap when the suite runs on several workers (pytest-xdist): one Docker test stops
+# and restarts the engine every other Docker test uses, and the demo tests look for any `poolui-demo-*`
+# directory or process on the machine. A file lock shared by the workers of a run (and by runs at once)
+# keeps them apart: Docker tests hold it shared, the engine's stopper and the demo tests exclusive.
+DEMO_TESTS = {"test_demo_with_the_bundled_pool_file_leaves_nothing_behind", "test_demo_json",
+              "test_shell_examples_run_in_order", "test_a_plain_install_runs_from_any_directory"}
+
+
+@pytest.fixture(autouse=True)
+def _machine_wide(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    names = request.fixturenames
+    if "stoppable_engine" in names or "engine" in names:
+        lock, mode = "docker", fcntl.LOCK_EX if "stoppable_engine" in names else fcntl.LOCK_SH
+    elif request.node.originalname in DEMO_TESTS:
+        lock, mode = "demo", fcntl.LOCK_EX
+    else:
+        yield
+        return
+    # The parent of the basetemp is shared by a run's workers (each has popen-gwN under it).
+    with open(tmp_path_factory.getbasetemp().parent / f"poolui-{lock}.lock", "w") as f:
+        fcntl.flock(f, mode)  # released when the file closes
+        yield
 
 
 def _watchdog_child(pid: str) -> bool:
