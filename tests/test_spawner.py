@@ -67,6 +67,10 @@ async def test_commands_start_from_a_spawner_with_no_capability(mgr: PoolManager
     assert ignored & (1 << (13 - 1) | 1 << (25 - 1)) == 0  # SIGPIPE, SIGXFSZ: a command dies of them, as it would
     r = await sh(mgr, "one", c.id, "ls /proc/$$/fd")
     assert sorted(r.stdout.split()) == [b"0", b"1", b"2"]
+    # a request too large for one control message (a 120 KB env) goes on the command's own socket
+    big = {f"BIG{i}": "x" * 30_000 for i in range(4)}
+    r = await collect(mgr.exec("one", c.id, ["sh", "-c", 'echo "${#BIG0}${#BIG3} $PPID"'], env=big, timeout=30))
+    assert r.exit_code == 0 and r.stdout.decode().split() == ["3000030000", str(pid)], r
     assert (await sh(mgr, "one", c.id, PARENT)).stdout.decode().startswith(f"{pid} ")  # still the same one
     await mgr.release("one", c.id)
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 ANSWER_WAIT = 5.0  # seconds for the spawner to start a command, or say how one it watched ended
 START_AFTER = 2  # execs run by the agent itself before it starts a spawner: one-shot runs never pay for it
+INLINE = 48 * 1024  # a request up to this size goes in its control message (_spawner.INLINE takes as much)
 
 
 class SpawnLost(Exception):
@@ -120,6 +121,8 @@ class Spawner:
 
     def spawn(self, argv: list[str], cwd: str, env: dict[str, str], stdin: bool) -> Spawned | None:
         """The command started by the spawner, None when it could not be handed over (not started)."""
+        body = marshal.dumps({"argv": argv, "cwd": cwd, "env": env})  # to the spawner only: never loaded back
+        inline = len(body) <= INLINE
         ours, theirs = socket.socketpair()
         in_r, in_w = os.pipe() if stdin else (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), None)
         out_r, out_w = os.pipe()
@@ -128,7 +131,7 @@ class Spawner:
         try:
             if control is None:
                 raise BrokenPipeError
-            socket.send_fds(control, [b"s"], [theirs.fileno(), in_r, out_w, err_w])
+            socket.send_fds(control, [b"m" + body if inline else b"s"], [theirs.fileno(), in_r, out_w, err_w])
         except OSError:
             for fd in (in_w, out_r, err_r):
                 if fd is not None:
@@ -143,8 +146,8 @@ class Spawner:
         keep, fds = [fd for fd in (in_w, out_r, err_r) if fd is not None], list[int]()
         try:
             ours.settimeout(ANSWER_WAIT)
-            body = marshal.dumps({"argv": argv, "cwd": cwd, "env": env})  # to the spawner only: never loaded back
-            ours.sendall(len(body).to_bytes(4, "big") + body)
+            if not inline:
+                ours.sendall(len(body).to_bytes(4, "big") + body)
             line, rest, fds = read_line(ours)
             word, _, said = line.partition(b" ")
             if word == b"error":  # as Popen raises: the agent answers exit 127

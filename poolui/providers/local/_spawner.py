@@ -18,11 +18,12 @@ one thread, so its own chdir is safe). Its descriptors are all close-on-exec, so
 pipes and nothing else.
 
 The agent sends it its code (marshalled: the sandbox's uid cannot read the agent's zip) and fd, a Unix
-SOCK_SEQPACKET socket. Each request on it is one byte with four descriptors: a stream socket for this
-command alone, and the command's stdin, stdout and stderr. On the stream socket come a 4-byte length and
-the marshalled {argv, cwd, env} (from the agent: the only direction marshal is trusted in); back go text
-lines: `pid N` with the command's pidfd (or `error WHY`), then `status S` when it ended, S as Popen's
-returncode.
+SOCK_SEQPACKET socket. Each request on it is one message with four descriptors: a stream socket for this
+command alone, and the command's stdin, stdout and stderr. The message is `m` and the marshalled
+{argv, cwd, env} (from the agent: the only direction marshal is trusted in), all in one, so the spawner
+never waits between the descriptors and the request; a request too large for one message is `s`, and its
+4-byte length and body follow on the stream socket. Back on the stream socket go text lines: `pid N` with
+the command's pidfd (or `error WHY`), then `status S` when it ended, S as Popen's returncode.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 FDS = _socket.CMSG_SPACE(4 * 4)
+INLINE = 48 * 1024  # the largest request sent in its control message (_agent_spawn.py sends no more)
 
 
 def serve(fd: int) -> None:
@@ -67,7 +69,7 @@ def serve(fd: int) -> None:
 def start(control: Any, running: dict[int, tuple[int, Any]]) -> bool:
     """Take one request off the control socket and start its command; False when the agent has gone."""
     try:
-        data, ancillary, _, _ = control.recvmsg(1, FDS, _socket.MSG_CMSG_CLOEXEC)
+        data, ancillary, _, _ = control.recvmsg(1 + INLINE, FDS, _socket.MSG_CMSG_CLOEXEC)
     except OSError:
         return False
     if not data:
@@ -79,8 +81,11 @@ def start(control: Any, running: dict[int, tuple[int, Any]]) -> bool:
         return True
     reply, stdio = _socket.socket(fileno=fds[0]), fds[1:]
     try:
-        reply.settimeout(5)  # the agent writes the request at once; never wait on it for long
-        req = marshal.loads(read_exactly(reply, int.from_bytes(read_exactly(reply, 4), "big")))
+        if data[:1] == b"m":
+            req = marshal.loads(data[1:])
+        else:
+            reply.settimeout(5)  # the agent writes the request at once; never wait on it for long
+            req = marshal.loads(read_exactly(reply, int.from_bytes(read_exactly(reply, 4), "big")))
         env = req["env"]
         os.chdir(req["cwd"])
         pid = os.posix_spawn(find(req["argv"][0], env.get("PATH", os.defpath)), req["argv"], env, setsid=True,
