@@ -216,6 +216,12 @@ class PoolManager(UseVerbs):
         return await self.pool(pool).claim(timeout=timeout, check_health=check_health, claim_key=claim_key,
                                            lease=lease, env=check_env(env), files=check_files(files))
 
+    def has_ready(self, pool: str) -> bool:
+        """A claim of `pool` now would most likely be warm: a ready sandbox is there (False for an unknown
+        pool). The server then claims in the request's own task (server/claims.py)."""
+        p = self.pools.get(pool)
+        return p is not None and len(p.handout) > 0
+
     async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
         """Extend a claim's lease by `lease` seconds (default: its own length), never past the sandbox's
         TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""

@@ -1,15 +1,25 @@
 """A claim over HTTP that never loses a sandbox when the client goes away.
 
-The engine guarantees that a cancelled claimer never keeps a member. The HTTP layer adds the other half:
-a claim made for a client that disconnected before the answer was written is released at once. What cannot
-be known (the answer reached the kernel, then the client died before reading it) is bounded by the
-sandbox's TTL, and a client that retries with the same claim_key gets the same sandbox back.
+The engine guarantees that a cancelled claimer never keeps a member (also one cancelled while its claim
+waits for its commit). The HTTP layer adds the other half: a claim made for a client that disconnected
+before the answer was written is released at once. What cannot be known (the answer reached the kernel,
+then the client died before reading it) is bounded by the sandbox's TTL, and a client that retries with the
+same claim_key gets the same sandbox back.
+
+Two ways, one promise:
+- A warm claim (a ready member is there, nothing to wait for but the commit) is made in the request's own
+  task: the client's leaving is looked at before claiming and again before writing (`client_gone`, no
+  wait), and a request cancelled while the claim waits for its commit is given back by the engine. No
+  extra task, watcher or loop turn: most claims go this way (`deliver`).
+- A claim that must wait (a cold pool, a health check, files to write) runs in a task of its own beside a
+  watcher of the connection, so a client that leaves while it waits stops the wait (`ClaimDelivery`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,9 +31,53 @@ from starlette.types import Receive, Scope, Send
 from ..core.claims import REPEATED
 from ..core.model import Claim
 from ..errors import PoolError
+from .middleware import send_json
 
 log = logging.getLogger("poolui.server")
 
+
+def client_gone(receive: Receive) -> bool:
+    """Whether the client is known to have left, found without waiting: receive() runs up to its first
+    wait and is dropped there. The body was read already, so the only message it can have is the
+    disconnect; the server sets that the moment it sees the connection lost."""
+    step = receive()
+    if not inspect.iscoroutine(step):
+        return False
+    try:
+        step.send(None)
+    except StopIteration as done:
+        return bool(done.value and done.value.get("type") == "http.disconnect")
+    step.close()  # it waits: nothing has come (the wait it began is undone)
+    return False
+
+
+async def give_back(claim: Claim, release: Callable[[str], Awaitable[Any]]) -> None:
+    """Release a claim whose answer was not delivered (not a repeated one: an earlier request answers for it)."""
+    if claim.reason == REPEATED:
+        return
+    log.info("client left before claim %s of pool %s was delivered: releasing it", claim.id, claim.pool)
+    try:
+        await asyncio.shield(release(claim.id))
+    except PoolError:
+        pass
+    except Exception:
+        log.exception("releasing undelivered claim %s failed", claim.id)
+
+
+async def deliver(claim: Claim, release: Callable[[str], Awaitable[Any]], receive: Receive, send: Send) -> bool:
+    """Write a claim made in the request's own task, if its client is still there; else, or if the write
+    fails, give the claim back. From the look at the connection to the write there is no wait (a paused
+    socket aside, as for every answer), so a loss the server has seen cannot slip between them."""
+    if client_gone(receive):
+        await give_back(claim, release)
+        return False
+    try:
+        await send_json(send, 200, msgspec.json.encode(claim.to_dict()))
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            await give_back(claim, release)
+        raise
+    return True
 
 
 async def wait_disconnect(receive: Receive) -> None:
@@ -97,15 +151,7 @@ class ClaimDelivery:
         if self._rolled_back:
             return
         self._rolled_back = True
-        if claim.reason == REPEATED:
-            return  # an earlier request made this claim and answers for it
-        log.info("client left before claim %s of pool %s was delivered: releasing it", claim.id, claim.pool)
-        try:
-            await asyncio.shield(self._release(claim.id))
-        except PoolError:
-            pass
-        except Exception:
-            log.exception("releasing undelivered claim %s failed", claim.id)
+        await give_back(claim, self._release)
 
     def response(self, claim: Claim) -> ClaimResponse:
         assert self.watcher is not None

@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -23,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..bounds import MAX_LEASE, MAX_WAIT, MIN_LEASE
 from ..control import Control
 from ..errors import InvalidRequest, PoolError
-from .claims import ClaimDelivery
+from .claims import ClaimDelivery, client_gone, deliver
 from .fast_exec import ExecBody, serve_exec
 from .middleware import (
     MAX_BODY,
@@ -139,6 +140,9 @@ class FastPath:
         self.control: Control = state.control
         self._token = token
         self._holder = holder
+        # Whether a claim now would be warm: the engine's (PoolManager.has_ready); a control without it
+        # (a remote one) claims through ClaimDelivery always.
+        self._ready: Callable[[str], bool] = getattr(state.control, "has_ready", lambda pool: False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _ROUTES.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
@@ -187,6 +191,13 @@ class FastPath:
     async def _claim(self, pool: str, b: ClaimBody, scope: Scope, receive: Receive, send: Send) -> None:
         control = self.control
         files = claim_files(b.files, b.files_base64)
+        if not b.check_health and not files and self._ready(pool):  # warm: made here (claims.py)
+            if client_gone(receive):
+                await send_error(send, 408, "client_gone", "client disconnected")  # dropped by the server
+                return
+            warm = await control.claim(pool, timeout=b.timeout, claim_key=b.claim_key, lease=b.lease, env=b.env)
+            await deliver(warm, lambda sandbox_id: control.release(pool, sandbox_id), receive, send)
+            return
         delivery = ClaimDelivery(
             lambda: control.claim(pool, timeout=b.timeout, check_health=b.check_health, claim_key=b.claim_key,
                                   lease=b.lease, env=b.env, files=files),
