@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make a Docker engine usable for poolui on a machine without systemd and without a registry:
 # install docker.io + busybox-static (Debian packages), start dockerd in the background, and build the
-# test image poolui/busybox:local from busybox alone (`docker import`, no pull).
+# test image poolui/busybox:local from busybox alone (`docker import`, no pull), and poolui/python:local
+# from busybox and this machine's python3.
 # Idempotent: a second run only checks, in well under a second. Leaves dockerd running.
 #
 #   scripts/docker-engine.sh            install + start + image (what CI calls)
@@ -15,6 +16,10 @@ set -euo pipefail
 
 IMAGE="${POOLUI_DOCKER_IMAGE:-poolui/busybox:local}"
 RECIPE=3   # bump when the image recipe below changes, so an old image is rebuilt
+# An image with a python3 for the Docker agent's tests (poolui/providers/docker/agent.py), made from this
+# machine's own /usr/bin/python3 and the libraries it loads, on top of the same busybox: no registry.
+PY_IMAGE="${POOLUI_DOCKER_PY_IMAGE:-poolui/python:local}"
+PY_RECIPE=1
 DATA_ROOT="${POOLUI_DOCKER_DATA_ROOT:-/var/lib/docker}"
 LOG="${POOLUI_DOCKERD_LOG:-/var/log/poolui-dockerd.log}"
 PIDFILE=/var/run/docker.pid
@@ -126,11 +131,62 @@ build_image() {
   say "image $IMAGE built"
 }
 
+# $1 the root being made: this machine's python3, its standard library (no tests, no site-packages) and
+# every shared library it or its extension modules load, at the same paths.
+copy_python() {
+  local root=$1 py lib f
+  py=$(readlink -f /usr/bin/python3)
+  lib=$(dirname "$py")/../lib/$(basename "$py")
+  [ -x "$py" ] && [ -d "$lib" ] || return 1
+  mkdir -p "$root/usr/bin" "$root/usr/lib"
+  cp "$py" "$root/usr/bin/" && ln -s "$(basename "$py")" "$root/usr/bin/python3"
+  tar -C "$(dirname "$lib")" --exclude=test --exclude=tests --exclude=idlelib --exclude=tkinter \
+    --exclude=ensurepip --exclude=site-packages --exclude=dist-packages --exclude=__pycache__ -c "$(basename "$lib")" \
+    | tar -C "$root/usr/lib" -x
+  for f in $( { ldd "$py"; for so in "$lib"/lib-dynload/*.so; do ldd "$so"; done; } | awk '/=>/ {print $3} /^\t\/lib/ {print $1}' | sort -u); do
+    mkdir -p "$root$(dirname "$f")" && cp -L "$f" "$root$f"
+  done
+  [ -e /lib64 ] && [ ! -e "$root/lib64" ] && ln -s usr/lib64 "$root/lib64" 2>/dev/null; true
+}
+
+build_py_image() {
+  local have
+  have=$(docker image inspect --format '{{ index .Config.Labels "poolui.image-recipe" }}' "$PY_IMAGE" 2>/dev/null || true)
+  if [ "$have" = "$PY_RECIPE" ]; then say "image $PY_IMAGE present"; return 0; fi
+  [ -x /usr/bin/python3 ] || { say "no /usr/bin/python3 here: $PY_IMAGE not built (the Docker agent's tests skip)"; return 0; }
+  say "building $PY_IMAGE from /bin/busybox and /usr/bin/python3 (docker import, no registry)"
+  local root applet
+  [ -z "$ROOTFS_TMP" ] || rm -rf "$ROOTFS_TMP"   # the busybox image's, built just before
+  root=$(mktemp -d /tmp/poolui-rootfs.XXXXXX)
+  ROOTFS_TMP=$root
+  mkdir -p "$root"/{bin,etc,www,work,tmp,proc,sys,dev}
+  chmod 1777 "$root/tmp"
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+  done
+  copy_python "$root" || die "could not copy /usr/bin/python3 and its library"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/work:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  printf 'poolui sandbox ok\n' >"$root/www/index.html"
+  tar -C "$root" --numeric-owner --owner=0 --group=0 -c . | docker import \
+    --change 'ENV PATH=/usr/bin:/bin' \
+    --change 'WORKDIR /work' \
+    --change 'EXPOSE 8080' \
+    --change "LABEL poolui.image-recipe=$PY_RECIPE" \
+    --change 'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]' \
+    - "$PY_IMAGE" >/dev/null || die "docker import of $PY_IMAGE failed"
+  rm -rf "$root"; ROOTFS_TMP=
+  docker run --rm --network none "$PY_IMAGE" python3 -I -S -c 'import ctypes, json, subprocess, select, socket, zipimport, pwd' \
+    || die "image $PY_IMAGE was built but its python3 does not run"
+  say "image $PY_IMAGE built"
+}
+
 case "${1:-all}" in
-  all) install_packages; start_dockerd; build_image ;;
+  all) install_packages; start_dockerd; build_image; build_py_image ;;
   start) start_dockerd ;;
   stop) stop_dockerd ;;
-  image) build_image ;;
+  image) build_image; build_py_image ;;
   status) if engine_up; then say "up: $(docker version --format '{{.Server.Version}}')"; else say "down"; exit 1; fi ;;
   *) die "usage: $0 [all|start|stop|image|status]" ;;
 esac

@@ -13,7 +13,9 @@ Deaths are learned from the engine's event stream (a watcher thread, reconnectin
 reconnect the live containers are listed again, so deaths during an engine outage are not missed.
 
 Modules: options (the [pools.NAME.docker] table), spec (the container a pool's member is, built without
-the engine), provider (DockerProvider), errors (SDK failures as poolui errors), events (the watcher thread).
+the engine), provider (DockerProvider), errors (SDK failures as poolui errors), events (the watcher thread),
+use (exec and files), agent (the local provider's agent in the container, where the image has a python3;
+_agent_boot starts it inside).
 """
 
 from __future__ import annotations

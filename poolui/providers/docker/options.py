@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ... import bounds as b
@@ -15,7 +15,7 @@ _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 KEYS = (
     "image", "command", "port", "host_port", "network", "env", "memory", "cpus", "pids", "read_only",
     "workdir", "tmpfs_size", "user", "labels", "cap_drop", "cap_add", "no_new_privileges", "ttl_command",
-    "stop_timeout", "host", "api_timeout",
+    "stop_timeout", "host", "api_timeout", "agent",
 )
 CAPS_ALLOWED = 'a list of strings, e.g. ["ALL"]'
 
@@ -43,6 +43,9 @@ class DockerOptions:
     stop_timeout: float = 1.0
     host: str | None = None  # None: DOCKER_HOST, else the default socket
     api_timeout: float = 30.0
+    # exec and files through an agent in the container (agent.py): "auto" where the image has a python3 and
+    # the machine allows it, True (an error where it cannot), False (the Engine's exec API)
+    agent: bool | str = "auto"
 
 
 def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
@@ -99,8 +102,19 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
         host=host,
         api_timeout=t.duration("api_timeout", d.api_timeout, minimum=0.5, maximum=b.MAX_WAIT),
     )
+    opts = replace(opts, agent=_agent(t, d, user))
     t.finish(KEYS, sort=False)
     return opts
+
+
+def _agent(t: TableReader, d: DockerOptions, user: str | None) -> bool | str:
+    agent = t.get("agent", d.agent)
+    if agent not in (True, False, "auto"):
+        raise t.error("agent", agent, 'true, false or "auto" (the agent where the image has a python3)')
+    if agent is True and user is not None and user.split(":")[0] in ("0", "root"):
+        raise t.error("user", user, "a user other than root: with docker.agent the code may not run as the agent's "
+                      "uid (or set agent = false)")
+    return agent
 
 
 def _labels(t: TableReader) -> dict[str, str]:

@@ -32,9 +32,10 @@ async def tcp_through_proxy(port: int, timeout: float) -> ProbeResult:
             writer.close()
 
 
-def exec_blocking(api: Any, cid: str, argv: list[str]) -> tuple[int, str]:
-    """Exit code and the output's last line; exec_start returns when the process ends."""
-    exec_id = api.exec_create(cid, argv, stdout=True, stderr=True)["Id"]
+def exec_blocking(api: Any, cid: str, argv: list[str], user: str = "") -> tuple[int, str]:
+    """Exit code and the output's last line; exec_start returns when the process ends. `user`: as whom
+    ("" the container's own)."""
+    exec_id = api.exec_create(cid, argv, stdout=True, stderr=True, user=user)["Id"]
     # not stream=True: the SDK then leaves the hijacked socket open
     tail = (api.exec_start(exec_id) or b"")[-512:]
     rc = exit_code_of(api, exec_id)

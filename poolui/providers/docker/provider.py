@@ -21,12 +21,12 @@ from ...errors import ProviderError, ProviderUnavailable, SandboxDied
 from .. import probes
 from ..base import ProbeResult, ProviderContext, Sandbox
 from ..common import NAMESPACE, POOL, Ended
-from . import forward, network
+from . import agent, forward, network
 from .errors import is_engine_gone, translate
 from .events import EventWatcher
 from .options import DockerOptions
 from .probing import container_state, exec_blocking, tcp_through_proxy
-from .spec import ContainerSpec, container_spec, published, sandbox_of
+from .spec import ContainerSpec, container_name, container_spec, published, sandbox_of
 from .use import DockerUse
 
 T = TypeVar("T")
@@ -60,6 +60,7 @@ class DockerProvider(DockerUse):
         self._creating: set[str] = set()
         self._dead = Ended(10_000)  # container id -> how it died (loop thread only)
         self._terminating: set[str] = set()
+        self._agent = agent.Plan(opts.agent, opts.user, self.engine, ctx.state_dir, pool.name, ctx.namespace)
         self._events = EventWatcher(pool.name, self._docker, self._filters, self._believed_alive, self._mark_dead)
         self.watch_connected = self._events.connected  # set while the event stream is open
 
@@ -70,7 +71,7 @@ class DockerProvider(DockerUse):
     @property
     def shield(self) -> dict[str, object]:
         """What protects this pool's containers: which network, who runs, seccomp, the disk's cap."""
-        return network.describe(self.mode, self.opts, self.read_only, self.pool.seccomp)
+        return self._agent.shield(network.describe(self.mode, self.opts, self.read_only, self.pool.seccomp))
 
     # ------------------------------------------------------------------ engine access
 
@@ -118,8 +119,9 @@ class DockerProvider(DockerUse):
     def _check_blocking(self) -> None:
         client = self._docker()
         client.ping()
-        client.images.get(self.opts.image)
+        image = client.images.get(self.opts.image)
         self._network_blocking()
+        self._agent.check(client, image.id)
 
     def _network_blocking(self) -> str:
         """The Docker network a new container goes on (the egress one made and firewalled on first use)."""
@@ -191,7 +193,11 @@ class DockerProvider(DockerUse):
             c = container_spec(self.pool, o, self.ctx.namespace, member_id, ttl, expires_at, host_port,
                                image.attrs.get("Config") or {}, self.memory, self.pids, self.read_only,
                                self.mode, self._network_blocking())
-            return self._create_started(c, image.id, channel)
+            with self._agent.making(client, image.id, c.name) as sock_dir:
+                if sock_dir is not None:
+                    agent.apply(c.create, c.host_config, len(o.ttl_command), agent.build_zip(self.ctx.state_dir),
+                                sock_dir, o.user, o.workdir)
+                return self._create_started(c, image.id, channel)
         finally:
             if channel is not None:
                 channel.close()  # a no-op once handed over; else the forwarder ends
@@ -282,6 +288,8 @@ class DockerProvider(DockerUse):
             self._dead.setdefault(cid, "terminated")
         finally:
             self._terminating.discard(cid)
+        if sb.ref.get("agent"):
+            self._agent.gone(sb.ref.get("name", ""))
         with self._lock:
             self._known.pop(cid, None)
 
@@ -302,6 +310,7 @@ class DockerProvider(DockerUse):
         # The engine's list can still say "running" just after its "die" event (its listing view is
         # updated after the event is sent): a container seen dying is not listed as live again.
         found = [sb for sb in found if sb.ref["container_id"] not in self._dead]
+        self._agent.sweep({sb.ref["name"] for sb in found})
         with self._lock:
             for sb in found:
                 self._known[sb.ref["container_id"]] = sb.member_id
@@ -349,7 +358,7 @@ class DockerProvider(DockerUse):
         try:
             async with asyncio.timeout(timeout + 1.0):
                 rc, last = await self._call("running an exec probe", lambda: exec_blocking(
-                    self._docker().api, sb.ref.get("container_id", ""), prefix + argv))
+                    self._docker().api, sb.ref.get("container_id", ""), prefix + argv, self._user(sb)))
         except TimeoutError:
             return ProbeResult(False, f"exec {argv[0]}: still running after {timeout:g}s", time.monotonic() - start)
         except ProviderError as e:
@@ -378,6 +387,8 @@ class DockerProvider(DockerUse):
         self._dead.note(cid, how)
         with self._lock:
             self._known.pop(cid, None)
+        if member_id:
+            self._agent.gone(container_name(self.ctx.namespace, self.pool.name, member_id))
         if member_id and cid not in self._terminating:
             self.ctx.on_exit(member_id, how)
 

@@ -11,6 +11,7 @@ from typing import Any
 from ...config import PoolConfig
 from ..base import Sandbox
 from ..common import EXPIRES, MEMBER, REVISION, fill, owner_marks
+from .agent import LABEL as AGENT
 from .options import DockerOptions
 
 HOST_PORT = "poolui.host_port"  # the URL's port of a host-network or isolated container (none is published)
@@ -67,7 +68,7 @@ def container_spec(pool: PoolConfig, opts: DockerOptions, namespace: str, member
         pids_limit=pids,
         nano_cpus=int(o.cpus * 1e9) if o.cpus else None,
     )
-    name = f"poolui-{slug(namespace)[:24]}-{slug(pool.name)}-{slug(member_id)}"[:200]
+    name = container_name(namespace, pool.name, member_id)
     create = drop_none(
         entrypoint=prefix + list(image_config.get("Entrypoint") or []),
         command=argv,
@@ -83,6 +84,10 @@ def container_spec(pool: PoolConfig, opts: DockerOptions, namespace: str, member
     return ContainerSpec(create, host_config, labels, name)
 
 
+def container_name(namespace: str, pool: str, member_id: str) -> str:
+    return f"poolui-{slug(namespace)[:24]}-{slug(pool)}-{slug(member_id)}"[:200]
+
+
 def published(attrs: dict[str, Any], port: int | None) -> int | None:
     """The host port the engine published the container's `port` on (None: not published)."""
     bindings = ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
@@ -96,7 +101,7 @@ def sandbox_of(cid: str, name: str, labels: dict[str, str], published: int | Non
     """A container as a Sandbox, from its labels alone (what a later controller adopts it by)."""
     host_port = int(labels[HOST_PORT]) if HOST_PORT in labels else published
     ref = {"container_id": cid, "name": name.lstrip("/"), "image": image,
-           "host_port": host_port, "revision": labels.get(REVISION, "")}
+           "host_port": host_port, "revision": labels.get(REVISION, ""), "agent": labels.get(AGENT) == "1"}
     url = f"http://127.0.0.1:{host_port}" if host_port else ""
     try:
         expires_at = float(labels.get(EXPIRES, "0"))

@@ -1,5 +1,7 @@
-"""Using a Docker sandbox: exec through the Engine's exec API, its multiplexed output read as it comes on a
-thread of the provider's pool and handed to the loop; files through an exec of the container's own shell.
+"""Using a Docker sandbox: exec and files through the agent in the container where it has one (agent.py:
+the local provider's agent and client, over a Unix socket); else exec through the Engine's exec API, its
+multiplexed output read as it comes on a thread of the provider's pool and handed to the loop, and files
+through an exec of the container's own shell. A reset goes through the Engine either way.
 
 The Engine cannot kill an exec. Every exec carries a marker in its environment, and a timed-out one is
 ended by a second exec that SIGKILLs every process carrying the marker (the command and all it started).
@@ -15,15 +17,21 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...errors import SandboxDied
 from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
-from ..shell_use import KILL, MARKER, ShellUse
+from ..local import agent_client
+from ..shell_use import KILL, MARKER, RESET, ShellUse
+from .agent import DEFAULT_USER
 from .probing import exit_code_of
 
 if TYPE_CHECKING:
     from ...errors import ProviderError
     from ..base import Sandbox
+    from .agent import Plan
     from .options import DockerOptions
 
 STREAMS = {1: "stdout", 2: "stderr"}
@@ -35,6 +43,7 @@ class DockerUse(ShellUse):
 
     opts: DockerOptions
     _executor: Any
+    _agent: Plan
 
     def _docker(self) -> Any:
         raise NotImplementedError  # DockerProvider's
@@ -42,8 +51,59 @@ class DockerUse(ShellUse):
     def _error(self, e: BaseException, doing: str) -> ProviderError:
         raise NotImplementedError  # DockerProvider's
 
+    def alive(self, sb: Sandbox) -> bool:
+        raise NotImplementedError  # DockerProvider's
+
+    def _socket(self, sb: Sandbox) -> Path | None:
+        """The agent's socket of a container that has one (None: the Engine's way)."""
+        if not sb.ref.get("agent"):
+            return None
+        if not self.alive(sb):
+            raise SandboxDied(f"sandbox {sb.member_id} has ended")
+        return self._agent.socket(sb.ref.get("name", ""))
+
+    def _user(self, sb: Sandbox) -> str:
+        """Who an Engine exec of the pool's own (a probe) runs as: the code's user beside an agent."""
+        return (self.opts.user or DEFAULT_USER) if sb.ref.get("agent") else ""
+
     async def exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
         """Run a command in the container: its output as it comes, then one ExecResult."""
+        if (sock := self._socket(sb)) is not None:
+            async with aclosing(agent_client.run(sock, req)) as items:
+                async for item in items:
+                    yield item
+            return
+        async for item in self._engine_exec(sb, req):
+            yield item
+
+    async def put_file(self, sb: Sandbox, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write `data` to `path` under the work directory (parents made; symlinks on the way refused)."""
+        if (sock := self._socket(sb)) is None:
+            return await super().put_file(sb, path, data, mode)
+        await agent_client.put(sock, path, data, mode)
+
+    async def put_stream(self, sb: Sandbox, path: str, size: int, chunks: AsyncIterator[bytes],
+                         mode: int = 0o644) -> None:
+        """As put_file, the data passed on as it comes, never held whole."""
+        if (sock := self._socket(sb)) is None:
+            return await super().put_stream(sb, path, size, chunks, mode)
+        await agent_client.put_stream(sock, path, size, chunks, mode)
+
+    async def get_file(self, sb: Sandbox, path: str, limit: int) -> bytes:
+        """The file at `path` under the work directory; InvalidRequest when larger than `limit` bytes."""
+        if (sock := self._socket(sb)) is None:
+            return await super().get_file(sb, path, limit)
+        return await agent_client.get(sock, path, limit)
+
+    async def list_files(self, sb: Sandbox, path: str, most: int) -> list[tuple[str, int]]:
+        """The regular files under a directory of the work directory ('' for all), with their sizes."""
+        if (sock := self._socket(sb)) is None:
+            return await super().list_files(sb, path, most)
+        return await agent_client.listing(sock, path, most)
+
+    async def _engine_exec(self, sb: Sandbox, req: ExecRequest,
+                           user: str = "") -> AsyncIterator[ExecChunk | ExecResult]:
+        """An exec through the Engine's API, as `user` ("" the container's own)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ExecChunk | ExecResult | BaseException] = asyncio.Queue()
 
@@ -51,7 +111,7 @@ class DockerUse(ShellUse):
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         cid = sb.ref.get("container_id", "")
-        job = loop.run_in_executor(self._executor, self._exec_blocking, cid, req, put)
+        job = loop.run_in_executor(self._executor, self._exec_blocking, cid, req, put, user)
         try:
             while True:
                 item = await queue.get()
@@ -63,19 +123,19 @@ class DockerUse(ShellUse):
         finally:
             await asyncio.shield(job)  # the thread ends by itself at the command's deadline at the latest
 
-    def _exec_blocking(self, cid: str, req: ExecRequest, put: Callable[[Any], None]) -> None:
+    def _exec_blocking(self, cid: str, req: ExecRequest, put: Callable[[Any], None], user: str) -> None:
         try:
-            put(self._run(cid, req, put))
+            put(self._run(cid, req, put, user))
         except BaseException as e:
             put(e)
 
-    def _run(self, cid: str, req: ExecRequest, put: Callable[[Any], None]) -> ExecResult:
+    def _run(self, cid: str, req: ExecRequest, put: Callable[[Any], None], user: str) -> ExecResult:
         api = self._docker().api
         marker = os.urandom(8).hex()
         start = time.monotonic()
         workdir = self.opts.workdir + ("/" + req.cwd if req.cwd else "")
         eid = api.exec_create(cid, list(req.argv), stdout=True, stderr=True, stdin=bool(req.stdin),
-                              environment={**dict(req.env), MARKER: marker}, workdir=workdir)["Id"]
+                              environment={**dict(req.env), MARKER: marker}, workdir=workdir, user=user)["Id"]
         conn = api.exec_start(eid, socket=True)
         raw: socket.socket = getattr(conn, "_sock", conn)
         try:
@@ -98,7 +158,21 @@ class DockerUse(ShellUse):
     async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
         """Make the container as it was before its claim: every process but its init and server (session 1)
         killed, the work directory, /tmp and /dev/shm emptied, then the pool's reset command run."""
-        await self.shell_reset(sb, 1, [self.opts.workdir, "/tmp", "/dev/shm"], argv, RESET_TIMEOUT)
+        through = _ThroughEngine(self) if sb.ref.get("agent") else self
+        await through.shell_reset(sb, 1, [self.opts.workdir, "/tmp", "/dev/shm"], argv, RESET_TIMEOUT)
+
+
+class _ThroughEngine(ShellUse):
+    """A reset of a container with an agent: through the Engine as the container's root, which can end the
+    code's processes and empty its directories whatever it made of them; the agent (session 1) stays. The
+    pool's reset command runs as the code's user, as the code's commands do."""
+
+    def __init__(self, use: DockerUse) -> None:
+        self.use = use
+
+    def exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+        root = req.argv[:3] == ("sh", "-c", RESET)
+        return self.use._engine_exec(sb, req, "" if root else self.use._user(sb))
 
 
 def _pump(raw: socket.socket, deadline: float, cap: int, put: Callable[[Any], None]) -> tuple[bool, bool]:
