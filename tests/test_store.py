@@ -201,3 +201,46 @@ async def test_sustained_claims_keep_the_state_files_bounded(tmp_path: Path) -> 
         held = wal.hold_seconds.summary()
         print(f"WAL peak {wal.wal_peak / 2**20:.2f} MiB, db {db.stat().st_size / 2**20:.2f} MiB, "
               f"{wal.done} checkpoints, writes held p50 {held['p50'] * 1000:.2f} ms p95 {held['p95'] * 1000:.2f} ms")
+
+
+async def test_claims_of_one_turn_share_one_commit_and_a_claimer_cancelled_meanwhile_gives_back(
+        tmp_path: Path) -> None:
+    """Group commit: eight claims made in one turn are answered after the same commit (each once its row is
+    committed); a claimer cancelled while it waits for that commit leaves the sandbox ready, in memory and
+    in the state file."""
+    cfg = parse_config({"pools": {"p": {"provider": "instant", "target_ready": 9, "min_ready": 1, "max_ready": 20,
+                                        "health": {"enabled": False}}}}, "test.toml")
+    async with PoolManager(cfg, state_dir=tmp_path) as mgr:
+        await mgr.warm_up(30)
+        await mgr.pause("p")  # no refill writes in between: what is committed is the claims' alone
+        store = mgr.store
+        assert isinstance(store, Store)
+        await store.durable()  # the pause's event
+        seen: list[int] = []
+
+        async def claim() -> str:
+            c = await mgr.claim("p")
+            seen.append(store.commits)
+            assert c.id in {r.id for r in store.members("p")} and f"{c.id}" in _claimed_in_file(store)
+            return c.id
+
+        before = store.commits
+        await asyncio.gather(*(claim() for _ in range(8)))
+        assert seen == [before + 1] * 8
+        cancelled = asyncio.ensure_future(mgr.claim("p"))
+        await asyncio.sleep(0)  # the claim has taken its sandbox and waits for the turn's commit
+        assert mgr.pool("p").counts()["claimed"] == 9
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        assert mgr.pool("p").counts()["claimed"] == 8 and len(mgr.pool("p").handout) == 1
+        await store.durable()
+        assert len(_claimed_in_file(store)) == 8  # the one given back is ready again in the state file too
+
+
+def _claimed_in_file(store: Store) -> set[str]:
+    other = sqlite3.connect(store.path)
+    try:
+        return {r[0] for r in other.execute("SELECT id FROM members WHERE state = 'claimed'")}
+    finally:
+        other.close()

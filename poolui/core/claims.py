@@ -48,7 +48,7 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
     if held is not None:
         if held.lease is not None or lease is not None:  # a retry means its holder is alive: renew
             leases.renew(pool, held.id, lease)
-        await pool.store.commit_now()
+        await pool.store.durable()
         return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
     pool.sizing.claimed()  # demand, as the sizing policy sees it: every new claim, served or not
     if pool.mode == "draining":
@@ -81,12 +81,11 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
     if env or files:
         await use.apply_claim(pool, m, env, files or {})
     leases.start(pool, m, lease)
-    # Committed now, with whatever else this turn wrote: a claim is answered only once a restart would find
-    # it claimed, and without yielding to the loop (a claim never waits behind other work) unless a
-    # checkpoint is finishing (store.py).
+    # Answered only once a restart would find it claimed: the claim waits for the commit of the turn that
+    # wrote it, one transaction for every claim, release and refill row of that turn (store.py).
     try:
-        await pool.store.commit_now()
-    except BaseException:  # an error, or a claimer cancelled while a checkpoint held the commit
+        await pool.store.durable()
+    except BaseException:  # an error, or a claimer cancelled while it waited for the commit
         pool.give_back(m)  # not recorded, or not received: it must not stay claimed in memory either
         raise
     latency = pool.clock.monotonic() - start

@@ -227,7 +227,7 @@ class PoolManager(UseVerbs):
         TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""
         p = self.pool(pool)
         renewed = leases.renew(p, sandbox_id, lease)
-        await p.store.commit_now()  # answered only once a restart would keep the new lease
+        await p.store.durable()  # answered only once a restart would keep the new lease (the turn's commit)
         return renewed
 
     async def release_claim(self, pool: str, claim_key: str) -> bool:
@@ -237,7 +237,7 @@ class PoolManager(UseVerbs):
         if m is None:
             return False
         released = await p.release(m.id)
-        await p.store.commit_now()
+        await p.store.durable()
         return released
 
     def claimed(self, pool: str, timeout: float | None = None, check_health: bool = False,
@@ -251,7 +251,7 @@ class PoolManager(UseVerbs):
         SandboxNotFound for an id the pool never had; InvalidRequest for one that is not claimed."""
         p = self.pool(pool)
         released = await p.release(sandbox_id)
-        await p.store.commit_now()  # answered only once a restart would not find it claimed again
+        await p.store.durable()  # answered once a restart would not find it claimed again (the turn's commit)
         return released
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:

@@ -2,8 +2,10 @@
 is asked) and a bounded event log.
 
 Group commit: every write of one event-loop turn (member rows and events alike) goes into one transaction,
-committed on the next turn; `durable()` waits for it. A claim is answered, and a provider asked to create,
-only once the rows that describe them are committed.
+committed on the next turn; `durable()` waits for it. A claim, renew and release is answered, and a provider
+asked to create, only once the rows that describe them are committed: with 8 claims in flight, the claims,
+releases and refill rows of a turn share one commit instead of one each (a claimer cancelled while it
+waits gives its sandbox back: core/claims.py).
 
 WAL with synchronous=NORMAL: a committed transaction survives the controller being killed (-9), since
 it is in the OS's page cache before COMMIT returns; only a power loss or a kernel crash can take the last
@@ -13,7 +15,7 @@ running.
 The state files stay bounded under any rate of claims: checkpoint.py completes a checkpoint every few MiB
 of WAL, holding this store's writes (queued in memory, not blocking the loop) for the millisecond or so
 its last phase takes, so the WAL file stays under 8 MiB plus one transaction. A claim, renew or release
-answers only after its commit, so it waits out such a hold (`commit_now`). The database itself holds the
+answers only after its commit, so it waits out such a hold. The database itself holds the
 live members and the last max_events events (about 2 MiB at 10,000).
 """
 
@@ -189,8 +191,8 @@ class Store:
 
     async def commit_now(self) -> None:
         """Commit what was written so far before returning: at once, without yielding to the loop, unless a
-        checkpoint holds writes; then once it is done (a few milliseconds). What a claim, renew and release
-        do before they answer."""
+        checkpoint holds writes; then once it is done (a few milliseconds). For a script or a tool that
+        wants its writes kept now; the engine's answers wait for their turn's commit (`durable`)."""
         self.commit()
         if self._held is not None:
             await self.durable()
