@@ -3,20 +3,26 @@ Each binding sits on its action (poolui/tui/keys.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import work
 from textual.markup import escape
 from textual.widgets import Input, OptionList, TabbedContent
 
 from ..connect import Keep
+from ..sim.whatif import ClaimsSeen
 from . import view
 from .connection import faster, interval_text, slower
 from .feed import Feed
 from .keys import Keys
+from .messages import EventsArrived
 from .screens.detail import DetailScreen
 from .screens.help import HelpScreen, KeyHelp
 from .screens.overview import OverviewScreen
 from .screens.quit import QuitScreen
+from .screens.whatif import WhatIfScreen
 from .widgets.member_table import MemberTable
+from .widgets.pool_table import PoolTable
 
 KEYS = Keys()
 OVERVIEW_KEYS = Keys()  # the overview's own (poolui/tui/app.py `Overview`)
@@ -30,6 +36,14 @@ class Navigation(Feed):
     """Filter, sort, tabs, pools, refresh rate, help and quit."""
 
     keep_on_exit: Keep = "nothing"  # embedded: what launch.py leaves running once the console has quit
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.claims_seen = ClaimsSeen()  # every pool's claims, for the what-if: more than the events kept
+
+    def on_events_arrived(self, msg: EventsArrived) -> None:
+        """The claims the events end are kept for the what-if (Feed's handler keeps the events themselves)."""
+        self.claims_seen.feed(msg.events)
 
     @KEYS.bind("slash", "Filter", id="filter",
                tooltip="Filter the tables by id, state, URL, health, claim key or reason")
@@ -229,6 +243,17 @@ class Navigation(Feed):
         self.update_header()  # the header's hit rate and latency are over the same window
         self.notify(f"claims, hit rate and latency over the last {label}", timeout=2)
 
+    @KEYS.bind("f", "What-if", id="whatif", tooltip="What-if: this pool's own claims replayed at another target "
+               "or with autoscaling: predicted hit rate, waits, creates and idle cost, beside its setting now")
+    def action_whatif(self) -> None:
+        """The what-if on the pool shown, or on the overview's highlighted one."""
+        pool = self.screen.query_one(PoolTable).cursor_pool if isinstance(self.screen, OverviewScreen) else None
+        pool = pool or self.state.pool
+        if pool is None:
+            self.notify("no pool yet: waiting for the first snapshot", severity="warning", timeout=3)
+            return
+        self.push_screen(WhatIfScreen(self.control, pool, self.claims_seen))
+
     def paint_overview(self) -> None:
         """Repaint the overview if it is shown."""
         if isinstance(self.screen, OverviewScreen):
@@ -278,6 +303,8 @@ KEYS.add("left_square_bracket", "cycle_pool(-1)", "Previous pool", id="prev_pool
          tooltip="Switch to the previous pool of the file")
 OVERVIEW_KEYS.add("w", "toggle_window", "Window", id="overview.window",
                   tooltip="Claims, hit rate and latency over the last 1 or 5 minutes")
+OVERVIEW_KEYS.add("f", "whatif", "What-if", id="overview.whatif",
+                  tooltip="What-if on the highlighted pool: its claims replayed at another target or with autoscaling")
 KEYS.add("right_square_bracket", "cycle_pool(1)", "Next pool", id="next_pool", show=False, key_display="]",
          tooltip="Switch to the next pool of the file")
 for _i, (_tab, (_label, _)) in enumerate(view.TABS.items(), start=1):
