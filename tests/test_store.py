@@ -23,10 +23,11 @@ def member(i: int) -> Member:
     return Member(id=f"m{i}", pool="p", revision="r", expires_at=100.0)
 
 
-def committed_ids(store: Store) -> set[str]:
+def committed_ids(store: Store, state: str | None = None) -> set[str]:
+    """The member ids another connection sees committed (of one state, or all)."""
     other = sqlite3.connect(store.path)
     try:
-        return {r[0] for r in other.execute("SELECT id FROM members")}
+        return {r[0] for r in other.execute("SELECT id, state FROM members") if state in (None, r[1])}
     finally:
         other.close()
 
@@ -221,7 +222,7 @@ async def test_claims_of_one_turn_share_one_commit_and_a_claimer_cancelled_meanw
         async def claim() -> str:
             c = await mgr.claim("p")
             seen.append(store.commits)
-            assert c.id in {r.id for r in store.members("p")} and f"{c.id}" in _claimed_in_file(store)
+            assert c.id in {r.id for r in store.members("p")} and f"{c.id}" in committed_ids(store, "claimed")
             return c.id
 
         before = store.commits
@@ -235,12 +236,5 @@ async def test_claims_of_one_turn_share_one_commit_and_a_claimer_cancelled_meanw
             await cancelled
         assert mgr.pool("p").counts()["claimed"] == 8 and len(mgr.pool("p").handout) == 1
         await store.durable()
-        assert len(_claimed_in_file(store)) == 8  # the one given back is ready again in the state file too
+        assert len(committed_ids(store, "claimed")) == 8  # the one given back is ready again in the state file too
 
-
-def _claimed_in_file(store: Store) -> set[str]:
-    other = sqlite3.connect(store.path)
-    try:
-        return {r[0] for r in other.execute("SELECT id FROM members WHERE state = 'claimed'")}
-    finally:
-        other.close()

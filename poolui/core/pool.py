@@ -16,13 +16,12 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Any
 
-from .. import backoff
 from ..clock import Clock
 from ..config import PoolConfig
 from ..errors import InvalidRequest, PoolError, SandboxNotFound
 from ..providers.base import Provider, Sandbox
 from . import autoscale, claim_scope, claims, refill, reuse
-from .bringup import bring_up
+from .bringup import bring_up, create_failed_again, creates_work
 from .cost import Tally
 from .eligibility import verdict
 from .events import EventBus
@@ -39,7 +38,6 @@ log = logging.getLogger("poolui.pool")
 
 S = MemberState
 IN_FLIGHT = (S.CREATING, S.STARTING)
-CREATE_BACKOFF = (0.2, 30.0)  # first pause after a failed create, and the longest
 GONE_KEPT = 1000  # ids of members gone lately, so a second release says "already" instead of "unknown"
 
 
@@ -61,6 +59,7 @@ class Pool:
         self.mode = "normal"  # normal | paused | draining
         self.failures, self.degraded_reason = 0, ""  # creates failed in a row; why the pool is degraded
         self.backoff_until = 0.0
+        self.refill_at: float | None = None  # monotonic: when a small refill stops waiting to gather (refill.py)
         self.kicked = asyncio.Event()
         self.stopping = False
         self.unadopted: list[StoredMember] | None = None  # rows left to adopt while the provider is unreachable
@@ -352,11 +351,7 @@ class Pool:
         began, what = (m.created_mono, "create") if reset_began is None else (reset_began, "reset")
         m.ready_at = self.clock.time()
         self.metrics.create_to_ready.observe(now - began)  # a reset's way back to ready counts too, as always
-        if self.failures or self.degraded_reason:
-            was = self.degraded_reason
-            self.failures, self.backoff_until, self.degraded_reason = 0, 0.0, ""
-            if was:
-                self.emit("recovered", None, "a sandbox became ready again")
+        creates_work(self)
         m.health_ok, m.health_detail, m.last_probe_at = True, "readiness probe passed", m.ready_at
         # the whole row: some providers only know the URL once the sandbox is ready (a Modal tunnel)
         self._set(m, S.READY, "ready", f"{(now - began) * 1000:.0f}ms after {what}", row=True)
@@ -370,15 +365,8 @@ class Pool:
         if m.doomed:
             self.kill_later(m)
             return
-        self.failures += 1
-        self.metrics.create_failed(why)
-        self.backoff_until = self.clock.monotonic() + backoff.delay(self.failures, *CREATE_BACKOFF)
+        create_failed_again(self, why)
         self._set(m, S.FAILED, "failed", why)
-        if self.failures >= self.cfg.create_retries and not self.degraded_reason:
-            self.degraded_reason = f"{self.failures} creates failed in a row; last: {why}"
-            self.emit("degraded", None, self.degraded_reason)
-        elif self.degraded_reason:
-            self.degraded_reason = f"{self.failures} creates failed in a row; last: {why}"
         self.retire(m, why)
 
     def install(self, m: Member) -> None:

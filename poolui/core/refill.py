@@ -3,7 +3,13 @@ within the operator's sizes). It decides what to create and what to retire (dead
 the setpoint, a drain); the Pool carries each change out.
 
 What counts toward the setpoint: ready members, members on their way to ready (creating, starting, being
-reset), and in a reuse pool the members out on claims that will come back (reuse.coming_back)."""
+reset), and in a reuse pool the members out on claims that will come back (reuse.coming_back).
+
+Refill goes in batches: a deficit smaller than a batch (a quarter of the setpoint, at most REFILL_BATCH)
+waits up to GATHER for more while ready members are still there and nobody waits, so under a stream of
+claims the pool creates, commits and readies its new members a batch at a time (one transaction for their
+new rows, one for their ready rows) instead of one or two per claim. An empty pool, a waiting claimer or a
+deficit of a batch refills at once."""
 
 from __future__ import annotations
 
@@ -20,6 +26,8 @@ if TYPE_CHECKING:
 
 S = MemberState
 IN_FLIGHT = (S.CREATING, S.STARTING)
+REFILL_BATCH = 16  # the most creates a refill waits to gather
+GATHER = 0.005  # seconds a refill smaller than a batch may wait for more (measured: 2,000+ claims/s fill one)
 
 
 async def reconcile_loop(pool: Pool) -> None:
@@ -60,9 +68,27 @@ def reconcile(pool: Pool) -> float:
     cap = cfg.max_concurrent_creates if not pool.failures else 1  # slow start after failures
     have = len(pool.handout) + in_flight + reuse.coming_back(pool)
     n = min(want - have, cfg.max_total - pool.live(), cap - in_flight)
+    if n <= 0:
+        pool.refill_at = None
+    elif gather := gathering(pool, n, want, now):
+        return min(sleep, gather)
     for _ in range(max(0, n)):
         pool.new_member()
     return max(sleep, 0.001)
+
+
+def gathering(pool: Pool, n: int, want: int, now: float) -> float:
+    """How long a refill of n may still wait for more to gather (0: create now)."""
+    if n >= min(REFILL_BATCH, want // 4) or not pool.handout or pool.handout.waiting():
+        pool.refill_at = None
+        return 0.0
+    if pool.refill_at is None:
+        pool.refill_at = now + GATHER
+    left = pool.refill_at - now
+    if left <= 0:
+        pool.refill_at = None
+        return 0.0
+    return left
 
 
 def scan_deadlines(pool: Pool, now: float) -> None:
