@@ -154,20 +154,27 @@ async def test_a_container_whose_agent_dies_is_reported_dead(ns: str, engine: An
     await wait_for(lambda: not (tmp_path / DIR / "web" / sb.ref["name"]).exists(), 10, what="the socket dir gone")
 
 
-async def test_a_reset_ends_the_claims_processes_and_keeps_the_agent(ns: str, engine: Any, py_image: str,
+async def test_a_reset_through_the_agent_leaves_nothing_and_starts_the_server_again(ns: str, engine: Any, py_image: str,
                                                                      tmp_path: Path,
                                                                      made: list[DockerProvider]) -> None:
     p = provider(made, ns, tmp_path, py_image)
     sb = await ready(p, "m-1")
     await p.put_file(sb, "d/f", b"x")
+    server = (await run(p, sb, ["sh", "-c", "pidof httpd"])).stdout
+    shm = "python3 -c 'import ctypes; ctypes.CDLL(None).shmget(0, 4096, 0o1600)'"  # IPC_PRIVATE, IPC_CREAT
     r = await run(p, sb, ["sh", "-c", "mkdir locked && touch locked/f && chmod 0 locked; setsid sleep 600 & "
-                                      "echo s > /tmp/t; echo started"])
-    assert r.stdout == b"started\n"
+                                      f"echo s > /tmp/t; echo s > /dev/shm/s; {shm}; "
+                                      "tail -n +2 /proc/sysvipc/shm | wc -l"])
+    assert r.stdout == b"1\n", r.stderr
     await p.reset(sb, ("sh", "-c", "id -u > reset-by"))
-    left = await run(p, sb, ["sh", "-c", "ls -A /work /tmp; ps -o args | grep -c '[s]leep 600'"])
-    assert left.stdout == b"/tmp:\n\n/work:\nreset-by\n0\n"  # busybox ls sorts its arguments
+    await p.wait_ready(sb, timeout=20)  # the server started again: the pool probes it
+    left = await run(p, sb, ["sh", "-c", "ls -A /work /tmp /dev/shm; ps -o args | grep -c '[s]leep 600'; "
+                                         "tail -n +2 /proc/sysvipc/shm | wc -l"])
+    assert left.stdout == b"/dev/shm:\n\n/tmp:\n\n/work:\nreset-by\n0\n0\n"  # busybox ls sorts its arguments
     assert await p.get_file(sb, "reset-by", 100) == b"65534\n"  # the pool's reset command runs as the code
     assert await http_body(sb.url) == (200, "poolui sandbox ok\n")
+    assert (await run(p, sb, ["sh", "-c", "pidof httpd"])).stdout != server  # a new server: nothing carried
+    assert engine_execs(engine, sb) == 0
 
 
 async def test_an_image_without_python_keeps_the_engines_way(ns: str, engine: Any, py_image: str, tmp_path: Path,

@@ -109,4 +109,7 @@ def start(agent: object, argv: list[str], work: str) -> None:
     server = _agent_server.Server(proc.pid, argv, work)
     server.proc = proc  # held, so Popen never reaps it behind the Server's back
     agent.SERVER = server  # type: ignore[attr-defined]
+    import _docker_reset
+
+    sys.modules["_agent_reset"] = _docker_reset  # the "reset" request's module (_agent.handle imports it then)
     agent.SPAWNER = _agent_spawn.Spawner()  # type: ignore[attr-defined]

@@ -28,9 +28,9 @@ A container whose agent dies ends (the agent is its command's process): the engi
 pool replaces it, and its execs raise SandboxDied; there is no fall-back to the Engine for such a one,
 since a dead agent means the container's own command is gone.
 
-Files (put, get, list) go through the agent as well, acting as the container's user; a reset still goes
-through the Engine's exec (as the container's root, shell_use.RESET), keeping the container's first
-session: its init, the agent and the server.
+Files (put, get, list) go through the agent as well, acting as the container's user, and so does a
+reset (_docker_reset.py: every process of the code's uid killed, the server too and started again fresh,
+the writable places emptied and checked, SysV IPC removed).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def build_zip(state_dir: Path) -> Path:
 
 
 def _build_zip(state_dir: Path) -> Path:
-    sources = [LOCAL / f"{m}.py" for m in MODULES] + [HERE / "_agent_boot.py"]
+    sources = [LOCAL / f"{m}.py" for m in MODULES] + [HERE / "_agent_boot.py", HERE / "_docker_reset.py"]
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     top = state_dir / DIR
     path = top / f"agent-{digest}.zip"

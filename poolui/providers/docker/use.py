@@ -1,7 +1,7 @@
 """Using a Docker sandbox: exec and files through the agent in the container where it has one (agent.py:
 the local provider's agent and client, over a Unix socket); else exec through the Engine's exec API, its
 multiplexed output read as it comes on a thread of the provider's pool and handed to the loop, and files
-through an exec of the container's own shell. A reset goes through the Engine either way.
+and resets through an exec of the container's own shell.
 
 The Engine cannot kill an exec. Every exec carries a marker in its environment, and a timed-out one is
 ended by a second exec that SIGKILLs every process carrying the marker (the command and all it started).
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ...errors import SandboxDied
 from ...sandbox_io import ExecChunk, ExecRequest, ExecResult
 from ..local import agent_client
-from ..shell_use import KILL, MARKER, RESET, ShellUse
+from ..shell_use import KILL, MARKER, ShellUse
 from .agent import DEFAULT_USER
 from .probing import exit_code_of
 
@@ -101,9 +101,8 @@ class DockerUse(ShellUse):
             return await super().list_files(sb, path, most)
         return await agent_client.listing(sock, path, most)
 
-    async def _engine_exec(self, sb: Sandbox, req: ExecRequest,
-                           user: str = "") -> AsyncIterator[ExecChunk | ExecResult]:
-        """An exec through the Engine's API, as `user` ("" the container's own)."""
+    async def _engine_exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
+        """An exec through the Engine's API, as the container's own user."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[ExecChunk | ExecResult | BaseException] = asyncio.Queue()
 
@@ -111,7 +110,7 @@ class DockerUse(ShellUse):
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         cid = sb.ref.get("container_id", "")
-        job = loop.run_in_executor(self._executor, self._exec_blocking, cid, req, put, user)
+        job = loop.run_in_executor(self._executor, self._exec_blocking, cid, req, put)
         try:
             while True:
                 item = await queue.get()
@@ -123,19 +122,19 @@ class DockerUse(ShellUse):
         finally:
             await asyncio.shield(job)  # the thread ends by itself at the command's deadline at the latest
 
-    def _exec_blocking(self, cid: str, req: ExecRequest, put: Callable[[Any], None], user: str) -> None:
+    def _exec_blocking(self, cid: str, req: ExecRequest, put: Callable[[Any], None]) -> None:
         try:
-            put(self._run(cid, req, put, user))
+            put(self._run(cid, req, put))
         except BaseException as e:
             put(e)
 
-    def _run(self, cid: str, req: ExecRequest, put: Callable[[Any], None], user: str) -> ExecResult:
+    def _run(self, cid: str, req: ExecRequest, put: Callable[[Any], None]) -> ExecResult:
         api = self._docker().api
         marker = os.urandom(8).hex()
         start = time.monotonic()
         workdir = self.opts.workdir + ("/" + req.cwd if req.cwd else "")
         eid = api.exec_create(cid, list(req.argv), stdout=True, stderr=True, stdin=bool(req.stdin),
-                              environment={**dict(req.env), MARKER: marker}, workdir=workdir, user=user)["Id"]
+                              environment={**dict(req.env), MARKER: marker}, workdir=workdir)["Id"]
         conn = api.exec_start(eid, socket=True)
         raw: socket.socket = getattr(conn, "_sock", conn)
         try:
@@ -156,23 +155,14 @@ class DockerUse(ShellUse):
         return ExecResult(None if signal else rc, signal, timed_out, truncated, time.monotonic() - start)
 
     async def reset(self, sb: Sandbox, argv: tuple[str, ...]) -> None:
-        """Make the container as it was before its claim: every process but its init and server (session 1)
-        killed, the work directory, /tmp and /dev/shm emptied, then the pool's reset command run."""
-        through = _ThroughEngine(self) if sb.ref.get("agent") else self
-        await through.shell_reset(sb, 1, [self.opts.workdir, "/tmp", "/dev/shm"], argv, RESET_TIMEOUT)
-
-
-class _ThroughEngine(ShellUse):
-    """A reset of a container with an agent: through the Engine as the container's root, which can end the
-    code's processes and empty its directories whatever it made of them; the agent (session 1) stays. The
-    pool's reset command runs as the code's user, as the code's commands do."""
-
-    def __init__(self, use: DockerUse) -> None:
-        self.use = use
-
-    def exec(self, sb: Sandbox, req: ExecRequest) -> AsyncIterator[ExecChunk | ExecResult]:
-        root = req.argv[:3] == ("sh", "-c", RESET)
-        return self.use._engine_exec(sb, req, "" if root else self.use._user(sb))
+        """Make the container as it was before its claim. With an agent: every process of the code's uid
+        killed, the server too and started again, its places emptied and checked (_docker_reset.py). Without:
+        every process but its init and server (session 1) killed, the work directory, /tmp and /dev/shm
+        emptied. Then the pool's reset command run."""
+        if (sock := self._socket(sb)) is not None:
+            await agent_client.reset(sock, argv, True)
+            return
+        await self.shell_reset(sb, 1, [self.opts.workdir, "/tmp", "/dev/shm"], argv, RESET_TIMEOUT)
 
 
 def _pump(raw: socket.socket, deadline: float, cap: int, put: Callable[[Any], None]) -> tuple[bool, bool]:

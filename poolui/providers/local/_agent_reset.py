@@ -113,6 +113,12 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
     if why:
         agent.end(conn, error=why)
         return
+    finish(conn, req, work)
+
+
+def finish(conn: Any, req: dict[str, Any], work: str) -> None:
+    """The reset's end (the Docker agent's too): the pool's reset command as the sandbox's user, then the
+    server started again; the answer."""
     if req.get("argv"):
         r = subprocess.run(req["argv"], cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=float(req.get("timeout", 30)), start_new_session=True,
