@@ -11,6 +11,7 @@ nothing: it says which key does.
 from __future__ import annotations
 
 import threading
+from collections.abc import Set as AbstractSet
 
 from rich.table import Table
 from rich.text import Text
@@ -75,9 +76,9 @@ class WhatIfScreen(ModalScreen[None]):
     class Replayed(Message):
         """One replay done (posted from the replaying thread)."""
 
-        def __init__(self, choice: Choice, result: Result) -> None:
+        def __init__(self, choice: Choice, result: Result | None, error: str = "") -> None:
             super().__init__()
-            self.choice, self.result = choice, result
+            self.choice, self.result, self.error = choice, result, error
 
     def __init__(self, control: Control, pool: str, seen: ClaimsSeen) -> None:
         super().__init__(classes="dialog")
@@ -85,6 +86,7 @@ class WhatIfScreen(ModalScreen[None]):
         self.inputs: Inputs | None = None
         self.choice: Choice | None = None  # what the user looks at; None until the inputs are read
         self.results: dict[Choice, Result] = {}
+        self.errors: dict[Choice, str] = {}  # replays that failed, and why
         self.wake = threading.Event()  # the replaying thread waits on it for a new choice
         self.failed = ""
 
@@ -133,19 +135,29 @@ class WhatIfScreen(ModalScreen[None]):
         """The replays, one at a time, most wanted first, until the screen goes."""
         worker, inputs = get_current_worker(), self.inputs
         assert inputs is not None
-        runner, done = Runner(inputs.plan), set[Choice]()
+        runner = Runner(inputs.plan)
+        mine: dict[Choice, Result] = {}  # this thread's own: the screen's dict changes under it
+        failed: set[Choice] = set()
         while not worker.is_cancelled:
             self.wake.clear()
-            choice = next_choice(self.choice, inputs, done, self.results)
+            choice = next_choice(self.choice, inputs, mine.keys() | failed, mine)
             if choice is None:
                 self.wake.wait(0.25)  # nothing left: until a new choice (or the screen closing)
                 continue
-            done.add(choice)
-            self.post_message(self.Replayed(choice, predict(runner, inputs, choice)))
+            try:
+                mine[choice] = predict(runner, inputs, choice)
+            except Exception as e:  # said on the screen; the other choices still replay
+                failed.add(choice)
+                self.post_message(self.Replayed(choice, None, describe(e)))
+                continue
+            self.post_message(self.Replayed(choice, mine[choice]))
 
     def on_what_if_screen_replayed(self, msg: Replayed) -> None:
-        """A replay came: keep it and repaint."""
-        self.results[msg.choice] = msg.result
+        """A replay came (or failed): keep it and repaint."""
+        if msg.result is not None:
+            self.results[msg.choice] = msg.result
+        else:
+            self.errors[msg.choice] = msg.error
         self.repaint()
 
     def on_unmount(self) -> None:
@@ -189,8 +201,11 @@ class WhatIfScreen(ModalScreen[None]):
         """The comparison and the sweep, from the replays done so far."""
         if self.inputs is None or self.choice is None:
             return
-        pending = sum(1 for c in self.wanted() if c not in self.results)
-        self.query_one("#whatif-compare", Static).update(compare(self.inputs, self.choice, self.results))
+        pending = sum(1 for c in self.wanted() if c not in self.results and c not in self.errors)
+        compared: Table | str = compare(self.inputs, self.choice, self.results)
+        if self.choice in self.errors:
+            compared = f"[$error]the replay of {label(self.choice)} failed: {escape(self.errors[self.choice])}[/]"
+        self.query_one("#whatif-compare", Static).update(compared)
         self.query_one("#whatif-sweep", Static).update(sweep_text(self.inputs, self.choice, self.results, pending))
 
     def wanted(self) -> list[Choice]:
@@ -205,7 +220,7 @@ def apply_hint(pool: str) -> str:
             f"[b]\\[pools.{escape(pool)}.autoscale][/] in the pool file · [b]esc[/] closes")
 
 
-def next_choice(choice: Choice | None, inputs: Inputs, done: set[Choice],
+def next_choice(choice: Choice | None, inputs: Inputs, done: AbstractSet[Choice],
                 results: dict[Choice, Result]) -> Choice | None:
     """What to replay next: the pick, the pool's own setting, the sweep, the autoscaler, widening the
     sweep while it all misses the goal (None: all done)."""
