@@ -11,18 +11,24 @@ from typing import Any
 
 import pytest
 import tomli_w
+from rich.text import Text
 from test_tui_remote import start_server
+from textual.command import CommandPalette
 from tui_support import free_port, screen_text, until
 
 from poolui import connect
+from poolui.config import PoolConfig
+from poolui.config.autoscale import AutoscaleConfig
 from poolui.core.manager import PoolManager
 from poolui.core.model import Event
-from poolui.pool_file import load_config
+from poolui.pool_file import load_config, parse_config
 from poolui.sim import whatif
+from poolui.sim.createtime import CreateTime
+from poolui.sim.sweep import Plan
 from poolui.sim.whatif import AUTOSCALE, MIN_CLAIMS, ClaimsSeen
 from poolui.tui.app import PoolApp
 from poolui.tui.screens.overview import OverviewScreen
-from poolui.tui.screens.whatif import WhatIfScreen
+from poolui.tui.screens.whatif import WhatIfScreen, source_text
 from poolui.tui.widgets.pool_table import PoolTable
 
 SERVED = 30  # claims each pool has served before the console opens: enough to predict from
@@ -114,7 +120,15 @@ async def test_too_few_claims_says_so_and_replays_nothing(served: PoolManager) -
     app = PoolApp(served, source="pools.toml", pool="quiet")
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: app.state.current is not None, 10, "the first snapshot")
-        screen = await opened(app, pilot)
+        # From the command palette this time: its entry names the key.
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), 5, "the palette")
+        await pilot.press(*"what-if")
+        await until(pilot, lambda: "What-if (f)" in screen_text(app), 5, "the palette's entry")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, WhatIfScreen) and app.screen.inputs is not None, 15,
+                    "the what-if with its inputs")
+        screen = dialog(app)
         await until(pilot, lambda: "too few claims" in screen_text(app), 5, "the warning")
         text = screen_text(app)
         assert f"3 recorded for pool 'quiet', at least {MIN_CLAIMS} needed" in words(text), text
@@ -164,6 +178,10 @@ async def test_against_a_server(tmp_path: Path) -> None:
         await asyncio.wait_for(proc.wait(), 30)
 
 
+def load_config_text(body: dict[str, Any]) -> PoolConfig:
+    return parse_config({"pools": {"web": body}}, "pools.toml").pools["web"]
+
+
 def ev(seq: int, ts: float, kind: str, member: str, pool: str = "web") -> Event:
     return Event(seq, ts, pool, kind, member, "claimed" if kind == "claimed" else "gone")
 
@@ -190,3 +208,9 @@ def test_claims_seen_keeps_the_last_ones(monkeypatch: pytest.MonkeyPatch) -> Non
         seen.feed([ev(2 * i + 1, at, "claimed", f"m{i}"), ev(2 * i + 2, at + 1, "released", f"m{i}")])
     trace, left_out = seen.trace("web", 1100.0)
     assert trace.claims == [(10.0 * i, 1.0) for i in range(5)] and left_out == 3 and trace.start == 1030.0
+    # The screen says what the cap left out.
+    cfg = load_config_text(pool_body())
+    inputs = whatif.Inputs(Plan(cfg, trace, CreateTime("fixed", 2.0)), AutoscaleConfig(), "defaults", 2, "static",
+                           left_out)
+    said = Text.from_markup(source_text(inputs)).plain
+    assert "5 claims over 1m10s" in said and "(the last 5 within 1d00h; 3 older left out)" in said, said

@@ -75,15 +75,20 @@ class ClaimsSeen:
         if len(kept) > KEPT:
             del kept[next(iter(kept))]
 
-    def held(self, pool: str) -> dict[str, float]:
-        """Claims of `pool` not ended yet: sandbox id -> wall time claimed."""
+    def held(self, pool: str) -> list[tuple[float, float]]:
+        """Claims of `pool` not ended yet: (wall time it arrived, wall time it was served)."""
         rec = self.recorders.get(pool)
-        return dict(rec.open) if rec is not None else {}
+        out = []
+        for times in rec.open.values() if rec is not None else ():
+            # The recorder keeps (arrived, served), or (an older one) the time the claim was logged.
+            pair = times if isinstance(times, tuple) else (times, times)
+            out.append((float(pair[0]), float(pair[1])))
+        return out
 
     def trace(self, pool: str, now: float) -> tuple[Trace, int]:
         """The pool's last claims up to `now` (held ones until now) as a trace starting at the first of
         them, and how many recorded claims the cap left out."""
-        rows = list(self.claims.get(pool, {}).values()) + [(at, now - at) for at in self.held(pool).values()]
+        rows = list(self.claims.get(pool, {}).values()) + [(at, now - served) for at, served in self.held(pool)]
         rows = sorted(r for r in rows if r[0] <= now)
         recent = [r for r in rows if r[0] >= now - MAX_SPAN][-MAX_CLAIMS:]
         start = recent[0][0] if recent else now

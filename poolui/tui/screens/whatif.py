@@ -26,10 +26,11 @@ from textual.widgets import Input, Label, Static
 from textual.worker import get_current_worker
 
 from ...control import Control
+from ...sim import whatif as sim
 from ...sim.createtime import CreateTime
 from ...sim.replay import Result
 from ...sim.sweep import MAX_TARGET, Runner, curve, first_guess
-from ...sim.whatif import AUTOSCALE, MAX_CLAIMS, MAX_SPAN, MIN_CLAIMS, Choice, ClaimsSeen, Inputs, gather, predict
+from ...sim.whatif import AUTOSCALE, MIN_CLAIMS, Choice, ClaimsSeen, Inputs, gather, predict
 from .. import view
 from ..base import describe
 from ..widgets.pool_table import money
@@ -250,7 +251,8 @@ def source_text(inputs: Inputs) -> str:
     """Where the prediction comes from: the claims, their span and rate, the create time, the price."""
     plan = inputs.plan
     n, span = len(plan.trace.claims), plan.trace.horizon
-    cap = (f" [dim](the last {MAX_CLAIMS} within {view.duration(MAX_SPAN)}; {inputs.left_out} older left out)[/]"
+    cap = (f" [dim](the last {sim.MAX_CLAIMS} within {view.duration(sim.MAX_SPAN)}; {inputs.left_out} older left "
+           "out)[/]"
            if inputs.left_out else "")
     price = f"idle priced at {money(plan.price)}/sandbox-h" if plan.price is not None else "no price_per_hour set"
     now = label(inputs.current) + (" (set by a resize, until resume)" if inputs.sizing == "manual" else "")
