@@ -61,7 +61,7 @@ async def made(ns: str, engine: Any, tmp_path: Path) -> AsyncIterator[list[Docke
         await p.close()
     ours = {"label": f"poolui.namespace={ns}"}  # a dead one is removed by the engine (auto-remove), soon
     await wait_for(lambda: engine.api.containers(all=True, filters=ours) == [], 20, what="no container left")
-    left = [str(d) for d in (tmp_path / DIR).glob("*/*") if d.is_dir()]
+    left = [str(d) for d in (tmp_path / DIR).glob("*/*/*") if d.is_dir()]
     assert left == [], f"socket directories left behind: {left}"
 
 
@@ -118,7 +118,7 @@ async def test_exec_and_files_go_through_the_agent(ns: str, engine: Any, py_imag
     [adopted] = await again.list_ours()
     assert adopted.ref["agent"] and (await run(again, adopted, ["echo", "adopted"])).stdout == b"adopted\n"
     await p.terminate(sb)
-    assert not (tmp_path / DIR / "web" / sb.ref["name"]).exists()
+    assert not (tmp_path / DIR / ns / "web" / sb.ref["name"]).exists()
 
 
 async def test_the_containers_code_cannot_reach_the_agent(ns: str, engine: Any, py_image: str, tmp_path: Path,
@@ -151,7 +151,7 @@ async def test_a_container_whose_agent_dies_is_reported_dead(ns: str, engine: An
     assert not p.alive(sb) and not (await p.health(sb)).ok
     with pytest.raises(SandboxDied):
         await run(p, sb, ["true"])
-    await wait_for(lambda: not (tmp_path / DIR / "web" / sb.ref["name"]).exists(), 10, what="the socket dir gone")
+    await wait_for(lambda: not (tmp_path / DIR / ns / "web" / sb.ref["name"]).exists(), 10, what="its socket dir gone")
 
 
 async def test_a_reset_through_the_agent_leaves_nothing_and_starts_the_server_again(ns: str, engine: Any, py_image: str,
@@ -188,7 +188,7 @@ async def test_an_image_without_python_keeps_the_engines_way(ns: str, engine: An
     off = provider(made, ns, tmp_path, py_image, agent=False)
     sb = await ready(off, "m-2")
     assert not sb.ref["agent"] and (await run(off, sb, ["id", "-u"])).stdout == b"0\n"
-    assert not (tmp_path / DIR / "web").exists() or not any((tmp_path / DIR / "web").iterdir())
+    assert not (tmp_path / DIR / ns / "web").exists() or not any((tmp_path / DIR / ns / "web").iterdir())
 
 
 @pytest.mark.parametrize(("docker", "match"), [({"agent": "yes"}, "agent"),
