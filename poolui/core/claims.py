@@ -103,6 +103,8 @@ async def wait_for_member(pool: Pool, deadline: float, claim_key: str | None, re
     except TimeoutError:
         pool.abandon(w)
         pool.metrics.claim("timed_out", None, reason)
+        # logged, so a claim trace counts the demand the pool missed (sim/trace_events.py)
+        pool.emit("claim_timed_out", None, f"waited {pool.clock.monotonic() - w.since:.3f}s: {reason}")
         raise ClaimTimeout(f"pool '{pool.name}': no sandbox became ready in time ({reason})", reason=reason) from None
     except BaseException:
         pool.abandon(w)

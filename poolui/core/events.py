@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Callable
 
@@ -45,10 +46,17 @@ class Subscription:
 
 
 class EventBus:
-    def __init__(self, recent: int = 1000, sink: Callable[[Event], None] | None = None) -> None:
+    """Numbers every event (seq, monotonic, also across restarts: a bus opened on a store goes on from the
+    last event it kept), keeps the last `recent` in memory and hands each to the sink (the store) and to
+    every subscriber."""
+
+    def __init__(self, recent: int = 1000, sink: Callable[[Event], None] | None = None,
+                 history: list[Event] | None = None, seq: int = 0) -> None:
+        """history: the events a store kept, oldest first: the recent ones start from them; seq: the number
+        the last event had (the next is one more)."""
         self._subs: set[Subscription] = set()
-        self.recent: deque[Event] = deque(maxlen=recent)
-        self._seq = 0
+        self.recent: deque[Event] = deque(history or (), maxlen=recent)
+        self._seq = max(seq, history[-1].seq if history else 0)
         self._sink = sink
 
     def emit(self, ts: float, pool: str, kind: str, member_id: str | None = None,
@@ -66,3 +74,20 @@ class EventBus:
         sub = Subscription(self, size, pool)
         self._subs.add(sub)
         return sub
+
+
+_WAITED = re.compile(r"(?:^| \()waited ([0-9.]+)s\)?$")
+
+
+def claimed_detail(claim_key: str | None, waited: float) -> str:
+    """A 'claimed' event's detail: its claim key, and how long a claim that had to wait waited (so a claim
+    trace puts its arrival where it was, not where it was served)."""
+    if waited <= 0:
+        return claim_key or ""
+    return f"{claim_key} (waited {waited:.3f}s)" if claim_key else f"waited {waited:.3f}s"
+
+
+def waited_of(detail: str) -> float:
+    """The wait a 'claimed' or 'claim_timed_out' event's detail tells (0 when none)."""
+    found = _WAITED.search(detail.split(": ", 1)[0] if detail.startswith("waited ") else detail)
+    return float(found[1]) if found else 0.0

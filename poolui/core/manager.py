@@ -105,7 +105,10 @@ class PoolManager(UseVerbs):
             self._lock()  # the durable store's rule: one manager per state directory
         try:
             self.store, namespace = self._open_store()
-            self.bus = EventBus(sink=self.store.add_event)
+            # The pools' history past a restart (store_api.py): the events the store kept, numbered on from
+            history = self.store.events(None, 1000)
+            seq = self.store.next_seq() if isinstance(self.store, Store) else 0
+            self.bus = EventBus(sink=self.store.add_event, history=history, seq=seq)
             ports = PortPicker()
             for name, cfg in self.config.pools.items():
                 ctx = ProviderContext(namespace=namespace, state_dir=self.state_dir, on_exit=self._exit_handler(name),

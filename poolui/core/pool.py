@@ -24,7 +24,7 @@ from . import autoscale, claim_scope, claims, refill, reuse
 from .bringup import bring_up, create_failed_again, creates_work
 from .cost import Tally
 from .eligibility import verdict
-from .events import EventBus
+from .events import EventBus, claimed_detail
 from .handout import Handout, Waiter
 from .housekeeping import Housekeeper
 from .member import Member
@@ -161,7 +161,7 @@ class Pool:
             return m
         return None
 
-    def _mark_claimed(self, m: Member, claim_key: str | None) -> None:
+    def _mark_claimed(self, m: Member, claim_key: str | None, waited: float = 0.0) -> None:
         m.holders += 1
         m.uses += 1
         assert m.holders == 1, f"member {m.id} handed out twice"
@@ -170,7 +170,7 @@ class Pool:
         if claim_key is not None:
             self.handout.hold(claim_key, m)
         claim_scope.begin(self, m)
-        self._set(m, S.CLAIMED, "claimed", claim_key or "")
+        self._set(m, S.CLAIMED, "claimed", claimed_detail(claim_key, waited))
         self.kick()
 
     def _release_hold(self, m: Member) -> None:
@@ -200,7 +200,7 @@ class Pool:
         w = self.handout.next_waiter()
         if w is None:
             return False
-        self._mark_claimed(m, w.claim_key)
+        self._mark_claimed(m, w.claim_key, self.clock.monotonic() - w.since)
         w.fut.set_result(m)
         return True
 

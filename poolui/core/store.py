@@ -32,7 +32,7 @@ from typing import Any
 from .checkpoint import Checkpointer
 from .member import Member
 from .model import Event
-from .store_api import StoredMember
+from .store_api import NOT_KEPT, StoredMember
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS members (
 );
 CREATE INDEX IF NOT EXISTS members_pool ON members(pool);
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     ts REAL NOT NULL,
     pool TEXT NOT NULL,
     kind TEXT NOT NULL,
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY CHECK (id = 0), done INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS last_event (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
 """
 
 
@@ -83,6 +84,7 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint.py: never on the loop's thread
+        self._drop_autoincrement()
         self._db.executescript(SCHEMA)
         have = {r[1] for r in self._db.execute("PRAGMA table_info(members)")}
         for column, kind in (("lease", "REAL"), ("lease_expires_at", "REAL"), ("token_hash", "TEXT")):
@@ -96,9 +98,26 @@ class Store:
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None  # writes queued while a checkpoint ends
         self._replay: list[tuple[str, tuple[Any, ...]]] = []  # what was held, for the next commit to write
         self.commits = 0
+        self.last_seq = 0  # the bus's number of the last event seen, kept or not (written at close)
         self.checkpoints = Checkpointer(self.path, self._hold, self._resume)
 
+    def _drop_autoincrement(self) -> None:
+        """A state file from before: its events table numbered rows itself (AUTOINCREMENT, one more page
+        written per commit); the rows move to a table numbered by the event bus."""
+        row = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
+        if row is None or "AUTOINCREMENT" not in row[0].upper():
+            return
+        self._db.execute("BEGIN")
+        self._db.execute("ALTER TABLE events RENAME TO events_before")
+        self._db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, pool TEXT NOT NULL, "
+                         "kind TEXT NOT NULL, member_id TEXT, state TEXT, detail TEXT NOT NULL DEFAULT '')")
+        self._db.execute("INSERT INTO events SELECT seq, ts, pool, kind, member_id, state, detail FROM events_before")
+        self._db.execute("DROP TABLE events_before")
+        self._db.execute("COMMIT")
+
     def close(self) -> None:
+        if self.last_seq and self._held is None:
+            self._write("INSERT OR REPLACE INTO last_event (id, seq) VALUES (0, ?)", (self.last_seq,))
         self.commit()
         self.checkpoints.close()
         if self._held is not None:  # closed in the middle of a checkpoint: what it held still goes in
@@ -167,14 +186,13 @@ class Store:
         if self._pending:
             rows, self._pending = self._pending, []
             self._db.executemany(
-                "INSERT INTO events (ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?)", rows
-            )
+                "INSERT OR REPLACE INTO events (seq, ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?,?)",
+                rows)
             self._events_since_prune += len(rows)
             if self._events_since_prune >= 500:
                 self._events_since_prune = 0
-                self._db.execute(
-                    "DELETE FROM events WHERE seq <= (SELECT MAX(seq) FROM events) - ?", (self.max_events,)
-                )
+                self._db.execute("DELETE FROM events WHERE seq < (SELECT seq FROM events ORDER BY seq DESC "
+                                 "LIMIT 1 OFFSET ?)", (self.max_events - 1,))
         if self._in_txn:
             self._db.execute("COMMIT")
             self._in_txn = False
@@ -225,13 +243,25 @@ class Store:
                              r[12], r[13]) for r in rows]
 
     def add_event(self, e: Event) -> None:
-        """Events go into the same turn's transaction as the member rows (one commit for a burst)."""
-        self._pending.append((e.ts, e.pool, e.kind, e.member_id, e.state, e.detail))
+        """Events go into the same turn's transaction as the member rows (one commit for a burst), under the
+        bus's number; the steps a member row tells already are not kept (store_api.NOT_KEPT)."""
+        self.last_seq = e.seq
+        if e.kind in NOT_KEPT:
+            return
+        self._pending.append((e.seq, e.ts, e.pool, e.kind, e.member_id, e.state, e.detail))
         if not self._in_txn and len(self._pending) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.commit)
             except RuntimeError:
                 self.commit()
+
+    def next_seq(self) -> int:
+        """The number the event bus goes on from: past every event kept, and past the last one seen when the
+        store was closed (after a kill -9, events not kept since the last kept one may see their numbers
+        again; no kept event ever does)."""
+        kept = self._db.execute("SELECT MAX(seq) FROM events").fetchone()[0] or 0
+        row = self._db.execute("SELECT seq FROM last_event WHERE id = 0").fetchone()
+        return max(kept, row[0] if row else 0)
 
     def events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
         self.commit()

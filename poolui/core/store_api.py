@@ -36,6 +36,16 @@ class StoredMember:
     token_hash: str | None = None
 
 
+# The event log a store keeps is the pool's history past a restart: what the console's event log shows,
+# what `events --follow` resumes from (Last-Event-ID: the bus goes on numbering from the last kept event),
+# and what `events --format trace` makes a claim trace of (each 'claimed' event and what ends its claim:
+# released, lease_expired, returned, terminating; claims that timed out; every pool-level event). The steps
+# of a member's way up and out (created, starting, ready, terminated) are not kept on disk: the member rows
+# say where each member is, and live subscribers get those events all the same. They were most of the rows
+# written per claim (7 for a single-use claim and its replacement, now 3).
+NOT_KEPT = frozenset({"created", "starting", "ready", "terminated"})
+
+
 class StateStore(Protocol):
     """One row per member, written before its provider is asked (record before create), and a bounded
     event log. Writes are cheap and may be grouped; `durable` and `commit_now` say when they are kept."""

@@ -20,7 +20,6 @@ class MemoryStore:
     def __init__(self, max_events: int = 10_000) -> None:
         self.rows: dict[str, StoredMember] = {}
         self._events: deque[Event] = deque(maxlen=max_events)
-        self._seq = 0
         self.commits = 0  # writes kept, as the SQLite store counts its commits
 
     def put(self, m: Member) -> None:
@@ -48,9 +47,9 @@ class MemoryStore:
         return sorted((r for r in self.rows.values() if r.pool == pool), key=lambda r: r.created_at)
 
     def add_event(self, e: Event) -> None:
-        """Keep an event, numbered in the order kept (as SQLite numbers its rows); the oldest go first."""
-        self._seq += 1
-        self._events.append(Event(self._seq, e.ts, e.pool, e.kind, e.member_id, e.state, e.detail))
+        """Keep an event under the bus's number (every kind: the simulator's accounting reads them all);
+        the oldest go first."""
+        self._events.append(e)
 
     def events(self, pool: str | None = None, limit: int = 200) -> list[Event]:
         """The last `limit` events (of one pool, or all), oldest first."""
