@@ -128,6 +128,7 @@ class WhatIfScreen(ModalScreen[None]):
         field = self.query_one("#whatif-target", Input)
         field.value = "" if inputs.current == AUTOSCALE else str(inputs.current)
         field.focus()
+        field.select_all()  # a number typed replaces it
         self.repaint()
         self.replay()
 
@@ -186,7 +187,9 @@ class WhatIfScreen(ModalScreen[None]):
             auto = self.results.get(AUTOSCALE)
             base = round(auto.mean_setpoint) if auto is not None else self.inputs.plan.cfg.target_ready
         target = max(0, min(MAX_TARGET, base + step))
-        self.query_one("#whatif-target", Input).value = str(target)
+        field = self.query_one("#whatif-target", Input)
+        field.value = str(target)
+        field.select_all()  # a number typed next replaces it
         self.pick(target)
 
     def action_autoscale(self) -> None:
