@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import tomli_w
 from rich.text import Text
+from test_tui import NotesKept
 from test_tui_remote import start_server
 from textual.command import CommandPalette
+from textual.widgets import Input
 from tui_support import free_port, screen_text, until
 
 from poolui import connect
@@ -28,6 +30,7 @@ from poolui.sim.sweep import Plan
 from poolui.sim.whatif import AUTOSCALE, MIN_CLAIMS, ClaimsSeen
 from poolui.tui.app import PoolApp
 from poolui.tui.screens.overview import OverviewScreen
+from poolui.tui.screens.resize import ResizeScreen
 from poolui.tui.screens.whatif import WhatIfScreen, source_text
 from poolui.tui.widgets.pool_table import PoolTable
 
@@ -85,7 +88,7 @@ async def opened(app: PoolApp, pilot: Any) -> WhatIfScreen:
 
 
 async def test_the_key_predicts_each_target_and_the_autoscaler(served: PoolManager) -> None:
-    app = PoolApp(served, source="pools.toml", pool="web")
+    app = NotesKept(served, source="pools.toml", pool="web")
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.state.current is not None, 10, "the first snapshot")
         screen = await opened(app, pilot)
@@ -107,13 +110,23 @@ async def test_the_key_predicts_each_target_and_the_autoscaler(served: PoolManag
         await until(pilot, lambda: "what-if: target 0" in screen_text(app), 5, "target 0 shown")
         line = next(x for x in screen_text(app).splitlines() if "warm-hit rate" in x)
         assert line.split("│")[1].split()[-1] == "0.0%", line  # the what-if's column, inside the box
-        # + steps up again; a goes back to the autoscaler; esc closes.
+        # + steps up again; a goes back to the autoscaler, which r cannot apply (the pool file sets it).
         await pilot.press("plus")
         await until(pilot, lambda: 1 in screen.results and "what-if: target 1" in screen_text(app), 15, "1")
         await pilot.press("a")
         await until(pilot, lambda: "what-if: autoscale" in screen_text(app), 5, "the autoscaler picked")
-        await pilot.press("escape")
-        await until(pilot, lambda: app.screen is app.dashboard, 5, "the what-if to close")
+        await pilot.press("r")
+        assert app.screen is screen and "autoscaling is set in the pool file: [pools.web.autoscale]" in app.said
+        # r on a target: the resize dialog with it, applied only from there.
+        await pilot.press("5")
+        await until(pilot, lambda: 5 in screen.results, 15, "target 5")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ResizeScreen), 5, "the resize dialog")
+        assert app.screen.query_one("#target", Input).value == "5"
+        assert served.pools["web"].snapshot(False).target_ready != 5
+        await pilot.press("enter")
+        await until(pilot, lambda: served.pools["web"].snapshot(False).target_ready == 5, 10, "the resize")
+        assert app.screen is app.dashboard
 
 
 async def test_too_few_claims_says_so_and_replays_nothing(served: PoolManager) -> None:

@@ -3,6 +3,7 @@ Each binding sits on its action (poolui/tui/keys.py)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from textual import work
@@ -252,7 +253,20 @@ class Navigation(Feed):
         if pool is None:
             self.notify("no pool yet: waiting for the first snapshot", severity="warning", timeout=3)
             return
-        self.push_screen(WhatIfScreen(self.control, pool, self.claims_seen))
+        self.push_screen(WhatIfScreen(self.control, pool, self.claims_seen), partial(self.resize_to, pool))
+
+    def resize_to(self, pool: str, target: int | None) -> None:
+        """`r` in the what-if: the resize dialog with its target (applied only from there), on the pool's view."""
+        if target is None:
+            return
+        if pool != self.state.pool or isinstance(self.screen, OverviewScreen):
+            self.notify(f"to resize {pool} to {target}: open it (enter) and press r", timeout=5)
+            return
+        why = self.why_disabled("resize")
+        if why:
+            self.notify(f"r (Resize) is not available: {why}", severity="warning", timeout=3)
+            return
+        self.run_worker(self.run_action(f"resize({target})"), exit_on_error=False)
 
     def paint_overview(self) -> None:
         """Repaint the overview if it is shown."""

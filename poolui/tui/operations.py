@@ -119,12 +119,12 @@ class Operations(Feed):
     @work(group="action", exit_on_error=False, description="resize")
     @KEYS.bind("r", "Resize", id="resize", mutating=True,
                tooltip="Change target / min / max ready, optionally saving them to the pool file")
-    async def action_resize(self) -> None:
-        """Ask for new sizes, then resize (and save to the pool file if asked)."""
+    async def action_resize(self, target: int | None = None) -> None:
+        """Ask for new sizes (the target proposed, from the what-if), then resize (and save if asked)."""
         snap, pool, path = self.state.current, self.state.pool, self.state.config_path
         if snap is None or pool is None:
             return
-        req = await self.push_screen_wait(ResizeScreen(snap, path))
+        req = await self.push_screen_wait(ResizeScreen(snap, path, target))
         if req is None:
             return
         saved = f"; saved to {path or 'the pool file'}" if req.persist else ""

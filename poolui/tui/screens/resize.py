@@ -51,10 +51,13 @@ class ResizeScreen(ModalScreen[ResizeRequest | None]):
         Binding("enter", "enter", "Apply", show=False, priority=True),
     ]
 
-    def __init__(self, snap: PoolSnapshot, config_path: str | None) -> None:
+    def __init__(self, snap: PoolSnapshot, config_path: str | None, target: int | None = None) -> None:
         super().__init__(classes="dialog")
         self.snap = snap
         self.config_path = config_path
+        # A target proposed by the what-if (`f`): min and max make room for it; the operator still applies.
+        t = snap.target_ready if target is None else target
+        self.proposed = (t, min(snap.min_ready, t), max(snap.max_ready, t))
 
     def compose(self) -> ComposeResult:
         s = self.snap
@@ -65,13 +68,13 @@ class ResizeScreen(ModalScreen[ResizeRequest | None]):
             with Horizontal(classes="fields"):
                 with Vertical():
                     yield Label("target ready")
-                    yield Input(str(s.target_ready), id="target")
+                    yield Input(str(self.proposed[0]), id="target")
                 with Vertical():
                     yield Label("min ready")
-                    yield Input(str(s.min_ready), id="min")
+                    yield Input(str(self.proposed[1]), id="min")
                 with Vertical():
                     yield Label("max ready")
-                    yield Input(str(s.max_ready), id="max")
+                    yield Input(str(self.proposed[2]), id="max")
             where = escape(self.config_path) if self.config_path else "the server's pool file"
             yield Checkbox(f"save to {where} (space)", id="persist")
             yield Label("", id="preview")

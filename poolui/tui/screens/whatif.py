@@ -5,7 +5,7 @@ The inputs come over the control contract (poolui/sim/whatif.py), the replays ar
 (poolui/sim/replay.py) on virtual time. They run in one thread, one at a time, off the console's loop, so the
 console never freezes: the target picked last first, then the pool's own setting, then a small sweep around
 the smallest target that should meet the goal, and the autoscaler, each shown as it comes. The screen changes
-nothing: it says which key does.
+nothing by itself: `r` takes the target picked to the resize dialog, where the operator applies it.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class TargetInput(Input):
         return character is not None and character.isdigit()
 
 
-class WhatIfScreen(ModalScreen[None]):
+class WhatIfScreen(ModalScreen[int | None]):
     """The what-if dialog of one pool."""
 
     DEFAULT_CSS = """
@@ -72,6 +72,7 @@ class WhatIfScreen(ModalScreen[None]):
         Binding("plus,equals_sign", "step(1)", "Target +1", id="whatif.more", priority=True, key_display="+"),
         Binding("minus", "step(-1)", "Target -1", id="whatif.less", priority=True, key_display="-"),
         Binding("a", "autoscale", "Autoscale", id="whatif.autoscale", priority=True),
+        Binding("r", "apply", "Resize to this", id="whatif.apply", priority=True),
     ]
 
     class Replayed(Message):
@@ -201,6 +202,14 @@ class WhatIfScreen(ModalScreen[None]):
         """Close the what-if (the replays stop)."""
         self.dismiss(None)
 
+    def action_apply(self) -> None:
+        """Close with the target picked: the console opens the resize dialog with it, to confirm there."""
+        if isinstance(self.choice, int):
+            self.dismiss(self.choice)
+        elif self.choice == AUTOSCALE:
+            self.notify(f"autoscaling is set in the pool file: [pools.{self.pool}.autoscale]", timeout=5,
+                        markup=False)
+
     def repaint(self) -> None:
         """The comparison and the sweep, from the replays done so far."""
         if self.inputs is None or self.choice is None:
@@ -220,7 +229,7 @@ class WhatIfScreen(ModalScreen[None]):
 
 def apply_hint(pool: str) -> str:
     """How to make a choice real: this screen changes nothing."""
-    return (f"changes nothing: [b]r[/] (resize) on the pool view sets a target; autoscaling is "
+    return (f"[b]r[/]: resize to this target (you confirm it in the resize dialog) · autoscaling is "
             f"[b]\\[pools.{escape(pool)}.autoscale][/] in the pool file · [b]esc[/] closes")
 
 
