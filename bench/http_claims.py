@@ -53,9 +53,10 @@ def pct(samples: list[float], p: float) -> float:
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def spawn(cmd: list[str], what: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def spawn(cmd: list[str], what: str, env: dict[str, str] | None = None,
+          cwd: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server process and wait for its "serving http://..." line; (process, URL)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
     assert proc.stdout is not None
     ready, _, _ = select.select([proc.stdout], [], [], 30)
     line = proc.stdout.readline().decode() if ready else ""
@@ -69,9 +70,11 @@ def start_server(workdir: Path, source: str | None = None) -> tuple[subprocess.P
     """`poolui serve` of this checkout, or of the checkout at `source` (its code first on PYTHONPATH)."""
     cfg = workdir / "pools.toml"
     cfg.write_text(POOL)
+    # `python -m` puts its working directory first on sys.path: the compared checkout's, or this one's
     env = {**os.environ, "PYTHONPATH": source} if source else None
+    here = source or str(Path(__file__).resolve().parent.parent)
     proc, url = spawn([sys.executable, "-m", "poolui.cli", "serve", "--config", str(cfg), "--listen", "127.0.0.1:0",
-                       "--state-dir", str(workdir / "state"), "--on-shutdown", "terminate"], "poolui serve", env)
+                       "--state-dir", str(workdir / "state"), "--on-shutdown", "terminate"], "poolui serve", env, here)
     return proc, url, (workdir / "state" / "token").read_text().strip()
 
 
