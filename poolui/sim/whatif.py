@@ -78,12 +78,7 @@ class ClaimsSeen:
     def held(self, pool: str) -> list[tuple[float, float]]:
         """Claims of `pool` not ended yet: (wall time it arrived, wall time it was served)."""
         rec = self.recorders.get(pool)
-        out = []
-        for times in rec.open.values() if rec is not None else ():
-            # The recorder keeps (arrived, served), or (an older one) the time the claim was logged.
-            pair = times if isinstance(times, tuple) else (times, times)
-            out.append((float(pair[0]), float(pair[1])))
-        return out
+        return list(rec.open.values()) if rec is not None else []
 
     def trace(self, pool: str, now: float) -> tuple[Trace, int]:
         """The pool's last claims up to `now` (held ones until now) as a trace starting at the first of
