@@ -5,7 +5,7 @@ It runs the real thing: a pool file of three local pools (config/local.toml's po
 It claims and releases a few sandboxes, so the windows have claims to show, and keeps one claimed (key
 ci-job-4411), then drives the console headless with Pilot: the pools overview (the start screen of a file of
 several pools), the pool view, a terminate confirmation (Cancel focused, as it opens), the resize dialog, the
-help screen, and the pool view at 80x24. Everything it started is stopped before it exits.
+help screen, the what-if, and the pool view at 80x24. Everything it started is stopped before it exits.
 
 Needs: the dev install (textual) and, for PNGs, CairoSVG (`pip install cairosvg`, which needs the system's
 libcairo2) or else `rsvg-convert` (Debian librsvg2-bin). Without either it leaves the SVGs only.
@@ -41,6 +41,7 @@ from poolui.tui.screens.confirm import ConfirmScreen  # noqa: E402
 from poolui.tui.screens.help import HelpScreen  # noqa: E402
 from poolui.tui.screens.overview import OverviewScreen  # noqa: E402
 from poolui.tui.screens.resize import ResizeScreen  # noqa: E402
+from poolui.tui.screens.whatif import WhatIfScreen  # noqa: E402
 
 FONT = "DejaVu Sans Mono"
 OVERVIEW_ROWS = 14  # the overview of three pools, without a screen of empty rows under them
@@ -93,8 +94,12 @@ def pool_file(tmp: Path) -> Path:
 
 
 async def busy(mgr: PoolManager) -> None:
-    """Claims over the last minute (warm ones, one cold on a pool caught empty), and one kept claimed."""
+    """Claims over the last minute (warm ones, one cold on a pool caught empty, a run of short ones on web
+    for the what-if to replay), and one kept claimed."""
     await mgr.warm_up(60)
+    for _ in range(24):
+        claim = await mgr.claim("web", timeout=30)
+        await mgr.release("web", claim.id)
     for _ in range(3):
         claim = await mgr.claim("api")
         await mgr.release("api", claim.id)
@@ -160,6 +165,13 @@ async def shoot(out: Path, size: tuple[int, int]) -> list[Path]:
                 await pilot.press("r")
                 await until(pilot, lambda: isinstance(app.screen, ResizeScreen), 10, "the resize dialog")
                 await shots.save(app, pilot, "resize", "resize")
+                await pilot.press("escape")
+                await until(pilot, lambda: app.screen is app.dashboard, 10, "the pool view")
+                await pilot.press("f")
+                await until(pilot, lambda: isinstance(app.screen, WhatIfScreen) and app.screen.inputs is not None
+                            and not any(c not in app.screen.results for c in app.screen.wanted()), 120,
+                            "the what-if's replays")
+                await shots.save(app, pilot, "whatif", "what-if")
                 await pilot.press("escape")
                 await until(pilot, lambda: app.screen is app.dashboard, 10, "the pool view")
                 await pilot.press("question_mark")
