@@ -97,3 +97,17 @@ def test_a_cold_claim_tells_its_wait_and_a_timed_out_one_is_logged_for_the_trace
             assert trace[1][1] == pytest.approx(1.5, abs=1e-6)  # held from when it was served
 
     virtual_time.run(main())
+
+
+async def test_a_released_sandbox_leaves_the_state_file_with_its_release(tmp_path: Path) -> None:
+    """One write for its way out: the row goes with the release's commit (a restart kills what runs with no
+    row), not a 'terminating' state first and a delete once the kill is done."""
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:  # type: ignore[arg-type]
+        await mgr.warm_up(5)
+        c = await mgr.claim("p")
+        assert await mgr.release("p", c.id)
+        db = sqlite3.connect(tmp_path / "poolui.sqlite3")
+        try:
+            assert db.execute("SELECT state FROM members WHERE id = ?", (c.id,)).fetchall() == []
+        finally:
+            db.close()

@@ -260,7 +260,7 @@ class Pool:
         self.handout.unhold(m)
         m.reason = reason
         was = m.state
-        self._set(m, S.TERMINATING, "terminating", reason)
+        self._going(m, reason)
         task = self._bringups.get(m.id)
         if was in IN_FLIGHT and task is not None:
             # A create still running finishes first (so its sandbox is known), then sees doomed and kills it.
@@ -270,6 +270,12 @@ class Pool:
             return
         self.kill_later(m)
         self.kick()
+
+    def _going(self, m: Member, reason: str) -> None:
+        """m is terminating: its row goes now, one write instead of a state now and a delete once it is gone
+        (a restart kills what is running with no row, as it kills a terminating one: adoption.py)."""
+        self._set(m, S.TERMINATING, "terminating", reason, row=None)
+        self.store.delete(m.id)
 
     def kill_later(self, m: Member) -> None:
         self.spawn(self.kill(m), f"kill-{m.id}")
@@ -290,7 +296,6 @@ class Pool:
         m.state = S.GONE
         self.members.pop(m.id, None)
         self.handout.remove(m.id)
-        self.store.delete(m.id)
         self.metrics.terminated += 1
         self.recently_gone[m.id] = m.reason
         while len(self.recently_gone) > GONE_KEPT:
@@ -340,7 +345,7 @@ class Pool:
 
     def stopped_while_starting(self, m: Member) -> None:
         m.reason = "manager stopped"
-        self._set(m, S.TERMINATING, "terminating", m.reason)
+        self._going(m, m.reason)
 
     def bringup_done(self, m: Member) -> None:
         self._bringups.pop(m.id, None)
