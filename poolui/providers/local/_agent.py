@@ -326,21 +326,36 @@ class Pump:
 
 def kill_tree(pid: int | None, marker: str) -> None:
     """SIGKILL the command and everything it started: its session, and whatever still carries its marker
-    (a child that left the session); never the sandbox's own server."""
+    (a child that left the session); never the sandbox's own server. `pid` may come from the spawner, which
+    the code can speak for: with two uids only the code's processes are candidates (a session the spawner
+    named could be the agent's own, with the container's init and the TTL's timeout in it)."""
     from _kill import kill_all
 
     needle = f"\0{EXEC_MARKER}={marker}\0".encode()
-    kill_all(lambda: [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))],
-             0.5)
+    kill_all(lambda: [p for p in _procs() if p != os.getpid() and _live(p) and (_session(p) == pid or _has(p, needle))
+                      and (USER is None or USER[0] in _uids(p))], 0.5)
+
+
+def _uids(pid: int) -> list[int]:
+    """The process's real, effective, saved and filesystem uids, from its status (which tells them whatever
+    the process did: the owner of its /proc files is root once it makes itself non-dumpable)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return [int(u) for u in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return []
 
 
 def _procs() -> list[int]:
     return [int(n) for n in os.listdir("/proc") if n.isdigit()]
 
 
-def _stat(pid: int) -> list[bytes]:
+def _stat(pid: int, task: str = "") -> list[bytes]:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/task/{task}/stat" if task else f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return []
@@ -348,8 +363,17 @@ def _stat(pid: int) -> list[bytes]:
 
 
 def _live(pid: int) -> bool:
+    """Not dead yet. A zombie is dead already (its parent reaps it), unless it is a leader that ended alone
+    (the exit syscall, not exit_group): it shows as a zombie while its other threads run on, so a process
+    that hides so is alive, and SIGKILL to its pid ends them."""
     st = _stat(pid)
-    return bool(st) and st[0] not in (b"Z", b"X")  # a zombie is dead already; its parent reaps it
+    if not st or st[0] not in (b"Z", b"X"):
+        return bool(st)
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any((t := _stat(pid, task)) and t[0] not in (b"Z", b"X") for task in tasks if task != str(pid))
 
 
 def _session(pid: int) -> int:
