@@ -44,14 +44,15 @@ def remember() -> None:
 
 
 def writable() -> list[str]:
-    """Every read-write tmpfs of this sandbox but /dev: the places its code can leave something in."""
+    """Every read-write tmpfs of this sandbox but /dev, and its POSIX message queues' mount (bwrap.py): the
+    places its code can leave something in."""
     places = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
             pre, _, post = line.partition(" - ")
             fields = pre.split()
             point, options = fields[4].replace("\\040", " "), fields[5].split(",")
-            if post.split()[0] == "tmpfs" and "rw" in options and point not in ("/", DEV):
+            if post.split()[0] in ("tmpfs", "mqueue") and "rw" in options and point not in ("/", DEV):
                 places.append(point)
     return places
 

@@ -30,7 +30,9 @@ def static_args(opts: LocalOptions, extra: bool = True) -> list[str]:
     # last, launch.py): a full one fails with ENOSPC inside, and a reset finds and empties each of them.
     scratch = [x for d in ("/tmp", "/var/tmp", "/dev/shm") for x in ("--perms", "1777", "--size", str(opts.tmp_size),
                                                                       "--tmpfs", d)]
-    return a + ["--proc", "/proc", "--dev", "/dev", *scratch]
+    # POSIX message queues get their own mount, where a reset finds them (_agent_reset.py; with the seccomp
+    # filter on the code cannot make any, without it nothing else could list them)
+    return a + ["--proc", "/proc", "--dev", "/dev", *scratch, "--mqueue", "/dev/mqueue"]
 
 
 async def try_bwrap(bwrap: str, opts: LocalOptions) -> str:
