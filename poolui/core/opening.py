@@ -66,6 +66,9 @@ async def adopt(pool: Pool, rows: list[StoredMember]) -> tuple[int, int]:
         except Exception as e:
             log.warning("pool %s: could not kill stray %s: %s", pool.name, sb.member_id, e)
         pool.store.delete(sb.member_id)
+        # Known by its label alone when its row was never committed (a manager killed between a turn's
+        # writes and their commit): a release of it still hears that it went, and why.
+        pool.remember_gone(sb.member_id, "left over by a previous manager")
         pool.bus.emit(now_w, pool.name, "terminated", sb.member_id, "gone", "left over by a previous manager")
     for k in plan.keep:
         pool.install(adopted_member(k, pool.name, now_w, now_m))

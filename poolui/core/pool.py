@@ -289,6 +289,12 @@ class Pool:
                 self.emit("terminate_failed", m, str(e))
         self._gone(m)
 
+    def remember_gone(self, member_id: str, why: str) -> None:
+        """Keep why a sandbox went, so a late release or exec on it is told so (not "unknown")."""
+        self.recently_gone[member_id] = why
+        while len(self.recently_gone) > GONE_KEPT:
+            self.recently_gone.popitem(last=False)
+
     def _gone(self, m: Member) -> None:
         if m.state is S.GONE:
             return
@@ -297,9 +303,7 @@ class Pool:
         self.members.pop(m.id, None)
         self.handout.remove(m.id)
         self.metrics.terminated += 1
-        self.recently_gone[m.id] = m.reason
-        while len(self.recently_gone) > GONE_KEPT:
-            self.recently_gone.popitem(last=False)
+        self.remember_gone(m.id, m.reason)
         self.emit("terminated", m, m.reason)
         self.kick()
 
