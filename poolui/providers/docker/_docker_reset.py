@@ -17,12 +17,10 @@ command runs as the code's user, and the server starts again. Standard library o
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import Any
 
 import _agent as agent
-from _agent_reset import _empty, _ipc_left, finish
+from _agent_reset import _clear_ipc, _empty, finish
 from _kill import kill_all
 
 PLACES = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
@@ -48,25 +46,3 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
         agent.end(conn, error=why)
         return
     finish(conn, req, work)
-
-
-# Run as the code's user (who made the objects): IPC_RMID (0) on each "KIND ID" argument, through libc.
-RMID = ("import ctypes, sys; libc = ctypes.CDLL(None)\n"
-        "for kind, i in zip(sys.argv[1::2], sys.argv[2::2]):\n"
-        "    {'shm': libc.shmctl, 'msg': libc.msgctl, 'sem': libc.semctl}[kind](int(i), 0, 0)")
-
-
-def _clear_ipc() -> str:
-    """Remove every SysV IPC object by its id (with the image's python3: it need have no ipcrm); '' or
-    what is left."""
-    left = _ipc_left()  # "shm ID", "msg ID", "sem ID"
-    if not left:
-        return ""
-    argv = [sys.executable, "-I", "-S", "-c", RMID] + [x for kind_id in left for x in kind_id.split()]
-    try:
-        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       timeout=10, **agent.user())
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"removing SysV IPC objects: {e}"
-    left = _ipc_left()
-    return f"SysV IPC objects survived: {left[:5]}" if left else ""

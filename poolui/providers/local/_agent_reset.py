@@ -79,15 +79,28 @@ def _ipc_left() -> list[str]:
     return left
 
 
+# Run as the code's user (who made the objects): IPC_RMID (0) on each "KIND ID" argument, through libc. By
+# id, as the objects' creator: ipcrm --all reads each object first, which an object whose owner the code
+# set to root with mode 0 refuses (the reset then failed, and a reuse pool made a new sandbox each time).
+RMID = ("import ctypes, sys; libc = ctypes.CDLL(None)\n"
+        "for kind, i in zip(sys.argv[1::2], sys.argv[2::2]):\n"
+        "    {'shm': libc.shmctl, 'msg': libc.msgctl, 'sem': libc.semctl}[kind](int(i), 0, 0)")
+
+
 def _clear_ipc() -> str:
-    """Remove every SysV IPC object, as the sandbox's user (who made them); '' or what is left."""
-    if not _ipc_left():
+    """Remove every SysV IPC object by its id (with the agent's own python3: an image need have no ipcrm);
+    '' or what is left."""
+    import sys
+
+    left = _ipc_left()  # "shm ID", "msg ID", "sem ID"
+    if not left:
         return ""
+    argv = [sys.executable, "-I", "-S", "-c", RMID] + [x for kind_id in left for x in kind_id.split()]
     try:
-        subprocess.run(["ipcrm", "--all"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=10, **agent.user())
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=10, **agent.user())
     except (OSError, subprocess.TimeoutExpired) as e:
-        return f"ipcrm: {e}"
+        return f"removing SysV IPC objects: {e}"
     left = _ipc_left()
     return f"SysV IPC objects survived: {left[:5]}" if left else ""
 
