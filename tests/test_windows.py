@@ -134,10 +134,12 @@ def test_longest_wait_near_ttl_and_last_create_error(tmp_path: Path) -> None:
     async def main() -> None:
         async with virtual_manager(cfg, tmp_path) as (mgr, clock):
             await mgr.warm_up(10)
+            # Before the claim: its answer waits for a commit, and the refill it starts meanwhile must not
+            # make a ready one (the instant provider's would be ready in that same wait).
+            provider(mgr).never_ready = True
             await mgr.claim("p")
             snap = await mgr.snapshot("p", members=False)
             assert snap.longest_wait is None and snap.near_ttl == 0
-            provider(mgr).never_ready = True
             await wait_for(lambda: mgr.pool("p").snapshot().ready == 0, 5)
             waiter = asyncio.ensure_future(mgr.claim("p", timeout=60))
             await asyncio.sleep(2.5)
