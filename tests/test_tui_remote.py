@@ -139,7 +139,8 @@ async def test_killed_server_shows_disconnected_and_recovers(
         await procs[0].wait()
         await seen(pilot, app, lambda: "DISCONNECTED" in header(app), 15, "the badge to say so")
         assert "ctrl+r retry now" in header(app) and "HEALTHY" not in header(app)
-        assert "retry" in screen_text(app).splitlines()[1]  # the alert line: the error, the next retry
+        # the alert line (the error, the next retry) is painted in the badge's turn or the next
+        await seen(pilot, app, lambda: "retry" in screen_text(app).splitlines()[1], 5, "the alert line")
         clock.advance(90)
         app.update_header()
         await seen(pilot, app, lambda: re.search(r"data 1m\d\ds old", header(app)), 5, "the data's age")

@@ -47,7 +47,7 @@ async def test_keys_that_do_nothing_say_why(pool: Pool, size: tuple[int, int]) -
         assert "nothing to mark: no creating sandboxes" in app.said
         # In the detail view, the dashboard's keys do nothing, and say so; its own are in its footer.
         await pilot.press("1", "enter")
-        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 15, "the detail view")
         await pilot.press("c")
         assert any(m.startswith("c (Claim)") and "esc closes this view" in m for m in app.said), app.said
         assert isinstance(app.screen, DetailScreen) and mgr.pools["web"].snapshot(False).counts["claimed"] == 0
@@ -119,7 +119,7 @@ async def test_the_detail_views_command_line(pool: Pool, size: tuple[int, int]) 
     async with app.run_test(size=size) as pilot:
         await until(pilot, lambda: [m.id for m in app.state.groups["in-use"]] == [claim.id], 10, "the claim")
         await pilot.press("3", "enter")
-        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 5, "the detail view")
+        await until(pilot, lambda: isinstance(app.screen, DetailScreen), 15, "the detail view")
         view = app.screen
         assert isinstance(view, DetailScreen)
         command = "sh -c 'printf out1; echo err1 >&2; echo; echo out2'"
