@@ -3,9 +3,9 @@ runs inside): a process that hides as well as the code can hide one (out of its 
 leader ended alone so that it shows as a zombie) does not outlive a reset of a reused Docker container or
 bubblewrap sandbox; nor does a POSIX message queue, which the engine's seccomp profile lets a container's
 code make (and a local sandbox's without the seccomp filter); nor do SysV IPC objects the code handed to
-root with mode 0 (the local reset's ipcrm could not remove them, so the sandbox was made anew); and a
-spawner the code speaks for cannot get the agent to kill the container's root processes (the TTL's
-`timeout`)."""
+root with mode 0 (the local reset's ipcrm could not remove them, so the sandbox was made anew); nor an
+extended attribute or a mode the code gave the work directory itself; and a spawner the code speaks for
+cannot get the agent to kill the container's root processes (the TTL's `timeout`)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ async def test_a_hidden_process_and_a_message_queue_do_not_outlive_a_docker_rese
     assert planted["survivor"].startswith("alive") and planted["mq"] == 0  # both made: the container allows them
     assert planted["ipc"] == [0, 0, 0]
     b = await reused(mgr, POOL, a.id)
-    assert await seen(mgr, POOL, b, "look") == {"survivor": None, "mq": None, "ipc": [-1, -1, -1]}
+    left = {"survivor": None, "mq": None, "ipc": [-1, -1, -1], "xattr": None, "mode": planted["mode"]}
+    assert await seen(mgr, POOL, b, "look") == left
     await mgr.release(POOL, b)
 
 
@@ -99,5 +100,6 @@ async def test_a_hidden_process_and_a_message_queue_do_not_outlive_a_local_reset
         planted = await seen(mgr, "re", a.id, "plant")
         assert planted["survivor"].startswith("alive") and planted["mq"] == 0 and planted["ipc"] == [0, 0, 0]
         b = await reused(mgr, "re", a.id)  # the same sandbox: its reset removed the IPC objects too
-        assert await seen(mgr, "re", b, "look") == {"survivor": None, "mq": None, "ipc": [-1, -1, -1]}
+        left = {"survivor": None, "mq": None, "ipc": [-1, -1, -1], "xattr": None, "mode": planted["mode"]}
+        assert await seen(mgr, "re", b, "look") == left
         await mgr.release("re", b)

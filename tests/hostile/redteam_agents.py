@@ -5,8 +5,10 @@ plant: leave a process meant to outlive the reset, hidden as well as the code ca
   session, makes itself non-dumpable (its /proc files become root's) and its leader ends alone (the exit
   syscall, not exit_group), so it shows as a zombie while a thread of it runs on, answering on an abstract
   Unix socket; a POSIX message queue with a message in it, where the sandbox lets the code make one; and
-  SysV IPC objects handed to root with mode 0 (their creator may still remove them, but not read them).
-look: what the next claim finds of that: the survivor's answer, the queue's message, the IPC objects.
+  SysV IPC objects handed to root with mode 0 (their creator may still remove them, but not read them);
+  an extended attribute and a mode on the work directory itself (the code owns it).
+look: what the next claim finds of that: the survivor's answer, the queue's message, the IPC objects, the
+  work directory's attribute and mode.
 forge: take the spawner's sockets (pidfd_getfd: it runs as the code's uid), kill it, and speak for it to the
   next exec: the pid of the session of the container's TTL (`timeout`, root), with a pidfd of the container's
   init, which never ends; so the exec times out, and the agent kills that "command's" session.
@@ -76,6 +78,9 @@ def plant():
     seen["mq"] = ctypes.get_errno() if q < 0 else mq_send(q, b"from the claim before", 21, 0)
     seen["ipc"] = [hide(libc.shmctl, libc.shmget(KEY, 4096, 0o1600)), hide(libc.msgctl, libc.msgget(KEY, 0o1600)),
                    hide(libc.semctl, libc.semget(KEY, 1, 0o1600), 0)]
+    seen["mode"] = os.stat(".").st_mode
+    os.setxattr(".", "user.poolui-redteam", b"from the claim before")
+    os.chmod(".", 0o700)
     print(json.dumps(seen))
 
 
@@ -113,7 +118,11 @@ def look():
         n = mq_receive(q, buf, 8192, None)
         message = buf.raw[:n].decode() if n >= 0 else f"queue there, errno {ctypes.get_errno()}"
     ipc = [libc.shmget(KEY, 0, 0), libc.msgget(KEY, 0), libc.semget(KEY, 0, 0)]  # -1: none with the key
-    print(json.dumps({"survivor": ask(), "mq": message, "ipc": ipc}))
+    try:
+        xattr = os.getxattr(".", "user.poolui-redteam").decode()
+    except OSError:
+        xattr = None
+    print(json.dumps({"survivor": ask(), "mq": message, "ipc": ipc, "xattr": xattr, "mode": os.stat(".").st_mode}))
 
 
 def read(path):

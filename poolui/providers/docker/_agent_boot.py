@@ -44,6 +44,9 @@ def main() -> None:
         os.chown(work, uid, gid)  # the work directory is the code's, as the local agent's shell makes it
     except OSError as e:
         sys.exit(f"poolui agent: cannot give {work} to {uid}:{gid}: {e}")
+    import _agent_reset
+
+    _agent_reset.remember(work)  # the work directory as it starts, which a reset puts back
     listen(os.path.join(sockdir, SOCKET))
     _agent.USER = (uid, gid)
     start(_agent, argv, work)

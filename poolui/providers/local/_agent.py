@@ -54,7 +54,7 @@ def main() -> None:
 
     SPAWNER = _agent_spawn.Spawner()
     SERVER = _agent_server.Server(int(sys.argv[1]), sys.argv[5:], work)
-    _agent_reset.remember()  # the sandbox as it starts, before any claim's code runs
+    _agent_reset.remember(work)  # the sandbox as it starts, before any claim's code runs
     os.set_inheritable(LISTEN_FD, False)  # the commands it runs never get the socket
     sys.exit(serve(work))
 

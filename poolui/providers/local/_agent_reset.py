@@ -5,9 +5,11 @@ A sandbox's root and system directories are read-only; the places its code can w
 (the work directory, /tmp, /var/tmp, /dev/shm: bwrap.py), each capped. The reset finds them itself, in
 /proc/self/mountinfo (every read-write tmpfs), so a place added later is not forgotten: it kills every
 process but the agent (the server too), empties each of those places and checks that each is empty; /dev,
-which holds the device nodes, must be as it was when the agent started (remember()). SysV IPC objects
+which holds the device nodes, must be as it was when the agent started (remember()), and so must the work
+directory itself (its extended attributes, mode and times: the code owns it). SysV IPC objects
 (which live in the sandbox's IPC namespace, not in a file) are removed and checked gone; POSIX message
-queues cannot be made at all (the seccomp filter refuses mq_open). Then the pool's reset command runs, as
+queues cannot be made at all with the seccomp filter (it refuses mq_open), and without it they are in a
+mount of their own (/dev/mqueue), emptied with the tmpfs places. Then the pool's reset command runs, as
 the sandbox's user, and last the server starts again, fresh (_agent_server.py).
 """
 
@@ -24,6 +26,7 @@ from _kill import kill_all
 DEV = "/dev"
 IPC = ("/proc/sysvipc/shm", "/proc/sysvipc/msg", "/proc/sysvipc/sem")
 _dev: dict[str, str] = {}  # /dev as it started: name -> what it is
+_work_mode: list[int] = []  # the work directory's mode as it started
 
 
 def _describe(top: str) -> dict[str, str]:
@@ -34,13 +37,30 @@ def _describe(top: str) -> dict[str, str]:
     return out
 
 
-def remember() -> None:
-    """Note what /dev holds at the agent's start, before any claim's code has run."""
+def remember(work: str) -> None:
+    """Note what /dev holds and the work directory's mode at the agent's start, before any claim's code has
+    run."""
     global _dev
     try:
         _dev = _describe(DEV)
     except OSError:
         _dev = {}
+    _work_mode[:] = [os.stat(work).st_mode & 0o7777]
+
+
+def _plain(work: str) -> str:
+    """The work directory itself as it started: the code owns it, so a claim could leave something for the
+    next in its extended attributes (user.*, ACLs), its mode or its times, which emptying it keeps. '' or
+    what could not be undone."""
+    try:
+        for name in os.listxattr(work, follow_symlinks=False):
+            os.removexattr(work, name, follow_symlinks=False)
+        os.chmod(work, _work_mode[0] if _work_mode else 0o755)
+        os.utime(work)
+        left = os.listxattr(work, follow_symlinks=False)
+    except OSError as e:
+        return f"the work directory's own attributes could not be reset: {e}"
+    return f"the work directory kept extended attributes: {left[:5]}" if left else ""
 
 
 def writable() -> list[str]:
@@ -133,6 +153,10 @@ def reset(conn: Any, req: dict[str, Any], work: str) -> None:
 def finish(conn: Any, req: dict[str, Any], work: str) -> None:
     """The reset's end (the Docker agent's too): the pool's reset command as the sandbox's user, then the
     server started again; the answer."""
+    why = _plain(work)
+    if why:
+        agent.end(conn, error=why)
+        return
     if req.get("argv"):
         r = subprocess.run(req["argv"], cwd=work, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=float(req.get("timeout", 30)), start_new_session=True,
