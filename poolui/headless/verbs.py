@@ -218,6 +218,9 @@ async def cmd_events_trace(client: Control, args: argparse.Namespace) -> int:
                 break
     finally:
         await feed.aclose()
+        if rec.timeouts:
+            plural = "s" if rec.timeouts != 1 else ""
+            err(f"{rec.timeouts} claim{plural} timed out in this span (demand the pool missed)")
         if rec.start is not None and n == 0:
             err("no claim has ended yet")
         elif rec.start is None:
@@ -233,7 +236,8 @@ def _trace_row(rec: TraceRecorder, e: Event) -> int:
     row = rec.feed(e)
     if first and rec.start is not None:
         out("# poolui claim trace: from the event log of pool " + str(rec.pool))
-        out("# arrival: when the claim was served (a cold claim's wait is not in the log); timed-out claims are absent")
+        out("# arrival: when the claim asked (a cold claim's wait is in the log); claims that timed out held nothing "
+            "and are counted on stderr, not listed")
         out(f"# start = {datetime.fromtimestamp(rec.start, UTC).isoformat()}")
         out("arrival,hold")
     if row is None:
