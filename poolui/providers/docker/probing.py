@@ -4,6 +4,7 @@ run on the provider's thread pool)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -30,6 +31,11 @@ async def tcp_through_proxy(port: int, timeout: float) -> ProbeResult:
     finally:
         if writer is not None:
             writer.close()
+            # Retrieve how the connection ended (docker-proxy resets it): else asyncio logs "Future exception
+            # was never retrieved" for every probe of a container not listening yet.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await writer.wait_closed()
 
 
 def exec_blocking(api: Any, cid: str, argv: list[str], user: str = "") -> tuple[int, str]:
