@@ -82,13 +82,17 @@ async def poll_until_ready(
     """Probe every `interval` until it passes; SandboxDied as soon as `alive()` is False; ReadinessTimeout after."""
     deadline = time.monotonic() + timeout
     last = ProbeResult(False, "not probed yet")
+    before = last
     while True:
         if not alive():
             raise SandboxDied(f"{what} exited before it was ready (last probe: {last.detail})")
-        last = await probe()
+        before, last = last, await probe()
         if last.ok:
             return
         left = deadline - time.monotonic()
         if left <= 0:
-            raise ReadinessTimeout(f"{what} not ready after {timeout:g}s (last probe: {last.detail})")
+            # The deadline may have cut the last probe short ("no answer in 0.05s"): the one before says more.
+            seen = last.detail if before.detail in (last.detail, "not probed yet") else \
+                f"{last.detail}; the one before: {before.detail}"
+            raise ReadinessTimeout(f"{what} not ready after {timeout:g}s (last probe: {seen})")
         await asyncio.sleep(min(interval, left))
