@@ -248,7 +248,8 @@ class PoolClient(RemoteUse):
         return Lease.from_dict(await self._call("POST", f"/pools/{_q(pool)}/sandboxes/{_q(sandbox_id)}/renew", body))
 
     async def release_claim(self, pool: str, claim_key: str) -> bool:
-        """As PoolManager.release_claim (idempotent: a key the server never saw is a no-op)."""
+        """As PoolManager.release_claim: idempotent, and a key the server has not seen yet is refused when its
+        claim arrives later (how this client gives back a claim it gave up on while it was on the wire)."""
         data = await self._call("POST", f"/pools/{_q(pool)}/claims/{_q(claim_key)}/release")
         return bool(data["released"])
 

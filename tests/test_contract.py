@@ -210,7 +210,11 @@ async def test_release_claim(side: tuple[Control, Path]) -> None:
     assert await c.release_claim("p", "job-9") is True
     assert claim.id not in {m.id for m in (await c.snapshot("p")).members if m.state == "claimed"}
     assert await c.release_claim("p", "job-9") is False  # already given back: a no-op
-    assert await c.release_claim("p", "never-seen") is False  # a key the pool never saw: a no-op
+    assert await c.release_claim("p", "never-seen") is False  # a key the pool never saw: nothing held
+    for key in ("never-seen", "job-9"):  # given back: a claim request still on its way is refused
+        with pytest.raises(ClaimEnded, match=f"claim key '{key}' was given back"):
+            await c.claim("p", claim_key=key)
+    await c.release("p", (await c.claim("p", claim_key="job-10")).id)  # a new key claims as ever
     with pytest.raises(PoolNotFound):
         await c.release_claim("nope", "job-9")
 

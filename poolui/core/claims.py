@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..bounds import MAX_WAIT
-from ..errors import ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
+from ..errors import ClaimEnded, ClaimTimeout, InvalidRequest, PoolDraining, PoolExhausted
 from . import leases, reuse, use
 from .member import Member
 from .model import Claim
@@ -30,6 +30,12 @@ def empty_reason(pool: Pool) -> str:
     return "pool empty"
 
 
+def given_up(pool: Pool, claim_key: str) -> ClaimEnded:
+    """The error for a claim whose key was given back (release_claim) before the claim was made."""
+    return ClaimEnded(f"pool '{pool.name}': claim key '{claim_key}' was given back (release_claim) before this "
+                      "claim was made; a new claim takes a new key")
+
+
 def claim_of(pool: Pool, m: Member, warm: bool, latency: float, reason: str) -> Claim:
     return Claim(m.id, pool.name, m.url, m.expires_at, warm, latency, m.claim_key, reason, m.lease_expires_at,
                  m.claim_token)
@@ -50,6 +56,8 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
             leases.renew(pool, held.id, lease)
         await pool.store.durable()
         return claim_of(pool, held, warm=True, latency=0.0, reason=REPEATED)
+    if claim_key is not None and pool.handout.given_up(claim_key, start):  # its client gave up on it
+        raise given_up(pool, claim_key)  # nobody would receive it
     pool.sizing.claimed()  # demand, as the sizing policy sees it: every new claim, served or not
     if pool.mode == "draining":
         pool.metrics.claim("failed", None, "draining")
@@ -88,6 +96,8 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
     except BaseException:  # an error, or a claimer cancelled while it waited for the commit
         pool.give_back(m)  # not recorded, or not received: it must not stay claimed in memory either
         raise
+    if claim_key is not None and pool.handout.held(claim_key) is not m:  # release_claim ended it meanwhile
+        raise given_up(pool, claim_key)
     latency = pool.clock.monotonic() - start
     pool.metrics.claim("warm" if warm else "cold", latency, reason)
     return claim_of(pool, m, warm, latency, reason)

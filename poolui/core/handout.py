@@ -15,6 +15,13 @@ from dataclasses import dataclass
 
 from .member import Member
 
+# A claim key given back by release_claim before its claim was made stays refused this long: its claim's
+# request may still be on its way (the client gave up while it was on the wire), and must not then make a
+# claim nobody will receive. Far longer than a request takes to arrive; at most GIVEN_UP_MAX keys are kept
+# (the oldest forgotten first), so no client can grow this without bound.
+GIVEN_UP_FOR = 300.0
+GIVEN_UP_MAX = 10_000
+
 
 @dataclass(eq=False)
 class Waiter:
@@ -30,6 +37,7 @@ class Handout:
         self._ready: OrderedDict[str, Member] = OrderedDict()  # the next one handed out first
         self._waiters: deque[Waiter] = deque()
         self._by_key: dict[str, Member] = {}
+        self._given_up: OrderedDict[str, float] = OrderedDict()  # claim key -> monotonic end of its refusal
 
     # ------------------------------------------------------------ ready members
 
@@ -127,3 +135,20 @@ class Handout:
         """The member's claim key no longer holds it."""
         if m.claim_key is not None and self._by_key.get(m.claim_key) is m:
             del self._by_key[m.claim_key]
+
+    def give_up(self, claim_key: str, now: float) -> list[Waiter]:
+        """The key's claimer is gone: a claim with it is refused for GIVEN_UP_FOR seconds. Returns the
+        claimers waiting with this key (removed from the queue), for the caller to end."""
+        self._given_up.pop(claim_key, None)
+        self._given_up[claim_key] = now + GIVEN_UP_FOR
+        while self._given_up and (len(self._given_up) > GIVEN_UP_MAX or next(iter(self._given_up.values())) <= now):
+            self._given_up.popitem(last=False)
+        ended = [w for w in self._waiters if w.claim_key == claim_key and not w.fut.done()]
+        for w in ended:
+            self._waiters.remove(w)
+        return ended
+
+    def given_up(self, claim_key: str | None, now: float) -> bool:
+        """Whether a claim with this key must be refused (give_up, not yet expired)."""
+        until = self._given_up.get(claim_key) if claim_key is not None else None
+        return until is not None and until > now

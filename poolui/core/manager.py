@@ -21,7 +21,7 @@ from ..providers.base import ProviderContext
 from ..providers.common import PortPicker
 from ..providers.registry import REGISTRY, make_provider
 from ..sandbox_io import check_env, check_files
-from . import leases, modes
+from . import claims, leases, modes
 from .events import EventBus, Subscription
 from .holding import claimed
 from .manager_use import UseVerbs
@@ -234,8 +234,13 @@ class PoolManager(UseVerbs):
         return renewed
 
     async def release_claim(self, pool: str, claim_key: str) -> bool:
-        """End the claim `claim_key` holds; False, changing nothing, when it holds none."""
+        """End the claim `claim_key` holds (True), or the one it is waiting for, or the one whose request has
+        not arrived yet: the key is refused for a while (handout.GIVEN_UP_FOR), so a claim request that a
+        client gave up on while it was on the wire cannot be made after this call and then be held by nobody.
+        False when no claim held a sandbox with this key."""
         p = self.pool(pool)
+        for w in p.handout.give_up(claim_key, p.clock.monotonic()):
+            w.fut.set_exception(claims.given_up(p, claim_key))
         m = p.handout.held(claim_key)
         if m is None:
             return False
