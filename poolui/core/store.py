@@ -205,7 +205,14 @@ class Store:
             return
         if self._committed is None:
             self._committed = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._committed)
+        committed = self._committed
+        # The turn's commit was queued (call_soon) at its first write, so it runs before this task's next
+        # step: one yield usually finds it done, a loop turn sooner than waking on the future would.
+        await asyncio.sleep(0)
+        if committed.done():
+            committed.result()  # the commit's error, if it failed
+            return
+        await asyncio.shield(committed)
 
     async def commit_now(self) -> None:
         """Commit what was written so far before returning: at once, without yielding to the loop, unless a
