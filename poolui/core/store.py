@@ -94,6 +94,12 @@ class Store:
         self._pending: list[tuple[Any, ...]] = []
         self._in_txn = False
         self._committed: asyncio.Future[None] | None = None  # resolved by the commit of the open transaction
+        # Who asked for a commit in this loop turn and the one before (durable): tasks, not calls, so a
+        # task that claims and then releases at once is one, as it is alone.
+        self._turn: asyncio.Handle | None = None  # runs at the start of the next turn
+        self._turn_task: asyncio.Task[Any] | None = None
+        self._turn_tasks = 0
+        self._last_turn_tasks = 0
         self._closed = False
         self._held: list[tuple[str, tuple[Any, ...]]] | None = None  # writes queued while a checkpoint ends
         self._replay: list[tuple[str, tuple[Any, ...]]] = []  # what was held, for the next commit to write
@@ -200,8 +206,21 @@ class Store:
             self.checkpoints.committed()
 
     async def durable(self) -> None:
-        """Return once everything written so far is committed (at once when nothing is waiting)."""
+        """Return once everything written so far is committed (at once when nothing is waiting).
+
+        A task alone in asking, in this turn and the one before, commits at once without yielding (a lone
+        in-process claim answers in one step); when several tasks ask in a turn, as under concurrent HTTP
+        claims, they share the commit queued at the turn's first write."""
         if not self._in_txn and not self._pending and self._held is None:
+            return
+        if self._turn is None:
+            self._turn = asyncio.get_running_loop().call_soon(self._turn_ended)
+        task = asyncio.current_task()
+        if task is not self._turn_task:
+            self._turn_task = task
+            self._turn_tasks += 1
+        if self._turn_tasks == 1 and self._last_turn_tasks <= 1 and self._held is None:
+            self.commit()  # its error is the caller's, as the shared commit's would be
             return
         if self._committed is None:
             self._committed = asyncio.get_running_loop().create_future()
@@ -213,6 +232,9 @@ class Store:
             committed.result()  # the commit's error, if it failed
             return
         await asyncio.shield(committed)
+
+    def _turn_ended(self) -> None:
+        self._last_turn_tasks, self._turn_tasks, self._turn_task, self._turn = self._turn_tasks, 0, None, None
 
     async def commit_now(self) -> None:
         """Commit what was written so far before returning: at once, without yielding to the loop, unless a
