@@ -1,6 +1,6 @@
 """Claim latency over loopback HTTP, and the wall time of `poolui --headless check`.
 
-    .venv/bin/python bench/http_claims.py [--cycles 3000] [--checks 20] [--runs 3] [--levels 1,8,64]
+    .venv/bin/python bench/http_claims.py [--cycles 3000] [--checks 20] [--runs 3] [--levels 1,8,64] [--sustain 60]
     .venv/bin/python bench/http_claims.py --compare /path/to/other/checkout   # before/after, alternated
 
 Starts `poolui serve` (a separate process) with an `instant` pool, so a sandbox costs nothing and the figures
@@ -14,7 +14,8 @@ Then --runs rounds of the raw client against poolui and the bare app, alternated
 median and spread (min-max) of p50, p99, cycles/s, poolui/bare, and the server's CPU per cycle (user+system
 of the server process from /proc, less noisy than wall figures on a busy machine). With --compare DIR a
 second `poolui serve` runs the code of another checkout (PYTHONPATH=DIR) and takes its turn in each round,
-so before and after are measured in the same sitting.
+so before and after are measured in the same sitting. With --sustain S, claims then go on at 8 in flight
+for S seconds while the state file's WAL is looked at every 50 ms: its largest size is printed.
 """
 
 from __future__ import annotations
@@ -245,6 +246,33 @@ async def rounds(targets: list[Target], bare: Target, levels: list[int], runs: i
     return out
 
 
+async def sustained(t: Target, state: Path, seconds: float) -> list[str]:
+    """Claims at 8 in flight for `seconds`, the WAL file's size looked at every 50 ms: its largest, against
+    the bound the store keeps (checkpoint.HOLD_AT plus a few transactions)."""
+    wal, db = state / "poolui.sqlite3-wal", state / "poolui.sqlite3"
+    biggest, stop = 0, asyncio.Event()
+
+    async def watch() -> None:
+        nonlocal biggest
+        while not stop.is_set():
+            biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.05)
+            except TimeoutError:
+                pass
+
+    watcher = asyncio.ensure_future(watch())
+    cycles, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        cycles += len((await raw_cycles(t.url, t.token, 8, 2000))[0])
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    await watcher
+    size = db.stat().st_size / 2**20
+    return [f"sustained: {cycles:,} cycles in {elapsed:.0f} s at 8 in flight ({cycles / elapsed:,.0f}/s); WAL largest "
+            f"{biggest / 2**20:.2f} MiB (bound 8 MiB plus a few transactions), database {size:.2f} MiB"]
+
+
 async def measure(targets: list[Target], args: argparse.Namespace) -> list[str]:
     rows: list[str] = []
     bare_proc, bare_url = start_bare()
@@ -256,6 +284,8 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> list[str]:
         if args.poolclient:
             rows += await claims(targets[0].url, targets[0].token, bare_url, args.cycles, args.levels)
         rows += await rounds(targets, bare, args.levels, args.runs, args.cycles)
+        if args.sustain:
+            rows += await sustained(targets[0], args.state, args.sustain)
     finally:
         bare_proc.terminate()
         bare_proc.wait(30)
@@ -271,6 +301,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="alternated rounds of raw HTTP against poolui and bare")
     ap.add_argument("--levels", default="1,8,64", help="claims in flight, comma-separated")
     ap.add_argument("--compare", metavar="DIR", help="also serve the poolui code of this checkout, alternated")
+    ap.add_argument("--sustain", type=float, default=0, metavar="SECONDS",
+                    help="then claims for this long at 8 in flight, printing the WAL's largest size (0: none)")
     ap.add_argument("--no-poolclient", dest="poolclient", action="store_false",
                     help="skip the single pass with poolui's own client")
     args = ap.parse_args()
@@ -282,6 +314,7 @@ def main() -> None:
             workdirs.append(Path(tempfile.mkdtemp(prefix="poolui-bench-")))
             proc, url, token = start_server(workdirs[-1], source)
             targets.append(Target(name, proc, url, token))
+        args.state = workdirs[0] / "state"
         print(f"poolui serve at {targets[0].url}, instant provider, {os.cpu_count()} cores"
               + (f"; compared: {args.compare}" if args.compare else ""))
         for row in asyncio.run(measure(targets, args)):
