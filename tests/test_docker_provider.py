@@ -269,6 +269,28 @@ async def test_limits_are_applied_and_a_memory_hog_is_oom_killed(ns: str, engine
         await p.close()
 
 
+async def test_a_reuse_pools_root_is_read_only_unless_its_file_says_otherwise(ns: str, engine: Any) -> None:
+    """A reset empties the container's tmpfs places: a writable root would carry what a claim wrote there to
+    the next claim, so a reuse pool's root is read-only by default; the file may still say otherwise."""
+    reuse = {"reuse": True, "max_uses": 5}
+    kinds = {"reuse": provider(ns, pool="reuse", pool_keys=reuse),
+             "opted-out": provider(ns, pool="writable", pool_keys=reuse, read_only=False),
+             "single-use": provider(ns, pool="single")}
+    try:
+        roots = {}
+        for name, p in kinds.items():
+            sb = await p.create(f"m-{name}", ttl=60)
+            await p.wait_ready(sb, timeout=10)
+            roots[name] = engine.api.inspect_container(sb.ref["container_id"])["HostConfig"]["ReadonlyRootfs"]
+            wrote = await p._exec(sb, ["sh", "-c", "echo implant > /etc/implant"], 5)
+            assert wrote.ok is (not roots[name]), (name, wrote)
+            assert p.shield["disk"] == (p.opts.tmpfs_size if roots[name] else None)
+        assert roots == {"reuse": True, "opted-out": False, "single-use": False}
+    finally:
+        for p in kinds.values():
+            await p.close()
+
+
 async def test_host_network_and_tcp_readiness_through_the_proxy(ns: str) -> None:
     host = provider(ns, pool="host", network="host")
     # the server comes up 1s late: docker-proxy accepts at once, the TCP probe must not be fooled by it

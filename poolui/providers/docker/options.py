@@ -31,7 +31,7 @@ class DockerOptions:
     memory: int | None = None
     cpus: float | None = None
     pids: int | None = None
-    read_only: bool = False
+    read_only: bool | None = None  # None: read-only for a reuse pool (its reset then starts clean), else writable
     workdir: str = "/work"
     tmpfs_size: int = 64 * 1024**2
     user: str | None = None
@@ -89,7 +89,7 @@ def parse_options(raw: dict[str, Any], where: str) -> DockerOptions:
         memory=memory,
         cpus=float(cpus) if cpus is not None else None,
         pids=t.opt_int("pids", 1, 1 << 22),
-        read_only=t.bool_("read_only", d.read_only),
+        read_only=None if t.get("read_only", None) is None else t.bool_("read_only", False),
         workdir=workdir,
         tmpfs_size=tmpfs_size or d.tmpfs_size,
         user=user,

@@ -46,7 +46,9 @@ class DockerProvider(DockerUse):
         self.pool, self.ctx, self.opts = pool, ctx, opts
         self.memory = _min(opts.memory, pool.limits.memory)
         self.pids = _min(opts.pids, pool.limits.pids)
-        self.read_only = opts.read_only or pool.read_only
+        # A reuse pool's root is read-only unless its file says otherwise: a reset empties the container's
+        # tmpfs places, and a writable root would carry what one claim wrote there to the next.
+        self.read_only = pool.read_only or (opts.read_only if opts.read_only is not None else pool.reuse is not None)
         self.command = opts.command or pool.command
         self.engine = opts.host or os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
         self.mode = network.resolve(pool, opts, self.engine)  # isolated | egress | a Docker network's name
