@@ -3,7 +3,8 @@ namespace whose containers, egress network, host rules and forwarders are all ch
 
 "Elsewhere" is a network namespace this test makes with a veth pair to the host, addressed from
 198.18.0.0/15 (RFC 2544's range for testing; nothing on the internet answers there) and reached through
-the host's routing, as any outside address is. Before a packet is sent, the test checks that the route to
+the host's routing, as any outside address is; "link-local" is the same with a 169.254/16 address, where
+a cloud machine's metadata service answers. Before a packet is sent, the test checks that the route to
 it is the veth: no test sends traffic off this machine.
 """
 
@@ -30,7 +31,13 @@ from helpers import wait_for
 from poolui.pool_file import parse_config
 from poolui.providers.base import ProviderContext, Sandbox
 from poolui.providers.docker import DockerProvider, make
-from poolui.providers.docker.network import RULE_COMMENT, egress_names, remove_egress, what_is_missing
+from poolui.providers.docker.network import (
+    LINK_LOCAL_COMMENT,
+    RULE_COMMENT,
+    egress_names,
+    remove_egress,
+    what_is_missing,
+)
 
 CLONE_NEWNET = 0x40000000
 EGRESS_MISSING = what_is_missing("egress", "unix:///var/run/docker.sock")
@@ -111,9 +118,22 @@ def socket_in(netns: str, host: str) -> socket.socket:
 @pytest.fixture
 def elsewhere() -> Iterator[tuple[str, int]]:
     """(address, port) of an HTTP service outside this host: in a network namespace behind a veth pair."""
+    yield from _outside(link_local=False)
+
+
+@pytest.fixture
+def link_local() -> Iterator[tuple[str, int]]:
+    """(address, port) of an HTTP service on a link-local address (169.254/16, where a cloud machine's
+    metadata service answers) outside this host, routed through a veth pair as `elsewhere` is. Never
+    169.254.169.254 itself, which this machine may use."""
+    yield from _outside(link_local=True)
+
+
+def _outside(link_local: bool) -> Iterator[tuple[str, int]]:
     tag = uuid.uuid4().hex[:6]
     netns, outer, inner = f"poolui-t-{tag}", f"pvo{tag}", f"pvi{tag}"
     net = f"198.{18 + random.randrange(2)}.{random.randrange(256)}"
+    where = f"169.254.{random.randrange(1, 169)}.{random.randrange(1, 255)}" if link_local else f"{net}.2"
     server = None
     try:
         ip("netns", "add", netns)
@@ -124,15 +144,18 @@ def elsewhere() -> Iterator[tuple[str, int]]:
         ip("-n", netns, "addr", "add", f"{net}.2/30", "dev", inner)
         ip("-n", netns, "link", "set", inner, "up")
         ip("-n", netns, "link", "set", "lo", "up")
-        route = ip("route", "get", f"{net}.2")
-        assert f"dev {outer}" in route, f"the route to {net}.2 is not the test's veth: {route}"
-        server = serve(socket_in(netns, f"{net}.2"))
-        yield f"{net}.2", server.socket.getsockname()[1]
+        if link_local:
+            ip("-n", netns, "addr", "add", f"{where}/32", "dev", inner)
+            ip("route", "add", f"{where}/32", "via", f"{net}.2", "dev", outer)
+        route = ip("route", "get", where)
+        assert f"dev {outer}" in route, f"the route to {where} is not the test's veth: {route}"
+        server = serve(socket_in(netns, where))
+        yield where, server.socket.getsockname()[1]
     finally:
         if server is not None:
             server.shutdown()
             server.server_close()
-        subprocess.run(["ip", "link", "del", outer], capture_output=True, timeout=30)  # gone with the netns too
+        subprocess.run(["ip", "link", "del", outer], capture_output=True, timeout=30)  # its route goes with it
         subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
         assert netns not in ip("netns", "list") and outer not in ip("-o", "link")
 
@@ -157,11 +180,12 @@ def own_addresses() -> list[str]:
 
 
 def rules_of(bridge: str) -> list[str]:
-    """The host's INPUT rules that name `bridge` (iptables and ip6tables)."""
+    """The host's rules that name `bridge` (INPUT of iptables and ip6tables, and DOCKER-USER)."""
     out = []
-    for tool in ("iptables", "ip6tables"):
-        r = subprocess.run([tool, "-w", "5", "-S", "INPUT"], capture_output=True, text=True, timeout=30)
-        out += [line for line in r.stdout.splitlines() if bridge in line or RULE_COMMENT in line]
+    for tool, chain in (("iptables", "INPUT"), ("ip6tables", "INPUT"), ("iptables", "DOCKER-USER")):
+        r = subprocess.run([tool, "-w", "5", "-S", chain], capture_output=True, text=True, timeout=30)
+        out += [line for line in r.stdout.splitlines()
+                if bridge in line or RULE_COMMENT in line or LINK_LOCAL_COMMENT in line]
     return out
 
 

@@ -20,6 +20,7 @@ from docker_net_support import (
     Space,
     elsewhere,
     host_services,
+    link_local,
     own_addresses,
     space,
 )
@@ -29,7 +30,7 @@ from poolui.providers.base import Sandbox
 from poolui.providers.docker import DockerProvider
 from poolui.sandbox_io import ExecRequest, collect
 
-__all__ = ["elsewhere", "host_services", "space"]  # fixtures, used by name
+__all__ = ["elsewhere", "host_services", "link_local", "space"]  # fixtures, used by name
 ATTACKS = (Path(__file__).parent / "hostile" / "net_attacks.sh").read_text()
 pytestmark = pytest.mark.skipif(bool(ISOLATED_MISSING), reason=f"isolated Docker networks need {ISOLATED_MISSING}")
 
@@ -91,12 +92,15 @@ async def test_an_isolated_container_reaches_nothing_yet_its_url_answers(
 
 @pytest.mark.skipif(bool(EGRESS_MISSING), reason=f"egress needs {EGRESS_MISSING}")
 async def test_an_egress_container_reaches_elsewhere_but_not_the_host_nor_its_siblings(
-        space: Space, host_services: tuple[int, int], elsewhere: tuple[str, int]) -> None:
+        space: Space, host_services: tuple[int, int], elsewhere: tuple[str, int],
+        link_local: tuple[str, int]) -> None:
     out, iso = space.provider("out", network="egress"), space.provider("iso", network="isolated")
     me, sibling = await space.ready(out, "m-1"), await space.ready(out, "m-2")
     other = await space.ready(iso, "m-3")
     targets = await targets_of(space, host_services, [sibling, other])
-    seen = await attack(out, me, [*targets, elsewhere])
+    # a link-local service outside (a cloud metadata service's addresses) answers the host, not the container
+    assert (await http_body(f"http://{link_local[0]}:{link_local[1]}/"))[0] == 200
+    seen = await attack(out, me, [*targets, link_local, elsewhere])
     outside = seen["connect"].pop(f"{elsewhere[0]}:{elsewhere[1]}")
     assert outside, "the egress container did not reach the service outside the host"
     assert not any(seen["connect"].values()), seen["connect"]  # host (every address) and siblings refused

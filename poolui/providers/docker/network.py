@@ -4,8 +4,10 @@
   loopback and nothing else; the claim URL is forwarded from the host's side (forward.py).
 - "egress": a bridge network of this controller's namespace, with inter-container traffic off (icc), and
   one iptables rule on the host (and its ip6tables twin) that drops every new connection from that bridge
-  to the host itself, whichever address of the host it is sent to. Outbound traffic is forwarded and
-  masqueraded by the engine as on any bridge.
+  to the host itself, whichever address of the host it is sent to, and one more (IPv4: IPv6 is off inside)
+  in the engine's DOCKER-USER chain that drops what the bridge sends to link-local addresses
+  (169.254.0.0/16): a cloud machine's metadata service, with the machine's credentials, answers there.
+  Outbound traffic is forwarded and masqueraded by the engine as on any bridge.
 - otherwise what `[pools.NAME.docker] network` names ("bridge", "host", "none", a network of your own),
   or "host" from the pool table.
 
@@ -29,6 +31,8 @@ from .spec import slug
 
 BRIDGE_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 RULE_COMMENT = "poolui: no new connections from egress sandboxes to the host"
+LINK_LOCAL = "169.254.0.0/16"  # where a cloud machine's metadata service answers (169.254.169.254)
+LINK_LOCAL_COMMENT = "poolui: nothing from egress sandboxes to link-local addresses (cloud metadata)"
 OWN = ("isolated", "egress")  # the modes poolui builds; everything else is the engine's own network
 
 
@@ -114,7 +118,8 @@ def ensure_egress(client: Any, namespace: str) -> str:
         raise ProviderError(f"docker network {name!r} exists but is not poolui's egress network (icc must be off, "
                             f"bridge {bridge}): remove it with `docker network rm {name}`")
     for tool in host_firewalls():
-        _iptables(tool, "-I", bridge, check_first=True)
+        for chain, rule in rules(tool, bridge):
+            _iptables(tool, "-I", chain, rule, check_first=True)
     return name
 
 
@@ -129,8 +134,9 @@ def remove_egress(client: Any, namespace: str) -> None:
     except docker.errors.NotFound:
         pass
     for tool in host_firewalls():
-        while _iptables(tool, "-C", bridge):
-            _iptables(tool, "-D", bridge)
+        for chain, rule in rules(tool, bridge):
+            while _iptables(tool, "-C", chain, rule):
+                _iptables(tool, "-D", chain, rule)
 
 
 def host_firewalls() -> list[str]:
@@ -139,14 +145,28 @@ def host_firewalls() -> list[str]:
     return [t for t in ("iptables", "ip6tables") if shutil.which(t)]
 
 
-def _iptables(tool: str, verb: str, bridge: str, check_first: bool = False) -> bool:
-    """One verb on the rule that keeps `bridge` off the host; True when it succeeded (for -C: exists)."""
-    if check_first and _iptables(tool, "-C", bridge):
+def rules(tool: str, bridge: str) -> list[tuple[str, list[str]]]:
+    """The host's rules for an egress bridge, (chain, rule): no new connection to the host itself (INPUT),
+    and (IPv4) nothing forwarded to link-local addresses, in DOCKER-USER, which the engine keeps first in
+    FORWARD (FORWARD itself where the engine made no DOCKER-USER)."""
+    out = [("INPUT", ["-i", bridge, "-m", "conntrack", "!", "--ctstate", "ESTABLISHED,RELATED",
+                      "-m", "comment", "--comment", RULE_COMMENT, "-j", "DROP"])]
+    if tool == "iptables":
+        chain = "DOCKER-USER" if _run([tool, "-w", "5", "-S", "DOCKER-USER"]).returncode == 0 else "FORWARD"
+        out.append((chain, ["-i", bridge, "-d", LINK_LOCAL, "-m", "comment", "--comment", LINK_LOCAL_COMMENT,
+                            "-j", "DROP"]))
+    return out
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+
+
+def _iptables(tool: str, verb: str, chain: str, rule: list[str], check_first: bool = False) -> bool:
+    """One verb on one of an egress bridge's rules; True when it succeeded (for -C: the rule exists)."""
+    if check_first and _iptables(tool, "-C", chain, rule):
         return True
-    rule = ["INPUT", "-i", bridge, "-m", "conntrack", "!", "--ctstate", "ESTABLISHED,RELATED",
-            "-m", "comment", "--comment", RULE_COMMENT, "-j", "DROP"]
-    args = [tool, "-w", "5", verb, *rule[:1], *(["1"] if verb == "-I" else []), *rule[1:]]
-    r = subprocess.run(args, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    r = _run([tool, "-w", "5", verb, chain, *(["1"] if verb == "-I" else []), *rule])
     if r.returncode != 0 and verb in ("-I", "-D"):
-        raise ProviderError(f"{tool} {verb} INPUT for bridge {bridge} failed: {r.stderr.strip() or r.returncode}")
+        raise ProviderError(f"{tool} {verb} {chain} for bridge {rule[1]} failed: {r.stderr.strip() or r.returncode}")
     return r.returncode == 0
