@@ -103,3 +103,33 @@ async def test_a_hidden_process_and_a_message_queue_do_not_outlive_a_local_reset
         left = {"survivor": None, "mq": None, "ipc": [-1, -1, -1], "xattr": None, "mode": planted["mode"]}
         assert await seen(mgr, "re", b, "look") == left
         await mgr.release("re", b)
+
+
+async def test_a_reused_docker_container_keeps_nothing_a_claim_wrote_anywhere(managers: Any,  # noqa: F811
+                                                                              tmp_path: Path) -> None:
+    """tests/hostile/scribble.py, as on a local sandbox (test_hostile_reach.py): a reuse pool that says
+    nothing of its root filesystem gets a read-only one, so the places a claim can write are the ones the
+    reset empties, and the next claim finds nothing of it."""
+    cfg = config({"target_ready": 1, "max_ready": 1, "max_total": 1, "reuse": True, "health": {"enabled": False}},
+                 image=PY_IMAGE, agent=True, command=["python3", "-m", "http.server", "8080"])
+    mgr = await managers.start(tmp_path / "state", cfg)
+    await mgr.warm_up(60)
+    a = await mgr.claim(POOL, timeout=30)
+    script = (Path(__file__).parent / "hostile" / "scribble.py").read_text()
+
+    async def scribble(sid: str, **plan: str) -> dict[str, Any]:
+        r = await collect(mgr.exec(POOL, sid, ["python3", "-c", script], stdin=json.dumps(plan).encode(), timeout=60))
+        assert r.exit_code == 0, r.stderr.decode()
+        out: dict[str, Any] = json.loads(r.stdout)
+        return out
+
+    left = await scribble(a.id, tag="a")
+    assert {"/work", "/tmp", "/dev/shm"} <= set(left["wrote"])  # it wrote wherever it could
+    assert not {"/", "/etc", "/usr", "/var/tmp", "/run"} & set(left["wrote"])  # the root is read-only to it
+    assert min(left["shm"], left["msg"], left["sem"]) >= 0 and left["mq_open"] == 0
+    b = await reused(mgr, POOL, a.id)
+    found = await scribble(b, look="a")
+    assert found["server"] and found["server"] != left["server"]  # a new server: A could write the old one's memory
+    del found["server"]
+    assert found == {"found": [], "ipc": {"shm": 0, "msg": 0, "sem": 0}, "processes": [], "preload": False}
+    await mgr.release(POOL, b)
