@@ -16,9 +16,14 @@ outlive the sandbox even if the watchdog is killed. Standard library only, like 
 from __future__ import annotations
 
 import os
-import signal
 import time
-from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing and collections.abc cost milliseconds, on every sandbox's start
+if TYPE_CHECKING:
+    import signal
+    from collections.abc import Callable
+else:
+    import _signal as signal  # signal's enums cost ~8 ms to import
 
 try:
     from ._forward import inner_pid

@@ -15,21 +15,32 @@ it no longer needs root. Standard library only, like the watchdog.
 
 from __future__ import annotations
 
+import _socket
+import _thread
 import os
-import signal
 import time
 
+# The C modules beneath socket, threading and signal: the Python ones cost the forwarder ~15 ms of CPU
+# to import (enum, collections), CPU the sandbox's own start competes for on a small host.
 TYPE_CHECKING = False  # typing costs milliseconds to import, and the watchdog starts on every create
 if TYPE_CHECKING:
-    import socket
+    import signal
+else:
+    import _signal as signal
 
 try:
+    from . import _libc as libc
     from ._kill import end_child
 except ImportError:
-    from _kill import end_child  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    import _libc as libc  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    from _kill import end_child  # type: ignore[no-redef]
 
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 FIND_WAIT = 5.0  # seconds for bubblewrap to make the sandbox's network namespace
+# The server's port is probed every elapsed/POLL_SHARE seconds, within these bounds: a start is seen at
+# most 1/40 of its own length late (a 100 ms start: 2.5 ms, 1.25 on average; the old doubling up to
+# 20 ms made it 10 on average), for about 80 probes of ~30 us of CPU each.
+POLL_MIN, POLL_MAX, POLL_SHARE = 0.001, 0.02, 40
 _pid = 0  # the forwarder's, for stop()
 
 
@@ -57,6 +68,7 @@ def start(pid: int, url_fd: int, ids: tuple[int, int] | None) -> int:
     listening); `ids` the uid and gid it runs as once inside (None: stay as it is)."""
     global _pid
     parent = os.getpid()
+    libc.load("prctl", "setns")
     child = os.fork()
     if child:
         _pid = child
@@ -64,20 +76,15 @@ def start(pid: int, url_fd: int, ids: tuple[int, int] | None) -> int:
     code = 1
     try:
         _only(url_fd)
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: it goes when its watchdog goes
+        libc.die_with_parent(signal.SIGKILL)  # it goes when its watchdog goes
         if os.getppid() != parent:
             os._exit(1)
         for s in (signal.SIGTERM, signal.SIGINT):
             signal.signal(s, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
         inner = inner_pid(pid, time.monotonic() + FIND_WAIT)
-        _enter(libc, inner, ids)
-        import socket  # here, in the forked child: the watchdog itself never pays for it
-
-        code = serve(socket.socket(fileno=url_fd))
+        _enter(inner, ids)
+        code = serve(_socket.socket(fileno=url_fd))
     except BaseException:
         pass
     os._exit(code)
@@ -93,86 +100,94 @@ def _only(keep: int) -> None:
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
-def _enter(libc: object, inner: int, ids: tuple[int, int] | None) -> None:
+def _enter(inner: int, ids: tuple[int, int] | None) -> None:
     """Join the sandbox's network namespace; drop to `ids` after (the parent-death signal is set again:
     a change of credentials clears it)."""
-    setns = libc.setns  # type: ignore[attr-defined]
     if os.geteuid() != 0:  # the sandbox's user namespace is ours: entering it gives the right to join
         fd = os.open(f"/proc/{inner}/ns/user", os.O_RDONLY)
-        if setns(fd, CLONE_NEWUSER) != 0:
-            raise OSError("setns(user) failed")
+        libc.setns(fd, CLONE_NEWUSER)
         os.close(fd)
     fd = os.open(f"/proc/{inner}/ns/net", os.O_RDONLY)
-    if setns(fd, CLONE_NEWNET) != 0:
-        raise OSError("setns(net) failed")
+    libc.setns(fd, CLONE_NEWNET)
     os.close(fd)
     if ids is not None:
         os.setgroups([])
         os.setresgid(ids[1], ids[1], ids[1])
         os.setresuid(ids[0], ids[0], ids[0])
-        libc.prctl(1, signal.SIGKILL)  # type: ignore[attr-defined]
+        libc.die_with_parent(signal.SIGKILL)
 
 
-def serve(url: socket.socket) -> int:
+def serve(url: _socket.socket) -> int:
     """Listen on the URL's socket once the server answers, and relay every connection to it."""
-    import threading
-
     port = url.getsockname()[1]
-    delay = 0.001
-    while not _answers(port):
-        time.sleep(delay)  # the server is starting: nothing to wait on but its port
-        delay = min(delay * 2, 0.02)
+    wait_for_server(port, time.monotonic())
     url.listen(128)
     while True:
         try:
-            client, _ = url.accept()
+            fd, _ = url._accept()  # type: ignore[attr-defined]  # the C socket's accept: a descriptor
         except OSError:
             time.sleep(0.01)  # out of descriptors: wait for a connection to end
             continue
+        client = _socket.socket(fileno=fd)
         try:
-            threading.Thread(target=_relay, args=(client, port), daemon=True).start()
+            _thread.start_new_thread(_relay, (client, port))
         except RuntimeError:  # out of threads: this connection is refused, the next may pass
             client.close()
 
 
-def _answers(port: int) -> bool:
-    import socket
-
+def wait_for_server(port: int, since: float) -> None:
+    """Return once something listens on 127.0.0.1:`port` in this namespace. Nothing tells when a server
+    starts listening but a connect: the probe is one connect on a socket used again after each refusal
+    (about 25 us of CPU), made more often early on, when a start is likeliest to end."""
+    probe = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    probe.settimeout(1)
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
+        while probe.connect_ex(("127.0.0.1", port)) != 0:
+            time.sleep(min(POLL_MAX, max(POLL_MIN, (time.monotonic() - since) / POLL_SHARE)))
+    finally:
+        probe.close()
+
+
+def _connect(port: int) -> _socket.socket:
+    server = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+    try:
+        server.connect(("127.0.0.1", port))
     except OSError:
-        return False
+        server.close()
+        raise
+    return server
 
 
-def _relay(client: socket.socket, port: int) -> None:
-    import socket
-
+def _relay(client: _socket.socket, port: int) -> None:
     try:
-        server = socket.create_connection(("127.0.0.1", port))
+        server = _connect(port)
     except OSError:
         client.close()
         return
-    import threading
-
     for s in (client, server):
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    back = threading.Thread(target=_copy, args=(server, client), daemon=True)
+        s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+    back = _thread.allocate_lock()
+    back.acquire()  # released when the copy back to the client ends
+
+    def copy_back() -> None:
+        try:
+            _copy(server, client)
+        finally:
+            back.release()
+
     try:
-        back.start()
+        _thread.start_new_thread(copy_back, ())
     except RuntimeError:  # out of threads
         client.close()
         server.close()
         return
     _copy(client, server)
-    back.join()
+    back.acquire()
     client.close()
     server.close()
 
 
-def _copy(src: socket.socket, dst: socket.socket) -> None:
-    import socket
-
+def _copy(src: _socket.socket, dst: _socket.socket) -> None:
     buf = bytearray(65536)
     view = memoryview(buf)
     try:
@@ -181,7 +196,7 @@ def _copy(src: socket.socket, dst: socket.socket) -> None:
     except OSError:
         pass
     try:
-        dst.shutdown(socket.SHUT_WR)
+        dst.shutdown(_socket.SHUT_WR)
     except OSError:
         pass
 
