@@ -9,9 +9,10 @@ plant: leave a process meant to outlive the reset, hidden as well as the code ca
   an extended attribute and a mode on the work directory itself (the code owns it).
 look: what the next claim finds of that: the survivor's answer, the queue's message, the IPC objects, the
   work directory's attribute and mode.
-forge: take the spawner's sockets (pidfd_getfd: it runs as the code's uid), kill it, and speak for it to the
-  next exec: the pid of the session of the container's TTL (`timeout`, root), with a pidfd of the container's
-  init, which never ends; so the exec times out, and the agent kills that "command's" session.
+forge: take the spawner's control socket and this exec's answer pipe (pidfd_getfd: it runs as the code's
+  uid), kill it, and speak for it to the next exec: the pid of the session of the container's TTL
+  (`timeout`, root), and no status; so the agent watches that process's end, which does not come before
+  the exec's timeout, and kills that "command's" session.
 """
 
 import ctypes
@@ -146,7 +147,7 @@ def forge():
     pidfd = os.pidfd_open(pid)
     stolen = {}
     for fd in os.listdir(f"/proc/{pid}/fd"):
-        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+        if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(("socket:", "pipe:")):
             stolen[int(fd)] = libc.syscall(SYS_PIDFD_GETFD, pidfd, int(fd), 0)
     ours = stolen.pop(control)
     os.kill(pid, signal.SIGKILL)  # before this command ends: the next request can only come to us
@@ -164,9 +165,10 @@ def forge():
             os.write(fd, b"status 0\n")
         except OSError:
             pass
+        os.close(fd)
     control_sock = socket.socket(fileno=ours)
-    _, fds, _, _ = socket.recv_fds(control_sock, 1 << 17, 4)  # the next exec's request
-    socket.send_fds(socket.socket(fileno=fds[0]), [b"pid %d\n" % session], [os.pidfd_open(1)])
+    _, fds, _, _ = socket.recv_fds(control_sock, 1 << 17, 5)  # the next exec's request: its answer pipe first
+    os.write(fds[0], b"pid %d\n" % session)
     os._exit(0)
 
 

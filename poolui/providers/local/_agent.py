@@ -170,7 +170,9 @@ def handle(conn: Any, work: str, slots: Any) -> None:
         req, data = read_request(conn)
         op = req.get("op")
         if op == "exec":
-            run(conn, req, data, work)
+            import _agent_exec
+
+            _agent_exec.run(conn, req, data, work)
         elif op in ("put", "get", "list"):
             import _agent_files
 
@@ -204,124 +206,9 @@ def handle(conn: Any, work: str, slots: Any) -> None:
 # ---------------------------------------------------------------- exec
 
 
-def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
-    import subprocess
-    import time
-
-    import _agent_spawn
-
-    argv = [str(a) for a in req["argv"]]
-    marker = os.urandom(8).hex()
-    env = {**os.environ, **{str(k): str(v) for k, v in req.get("env", {}).items()}, EXEC_MARKER: marker}
-    start, cwd = time.monotonic(), os.path.join(work, req.get("cwd") or "")
-    spawner = SPAWNER if USER is not None and SPAWNER.usable() else None
-    try:
-        proc: Any = spawner and spawner.spawn(argv, cwd, env, bool(stdin))
-        if proc is None:  # the agent starts it itself: Popen forks and execs in C, safe beside the threads
-            proc = subprocess.Popen(argv, cwd=cwd, env=env, bufsize=0, stdin=subprocess.PIPE if stdin else
-                                    subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, close_fds=True, **user())
-    except OSError as e:
-        end(conn, exit_code=127, signal=None, error=f"{argv[0]}: {e.strerror or e}", duration=time.monotonic() - start)
-        return
-    except _agent_spawn.SpawnLost as e:
-        kill_tree(None, marker)  # it may have started: whatever carries this exec's marker goes
-        end(conn, exit_code=None, signal=None, error=str(e), duration=time.monotonic() - start)
-        return
-    pump = Pump(conn, proc, stdin, int(req.get("max_output", 1 << 20)))
-    try:
-        timed_out = not pump.run(start + float(req.get("timeout", 60)))
-    except OSError:  # the controller went away (its caller stopped reading): nobody wants the rest
-        kill_tree(proc.pid, marker)
-        proc.wait()
-        raise
-    finally:
-        os.close(pump.pidfd)
-    if timed_out:
-        kill_tree(proc.pid, marker)
-    result: dict[str, Any] = {"timed_out": timed_out, "truncated": pump.truncated}
-    try:
-        status = proc.wait()
-        result.update(exit_code=None, signal=-status) if status < 0 else result.update(exit_code=status, signal=None)
-    except _agent_spawn.SpawnLost as e:
-        result.update(exit_code=None, signal=None, error=str(e))
-    for f in (proc.stdin, proc.stdout, proc.stderr):
-        if f is not None and not f.closed:
-            f.close()
-    end(conn, duration=time.monotonic() - start, **result)
-    if USER is not None and spawner is None:
-        SPAWNER.ran_one(user(), work)
-
-
 def user() -> dict[str, Any]:
     """Popen's arguments that start a command as the sandbox's user, with no capability left."""
     return {} if USER is None else {"user": USER[0], "group": USER[1], "extra_groups": []}
-
-
-class Pump:
-    """Moves one command's stdin in and its output out, as frames, up to `cap` bytes of output."""
-
-    def __init__(self, conn: Any, proc: Any, stdin: bytes, cap: int) -> None:
-        self.conn, self.proc, self.cap = conn, proc, cap
-        self.streams = {proc.stdout.fileno(): b"o", proc.stderr.fileno(): b"e"}
-        self.in_w = proc.stdin.fileno() if proc.stdin is not None else None
-        if self.in_w is not None:
-            os.set_blocking(self.in_w, False)
-        self.pending = memoryview(stdin)
-        self.pidfd = getattr(proc, "pidfd", None) or os.pidfd_open(proc.pid)  # a Spawned one comes with it
-        self.sent, self.truncated = 0, False
-
-    def forward(self, fd: int, chunk: bytes) -> None:
-        keep = chunk[:max(0, self.cap - self.sent)]
-        self.sent += len(chunk)
-        self.truncated = self.truncated or len(keep) < len(chunk)
-        if keep:
-            frame(self.conn, self.streams[fd], keep)
-
-    def feed(self) -> None:
-        assert self.in_w is not None
-        try:
-            self.pending = self.pending[os.write(self.in_w, self.pending[:READ]):]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.pending = self.pending[:0]
-        if not self.pending:
-            self.proc.stdin.close()
-            self.in_w = None
-
-    def run(self, deadline: float) -> bool:
-        """True once the command has exited, False when the deadline came first."""
-        import select
-        import time
-
-        while (left := deadline - time.monotonic()) > 0:
-            writers = [self.in_w] if self.in_w is not None else []
-            r, w, _ = select.select([*self.streams, self.pidfd, self.conn], writers, [], left)
-            if self.conn in r and not self.conn.recv(1):
-                raise ConnectionResetError("the controller went away")
-            if w:
-                self.feed()
-            for fd in [f for f in r if f in self.streams]:
-                chunk = os.read(fd, READ)
-                if chunk:
-                    self.forward(fd, chunk)
-                else:
-                    del self.streams[fd]
-            if self.pidfd in r:
-                self.drain()
-                return True
-        return False
-
-    def drain(self) -> None:
-        """What is buffered is read; a background child still holding the pipes keeps nobody waiting."""
-        for fd in list(self.streams):
-            os.set_blocking(fd, False)
-            try:
-                while chunk := os.read(fd, READ):
-                    self.forward(fd, chunk)
-            except BlockingIOError:
-                pass
 
 
 def kill_tree(pid: int | None, marker: str) -> None:

@@ -18,12 +18,15 @@ one thread, so its own chdir is safe). Its descriptors are all close-on-exec, so
 pipes and nothing else.
 
 The agent sends it its code (marshalled: the sandbox's uid cannot read the agent's zip) and fd, a Unix
-SOCK_SEQPACKET socket. Each request on it is one message with four descriptors: a stream socket for this
-command alone, and the command's stdin, stdout and stderr. The message is `m` and the marshalled
-{argv, cwd, env} (from the agent: the only direction marshal is trusted in), all in one, so the spawner
-never waits between the descriptors and the request; a request too large for one message is `s`, and its
-4-byte length and body follow on the stream socket. Back on the stream socket go text lines: `pid N` with
-the command's pidfd (or `error WHY`), then `status S` when it ended, S as Popen's returncode.
+SOCK_SEQPACKET socket. Each request on it is one message with the command's descriptors: the write end of
+an answer pipe for this command alone, its stdout and stderr, and its stdin when it has one (else the
+command opens /dev/null). The message is `m`, `0` or `1` (no stdin, stdin) and the marshalled {argv,
+cwd, env} (from the agent: the only direction marshal is trusted in), all in one, so the spawner never
+waits between the descriptors and the request; a request too large for one message is `s`, with one more
+descriptor, a stream socket on which its 4-byte length and body follow. Back on the answer pipe go text
+lines: `pid N` once the command started (or `error WHY`), then `status S` when it ended, S as Popen's
+returncode; then the pipe is closed, which is what the agent waits for (it reads the pid only when it
+needs it). The spawner waits for what comes with one blocking call while no command runs.
 """
 
 from __future__ import annotations
@@ -39,68 +42,82 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-FDS = _socket.CMSG_SPACE(4 * 4)
+FDS = _socket.CMSG_SPACE(5 * 4)
 INLINE = 48 * 1024  # the largest request sent in its control message (_agent_spawn.py sends no more)
 
 
 def serve(fd: int) -> None:
     """Start what the agent sends until the agent goes; each command's status goes back when it ends."""
-    for sig in (_signal.SIGPIPE, _signal.SIGXFSZ):  # the interpreter ignores them; commands get the default
-        _signal.signal(sig, _signal.SIG_DFL)
+    # a command starts with every signal at its default but those the agent's Popen left ignored (as Popen
+    # starts one: SIGPIPE and SIGXFSZ, which the interpreter ignores, too); glibc then sets each once
+    # instead of asking first, and the spawner keeps ignoring SIGPIPE (an agent gone is no concern of it)
+    keep = {_signal.SIGKILL, _signal.SIGSTOP, *(s for s in _signal.valid_signals()
+                                                 if _signal.getsignal(s) == _signal.SIG_IGN)}
+    defaults = (_signal.valid_signals() - keep) | {_signal.SIGPIPE, _signal.SIGXFSZ}
     os.set_inheritable(fd, False)
     control = _socket.socket(fileno=fd)
     control.send(b"r", _socket.MSG_NOSIGNAL)  # ready: the agent sends nothing before it hears this
-    running: dict[int, tuple[int, Any]] = {}  # pidfd: (pid, the reply socket)
+    running: dict[int, tuple[int, int]] = {}  # pidfd: (pid, the answer pipe)
     while True:
         watched: list[Any] = [control, *running]
-        for one in select.select(watched, [], [])[0]:
+        # with nothing running, the one thing to wait for is the agent's next request: recvmsg waits for it
+        for one in select.select(watched, [], [])[0] if running else watched:
             if one is control:
-                if not start(control, running):
+                if not start(control, running, defaults):
                     return  # the agent went: the sandbox is ending, or a reset
             else:
                 pidfd: int = one  # one of running's keys
-                pid, reply = running.pop(pidfd)
+                pid, answer = running.pop(pidfd)
                 _, status = os.waitpid(pid, 0)
-                answer(reply, b"status %d" % os.waitstatus_to_exitcode(status))
+                say(answer, b"status %d\n" % os.waitstatus_to_exitcode(status))
                 os.close(pidfd)
-                reply.close()
+                os.close(answer)  # said all: the agent waits for this close
 
 
-def start(control: Any, running: dict[int, tuple[int, Any]]) -> bool:
+def start(control: Any, running: dict[int, tuple[int, int]], defaults: set[int]) -> bool:
     """Take one request off the control socket and start its command; False when the agent has gone."""
     try:
-        data, ancillary, _, _ = control.recvmsg(1 + INLINE, FDS, _socket.MSG_CMSG_CLOEXEC)
+        data, ancillary, _, _ = control.recvmsg(2 + INLINE, FDS, _socket.MSG_CMSG_CLOEXEC)
     except OSError:
         return False
     if not data:
         return False
     fds = [int.from_bytes(cmsg[i:i + 4], sys.byteorder) for _, _, cmsg in ancillary for i in range(0, len(cmsg), 4)]
-    if len(fds) != 4:
+    stdin, separate = data[1:2] == b"1", data[:1] == b"s"
+    if len(fds) != 3 + stdin + separate:
         for fd in fds:
             os.close(fd)
         return True
-    reply, stdio = _socket.socket(fileno=fds[0]), fds[1:]
+    answer, stdio = fds[0], fds[1:]
     try:
-        if data[:1] == b"m":
-            req = marshal.loads(data[1:])
-        else:
-            reply.settimeout(5)  # the agent writes the request at once; never wait on it for long
-            req = marshal.loads(read_exactly(reply, int.from_bytes(read_exactly(reply, 4), "big")))
+        req = marshal.loads(data[2:]) if not separate else read_request(stdio.pop())
         env = req["env"]
         os.chdir(req["cwd"])
         pid = os.posix_spawn(find(req["argv"][0], env.get("PATH", os.defpath)), req["argv"], env, setsid=True,
-                             file_actions=[(os.POSIX_SPAWN_DUP2, fd, n) for n, fd in enumerate(stdio)])
-    except (OSError, ValueError, KeyError, TypeError, EOFError) as e:
-        answer(reply, b"error " + str(getattr(e, "strerror", None) or e).encode(errors="replace"))
-        reply.close()
+                             setsigdef=defaults, file_actions=[
+                                 (os.POSIX_SPAWN_DUP2, stdio[2], 0) if stdin else
+                                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                                 (os.POSIX_SPAWN_DUP2, stdio[0], 1), (os.POSIX_SPAWN_DUP2, stdio[1], 2)])
+    except (OSError, ValueError, KeyError, TypeError, EOFError, IndexError) as e:
+        say(answer, b"error " + str(getattr(e, "strerror", None) or e).encode(errors="replace")[:200] + b"\n")
+        os.close(answer)
         return True
     finally:
         for fd in stdio:
             os.close(fd)
-    pidfd = os.pidfd_open(pid)
-    answer(reply, b"pid %d" % pid, pidfd)
-    running[pidfd] = (pid, reply)
+    running[os.pidfd_open(pid)] = (pid, answer)  # before the reap, which only this loop does
+    say(answer, b"pid %d\n" % pid)
     return True
+
+
+def read_request(fd: int) -> Any:
+    """A request too large for its message, from its own socket: 4 bytes of length, then the body."""
+    conn = _socket.socket(fileno=fd)
+    try:
+        conn.settimeout(5)  # the agent writes the request at once; never wait on it for long
+        return marshal.loads(read_exactly(conn, int.from_bytes(read_exactly(conn, 4), "big")))
+    finally:
+        conn.close()
 
 
 def find(name: str, path: str) -> str:
@@ -124,11 +141,10 @@ def read_exactly(conn: Any, size: int) -> bytes:
     return buf
 
 
-def answer(reply: Any, line: bytes, fd: int | None = None) -> None:
-    """One line to the agent; a gone agent (its exec abandoned) is not the spawner's concern."""
-    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))] if fd is not None else []
+def say(answer: int, line: bytes) -> None:
+    """One line to the agent; an agent that stopped listening (its exec abandoned) is not the spawner's concern."""
     try:
-        reply.sendmsg([line + b"\n"], rights, _socket.MSG_NOSIGNAL)
+        os.write(answer, line)
     except OSError:
         pass
 

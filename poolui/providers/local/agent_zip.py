@@ -10,7 +10,8 @@ import zipfile
 from pathlib import Path
 
 HERE = Path(__file__).parent
-MODULES = ("_agent", "_agent_files", "_agent_reset", "_agent_server", "_agent_spawn", "_kill", "_spawner")
+MODULES = ("_agent", "_agent_exec", "_agent_files", "_agent_reset", "_agent_server", "_agent_spawn", "_kill",
+           "_spawner")
 MOUNT = "/run/poolui/agent.zip"  # where the sandbox sees it
 
 
