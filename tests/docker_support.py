@@ -65,6 +65,34 @@ def engine() -> Iterator[Any]:
     client.close()
 
 
+PY_IMAGE = "poolui/python:local"  # busybox with this machine's python3: the Docker agent runs in it
+
+
+@pytest.fixture
+def py_image(engine: Any) -> str:
+    """PY_IMAGE, built by scripts/docker-engine.sh if it is missing (skips where it cannot be built)."""
+    import docker.errors
+
+    try:
+        engine.images.get(PY_IMAGE)
+    except docker.errors.ImageNotFound:
+        r = run_script("image")
+        assert r.returncode == 0, f"building {PY_IMAGE} failed:\n{r.stdout}{r.stderr}"
+        try:
+            engine.images.get(PY_IMAGE)
+        except docker.errors.ImageNotFound:
+            pytest.skip(f"{PY_IMAGE} could not be built here (no /usr/bin/python3): {r.stdout}")
+    return PY_IMAGE
+
+
+@pytest.fixture
+def docker_agent(py_image: str) -> str:
+    """PY_IMAGE where the Docker agent can run in it: the controller must be root (skips elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("the Docker agent needs the controller to be root")
+    return py_image
+
+
 @pytest.fixture
 def ns(engine: Any) -> Iterator[str]:
     """A namespace of this test's own; whatever carries it is removed afterwards, pass or fail."""

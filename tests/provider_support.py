@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_support import HTTPD, IMAGE
+from docker_support import HTTPD, IMAGE, PY_IMAGE
 from helpers import Exits
 from modal_support import pool_table as modal_table
 
@@ -69,6 +69,10 @@ KINDS: dict[str, Kind] = {
     "local-none": Kind("local", _local("none"), _kill_local),
     "docker": Kind("docker", {"provider": "docker", "readiness": FAST_READY,
                               "docker": {"image": IMAGE, "command": HTTPD}}, _kill_docker, ("engine", "ns")),
+    # the same through the agent in the container (exec, files and resets), as a python image gets by default
+    "docker-agent": Kind("docker", {"provider": "docker", "readiness": FAST_READY,
+                                    "docker": {"image": PY_IMAGE, "command": HTTPD, "agent": True}},
+                         _kill_docker, ("engine", "ns", "docker_agent")),
     "modal": Kind("modal", modal_table(), _kill_modal, ("fake",)),
 }
 

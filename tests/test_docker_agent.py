@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker_support import HTTPD, IMAGE, http_body, run_script
+from docker_support import HTTPD, IMAGE, http_body
 from helpers import Exits, wait_for
 
 from poolui.errors import ConfigError, ProviderUnavailable, SandboxDied
@@ -28,25 +28,8 @@ from poolui.providers.docker import DockerProvider, make
 from poolui.providers.docker.agent import DIR
 from poolui.sandbox_io import ExecRequest, collect
 
-PY_IMAGE = "poolui/python:local"
 ATTACKS = (Path(__file__).parent / "hostile" / "docker_agent.py").read_text()
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the Docker agent needs the controller to be root")
-
-
-@pytest.fixture
-def py_image(engine: Any) -> str:
-    import docker.errors
-
-    try:
-        engine.images.get(PY_IMAGE)
-    except docker.errors.ImageNotFound:
-        r = run_script("image")
-        assert r.returncode == 0, f"building {PY_IMAGE} failed:\n{r.stdout}{r.stderr}"
-        try:
-            engine.images.get(PY_IMAGE)
-        except docker.errors.ImageNotFound:
-            pytest.skip(f"{PY_IMAGE} could not be built here (no /usr/bin/python3): {r.stdout}")
-    return PY_IMAGE
 
 
 @pytest.fixture
