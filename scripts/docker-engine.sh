@@ -63,7 +63,20 @@ start_dockerd() {
   [ -n "${DOCKER_HOST:-}" ] && die "DOCKER_HOST=$DOCKER_HOST is set but not reachable; this script only starts a local dockerd"
   [ "$(id -u)" -eq 0 ] || die "no engine at /var/run/docker.sock and not root: start one with 'sudo dockerd &'" 3
   command -v dockerd >/dev/null 2>&1 || die "dockerd is not installed (run this script without arguments)"
-  local extra=("$@")
+  local extra=("$@") old
+  # A dockerd may be starting already (another test worker, the engine-restart test) or have been killed
+  # (its pid file left behind): wait for the first, clear the second, never start a second one beside it.
+  old=$(cat "$PIDFILE" 2>/dev/null || true)
+  if [ -n "$old" ] && [ "$(cat "/proc/$old/comm" 2>/dev/null || true)" = dockerd ]; then
+    say "dockerd (pid $old) is running but not answering yet: waiting for it"
+    for _ in $(seq $((START_TIMEOUT * 10))); do
+      engine_up && { say "engine up (pid $old)"; return 0; }
+      kill -0 "$old" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -0 "$old" 2>/dev/null && die "dockerd (pid $old) runs but did not answer within ${START_TIMEOUT}s (see $LOG)"
+  fi
+  rm -f "$PIDFILE"  # no dockerd owns it
   say "starting dockerd (log: $LOG)"
   # setsid + nohup: dockerd must outlive this script and the CI step that ran it.
   setsid nohup dockerd --data-root "$DATA_ROOT" "${extra[@]}" >"$LOG" 2>&1 </dev/null &
