@@ -39,7 +39,11 @@ log = logging.getLogger("poolui.server")
 def client_gone(receive: Receive) -> bool:
     """Whether the client is known to have left, found without waiting: receive() runs up to its first
     wait and is dropped there. The body was read already, so the only message it can have is the
-    disconnect; the server sets that the moment it sees the connection lost."""
+    disconnect; the server sets that the moment it sees the connection lost. uvicorn's receive is a method
+    of its request cycle, whose `disconnected` is what that receive() would go by: read at once."""
+    said = getattr(getattr(receive, "__self__", None), "disconnected", None)
+    if isinstance(said, bool):  # uvicorn's request cycle tells it itself: no coroutine to make and drop
+        return said
     step = receive()
     if not inspect.iscoroutine(step):
         return False
