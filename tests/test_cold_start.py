@@ -60,3 +60,28 @@ def test_the_forwarder_waits_for_the_server_to_listen() -> None:
     finally:
         server.close()
         waiter.join(10)
+
+
+def test_the_early_start_makes_the_cgroups_beside_the_descriptors_the_watchdog_places(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "tasks").write_text("")  # a v1 hierarchy's, where the early thread moves itself
+    cg, after = base / "poolui" / "ns" / "pool" / "m1", tmp_path / "sandbox-argv"
+    code = f"""import os, sys, time
+sys.path[:0] = [{str(LOCAL)!r}]
+import _cgroups
+_cgroups.start_early(sys.argv)
+null = os.open(os.devnull, os.O_RDONLY)
+for at in range(3, 9):  # placed while the early thread runs, as the watchdog places its own
+    os.dup2(null, at)
+made, _ = _cgroups.make_cgroups([{str(cg)!r}], 0, 0)
+deadline = time.monotonic() + 10
+while not open({str(base / "tasks")!r}).read() and time.monotonic() < deadline:
+    time.sleep(0.005)
+print(made == [{str(cg)!r}], all(os.path.samestat(os.fstat(at), os.fstat(null)) for at in range(3, 9)))
+"""
+    argv = [PYTHON, "-I", "-S", "-c", code, "poolui-watchdog", f"cg={cg}", "--", f"cg={after}"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert out.split() == ["True", "True"]
+    assert (base / "tasks").read_text().strip().isdigit()  # the thread's own id: it moved only itself
+    assert not after.exists()  # a word of the sandbox's own argv is not an order

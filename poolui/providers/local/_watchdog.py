@@ -36,6 +36,7 @@ try:
     from . import _libc as libc
     from . import _userns as userns
     from . import _watch_fds as fds
+    from ._cgroups import early, make_cgroups, procs, remove_cgroups, write
     from ._kill import kill_all, oom_kills, rmtree  # the controller imports this module as part of the package
 except ImportError:
     import _egress as egress  # type: ignore[no-redef]
@@ -43,6 +44,7 @@ except ImportError:
     import _libc as libc  # type: ignore[no-redef]
     import _userns as userns  # type: ignore[no-redef]
     import _watch_fds as fds  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    from _cgroups import early, make_cgroups, procs, remove_cgroups, write  # type: ignore[no-redef]
     from _kill import kill_all, oom_kills, rmtree  # type: ignore[no-redef]
 
 MARKER = "poolui-watchdog"
@@ -102,59 +104,6 @@ def marked(marker: str) -> list[int]:
 # ---------------------------------------------------------------- cgroups
 
 
-def _write(path: str, value: object) -> bool:
-    try:
-        with open(path, "w") as f:
-            f.write(str(value))
-        return True
-    except OSError:
-        return False
-
-
-def make_cgroups(dirs: list[str], memory: int, pids: int) -> tuple[list[str], bool]:
-    """Create the sandbox's cgroups (best effort) and set its limits; returns (made, memory limited)."""
-    made, mem_limited = [], False
-    for d in dirs:
-        for _ in range(5):  # another sandbox's cleanup may remove an empty parent between two mkdirs
-            try:
-                os.makedirs(d, exist_ok=True)
-                break
-            except FileNotFoundError:
-                continue
-            except OSError:
-                break
-        if not os.path.isdir(d):
-            continue
-        made.append(d)
-        if os.path.exists(d + "/cgroup.subtree_control"):
-            _enable_v2_controllers(d)
-        if memory:
-            if _write(d + "/memory.limit_in_bytes", memory):
-                mem_limited = True
-                _write(d + "/memory.memsw.limit_in_bytes", memory)  # no way around the limit through swap
-            elif _write(d + "/memory.max", memory):
-                mem_limited = True
-                _write(d + "/memory.swap.max", 0)
-        if pids:
-            _write(d + "/pids.max", pids)
-    return made, mem_limited
-
-
-def _enable_v2_controllers(d: str) -> None:
-    """On a pure v2 host memory.max/pids.max appear only when every parent delegates them (may fail)."""
-    parts = d.split("/")
-    for i in range(parts.index("poolui") if "poolui" in parts else len(parts), len(parts)):
-        _write("/".join(parts[:i]) + "/cgroup.subtree_control", "+memory +pids")
-
-
-def procs(d: str) -> list[int]:
-    try:
-        with open(d + "/cgroup.procs") as f:
-            return [int(x) for x in f.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
 def kill_tree(cgroups: list[str], pid: int = 0, marker: str = "", wait: float = 2.0) -> bool:
     """SIGKILL every process of one sandbox; True once none is left (within `wait` seconds).
 
@@ -164,7 +113,7 @@ def kill_tree(cgroups: list[str], pid: int = 0, marker: str = "", wait: float = 
     dies with its first process as well.
     """
     for d in cgroups:
-        _write(d + "/cgroup.kill", 1)
+        write(d + "/cgroup.kill", 1)
     if pid > 0:
         for kill in (os.kill, os.killpg):
             try:
@@ -172,23 +121,6 @@ def kill_tree(cgroups: list[str], pid: int = 0, marker: str = "", wait: float = 
             except OSError:
                 pass
     return not kill_all(lambda: [p for d in cgroups for p in procs(d)] + (marked(marker) if marker else []), wait)
-
-
-def remove_cgroups(dirs: list[str], wait: float = 2.0) -> None:
-    """rmdir each sandbox cgroup (EBUSY until its last process is gone). Parents stay: recreating them
-    for every sandbox makes the next one's cgroup join slower."""
-    deadline = time.monotonic() + wait
-    for d in dirs:
-        while True:
-            try:
-                os.rmdir(d)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.002)
 
 
 # ---------------------------------------------------------------- the sandbox
@@ -317,11 +249,17 @@ def _network(pid: int, fwd: bool, pasta: str, mdir: str, ids: tuple[int, int] | 
         egress.start(pid, pasta, mdir, spawn)
 
 
-def main(args: list[str]) -> int:
-    os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # no fd of the controller's (database, sockets) may leak in
+def _begin() -> None:
+    """No fd of the controller's (database, sockets) may leak in; SIGTERM/SIGINT stop the sandbox."""
+    if not early():  # else closed before the imports, and a thread of _cgroups' may hold a descriptor now
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def main(args: list[str]) -> int:
+    _begin()
     opts, cmd = parse(args)
 
     def one(key: str, default: str = "") -> str:

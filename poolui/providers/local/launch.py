@@ -16,8 +16,10 @@ from .shield import Shield
 from .use import agent_argv
 
 # Imported rather than run as a script, so its cached bytecode is used (compiling it costs ~2 ms a start).
-WATCHDOG_CODE = (f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}]; import _watchdog; "
-                 "_watchdog.run()")
+# _cgroups starts first: its thread makes the cgroups and waits out the kernel's grace period for the
+# sandbox's move into them while the interpreter imports the rest (_cgroups.start_early).
+WATCHDOG_CODE = (f"import sys; sys.path[:0] = [{str(Path(__file__).parent)!r}]; import _cgroups; "
+                 "_cgroups.start_early(sys.argv); import _watchdog; _watchdog.run()")
 
 
 def sandbox_env(pool: PoolConfig, env: tuple[tuple[str, str], ...], port: int, work: Path,
