@@ -15,6 +15,12 @@ import _thread
 import os
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+else:
+    import _signal as signal  # signal's enums cost ~8 ms to import
+
 CONTROLLERS = {"memory", "pids"}  # the ones a sandbox's limits need (memory.max, pids.max)
 _early: _thread.LockType | None = None  # start_early's: released once the directories are made
 
@@ -71,10 +77,15 @@ def start_early(argv: list[str]) -> None:
                 pass
             os.close(tasks)
 
+    # Born with every signal blocked (a thread inherits its creator's mask): the watchdog's SIGTERM must
+    # reach the main thread, which blocks it while it forks the sandbox and records its pid.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         _thread.start_new_thread(work, ())
     except RuntimeError:
         return  # make_cgroups makes them
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     _early = made
 
 
