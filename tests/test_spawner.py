@@ -1,9 +1,12 @@
 """The exec spawner (poolui/providers/local/_spawner.py) in real bubblewrap sandboxes: after a claim's
 second exec, commands start from a small process that already is the sandbox's uid, with no capability;
-the sandbox's code can kill or stop it and lose only the exec it did that in; a reset replaces it."""
+the sandbox's code can kill or stop it, or write in its place, and lose only the exec it did that in; the
+agent reads the spawner's answers when it needs them, so commands that close their output or outlast the
+answer wait still end as they did; a reset replaces it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -104,3 +107,48 @@ async def test_a_reset_replaces_the_spawner(mgr: PoolManager) -> None:
     assert SPAWNER not in first.stdout.decode().splitlines()[0] and first.stdout.endswith(b"gone\n")
     assert await spawner_pid(mgr, "re", b.id) != old
     await mgr.release("re", b.id)
+
+
+FORGE = """
+import ctypes, os
+spawner, libc = os.getppid(), ctypes.CDLL(None, use_errno=True)
+pidfd = os.pidfd_open(spawner)
+for fd in os.listdir(f"/proc/{spawner}/fd"):  # the answer pipe of this very exec (pidfd_getfd: the same uid)
+    if int(fd) > 2 and os.readlink(f"/proc/{spawner}/fd/{fd}").startswith("pipe:"):
+        os.write(libc.syscall(438, pidfd, int(fd), 0), b"exit 0\\n")
+        print("forged", flush=True)
+"""
+
+
+async def test_an_answer_the_code_writes_for_the_spawner_is_refused(tmp_path: Path) -> None:
+    # without the seccomp filter, which refuses pidfd_getfd: the code takes the spawner's end of the answer
+    # pipe (made by the agent, its /proc/PID/fd link is not the code's to open) and writes a line in it
+    table = {"provider": "local", "command": HTTP_SERVER, "target_ready": 1, "seccomp": False,
+             "health": {"enabled": False}, "readiness": {"http": "/", "timeout": "15s", "interval": "20ms"}}
+    async with PoolManager(parse_config({"pools": {"open": table}}, "test.toml"), state_dir=tmp_path) as m:
+        await m.warm_up(30)
+        c = await m.claim("open", timeout=30)
+        old = await spawner_pid(m, "open", c.id)
+        forged = await collect(m.exec("open", c.id, ["python3", "-c", FORGE], timeout=30))
+        assert forged.stdout == b"forged\n", forged.stderr  # its output came, and it found the pipe
+        assert forged.exit_code is None and "spawner" in forged.error and "not an answer" in forged.error, forged
+        after = await sh(m, "open", c.id, PARENT)  # the one spoken for was killed: the agent runs this itself
+        assert after.exit_code == 0 and not after.stdout.decode().startswith(f"{old} "), after
+        assert await spawner_pid(m, "open", c.id) != old
+        await m.release("open", c.id)
+
+
+async def test_commands_that_close_their_output_or_outlast_the_answer_wait_end_as_they_did(mgr: PoolManager) -> None:
+    c = await mgr.claim("one", timeout=30)
+    pid = await spawner_pid(mgr, "one", c.id)
+    # the agent reads the pid only after 5 s (ANSWER_WAIT) or at the output's end, and the status at the
+    # answer pipe's close: neither a command silent for longer nor one that closed its output early is
+    # taken for a spawner that stopped answering
+    closed, long = await asyncio.gather(
+        sh(mgr, "one", c.id, "exec >&- 2>&-; sleep 6; exit 4"), sh(mgr, "one", c.id, "sleep 6; echo $PPID"))
+    assert (closed.exit_code, closed.error, closed.stdout) == (4, "", b""), closed
+    assert (long.exit_code, long.error, long.stdout) == (0, "", f"{pid}\n".encode()), long
+    # a spawner killed under a running command: its output comes to its end, then the lost status is said
+    r = await sh(mgr, "one", c.id, "kill -9 $PPID; sleep 0.5; echo after")
+    assert (r.exit_code, r.stdout) == (None, b"after\n") and "spawner" in r.error, r
+    await mgr.release("one", c.id)
