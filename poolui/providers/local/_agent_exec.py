@@ -11,6 +11,8 @@ from typing import Any
 
 import _agent as agent
 
+ENV = dict(os.environ)  # the agent's, set before its first exec and never after: read once, not per exec
+
 
 def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
     import subprocess
@@ -20,7 +22,7 @@ def run(conn: Any, req: dict[str, Any], stdin: bytes, work: str) -> None:
 
     argv = [str(a) for a in req["argv"]]
     marker = os.urandom(8).hex()
-    env = {**os.environ, **{str(k): str(v) for k, v in req.get("env", {}).items()}, agent.EXEC_MARKER: marker}
+    env = {**ENV, **{str(k): str(v) for k, v in req.get("env", {}).items()}, agent.EXEC_MARKER: marker}
     start, cwd = time.monotonic(), os.path.join(work, req.get("cwd") or "")
     spawner = agent.SPAWNER if agent.USER is not None and agent.SPAWNER.usable() else None
     try:
