@@ -9,6 +9,8 @@ command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
 command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)  # the fake Modal API's TLS certificate
 command -v pasta >/dev/null 2>&1 || need_apt+=(passt)  # network = "egress" for local sandboxes
+command -v iptables-restore >/dev/null 2>&1 || need_apt+=(iptables)  # an egress sandbox's own firewall
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "setup: installing ${need_apt[*]} (apt-get)" >&2

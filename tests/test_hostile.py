@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from docker_net_support import elsewhere, link_local
 from helpers import wait_for
 from server_fixtures import Served, pool_table, served
 
@@ -31,6 +32,7 @@ ATTACKS = (Path(__file__).parent / "hostile" / "attacks.py").read_text()
 LIMITS = {"memory": "256MiB", "pids": 64, "disk": "8MiB"}
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/bwrap"), reason="bubblewrap is not installed")
 EGRESS = os.geteuid() == 0 and shutil.which("pasta") is not None  # what network = "egress" needs
+__all__ = ["elsewhere", "link_local"]  # fixtures, used by name
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +103,35 @@ def own_addresses() -> list[str]:
     return [line.split()[3].split("/")[0] for line in out.splitlines() if line.split()[1] != "lo"]
 
 
+@pytest.fixture
+def everywhere() -> Iterator[int]:
+    """A service on all of the host's addresses (0.0.0.0), as a careless host service listens."""
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    s.listen(8)
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
+
+
 @pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
-async def test_an_egress_sandbox_has_a_way_out_but_not_to_the_host(host: Served, listener: int) -> None:
+async def test_an_egress_sandbox_has_a_way_out_but_not_to_the_host(host: Served, listener: int, everywhere: int,
+                                                                     link_local: tuple[str, int]) -> None:
+    # the link-local service (where a cloud machine's metadata service answers) answers the host itself
+    async with httpx.AsyncClient() as h:
+        assert (await h.get(f"http://{link_local[0]}:{link_local[1]}/")).status_code == 200
     async with host.client(timeout=30) as c:
+        # A sandbox refuses the addresses this machine had when it started: the link-local fixture's veth
+        # came after the pool's sandbox, so that one goes and the claim gets one started since.
+        await c.terminate("out", [m.id for m in (await c.snapshot("out")).members])
         me, sibling, other = [await c.claim(p, timeout=30) for p in ("out", "a", "b")]
-        targets = [port(host.url), port(sibling.url), port(other.url), listener]
+        targets = [port(host.url), port(sibling.url), port(other.url), listener, everywhere]
         seen = await attack(c, "out", me.id, ports=targets, hosts=["127.0.0.1", *own_addresses()])
         reached = [where for where, errno in seen["connect"].items() if errno == 0]
         assert not reached, f"reached {reached} (addresses: {own_addresses()})"
+        seen = await attack(c, "out", me.id, ports=[link_local[1]], hosts=[link_local[0]])
+        assert all(errno != 0 for errno in seen["connect"].values()), seen["connect"]
         assert len(seen["interfaces"]) == 2 and seen["routes"] > 0  # an interface and a route out: pasta's
         async with httpx.AsyncClient() as h:
             assert (await h.get(me.url)).status_code == 200
@@ -118,20 +141,13 @@ async def test_an_egress_sandbox_has_a_way_out_but_not_to_the_host(host: Served,
 
 
 @pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
-async def test_an_egress_sandbox_reaches_what_lies_outside(host: Served) -> None:
-    # pasta gives the sandbox the address of the host's outward interface, so that one address means the
-    # sandbox itself; any other address of this machine is, from inside, just another host outside. No
-    # test sends a packet off this machine, so the "outside" is a service on all of its addresses.
-    addrs = own_addresses()
-    if len(addrs) < 2:
-        pytest.skip("needs a second address but loopback to stand for the outside (docker0 gives one)")
-    with socket.socket() as service:
-        service.bind(("0.0.0.0", 0))
-        service.listen(8)
-        async with host.client(timeout=30) as c:
-            me = await c.claim("out", timeout=30)
-            seen = await attack(c, "out", me.id, ports=[service.getsockname()[1]], hosts=addrs)
-            await c.release("out", me.id)
+async def test_an_egress_sandbox_reaches_what_lies_outside(host: Served, elsewhere: tuple[str, int]) -> None:
+    # "Outside" is a network namespace behind a veth pair, reached through the host's routing as any
+    # address off this machine is; no test sends a packet off this machine.
+    async with host.client(timeout=30) as c:
+        me = await c.claim("out", timeout=30)
+        seen = await attack(c, "out", me.id, ports=[elsewhere[1]], hosts=[elsewhere[0]])
+        await c.release("out", me.id)
     assert 0 in seen["connect"].values(), seen["connect"]
 
 

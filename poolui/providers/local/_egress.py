@@ -26,10 +26,12 @@ else:
     import _signal as signal  # signal's enums cost ~8 ms to import
 
 try:
+    from . import _egress_rules as rules
     from ._forward import inner_pid
     from ._kill import end_child
 except ImportError:
-    from _forward import inner_pid  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    import _egress_rules as rules  # type: ignore[no-redef]  # run as the watchdog, from its own directory
+    from _forward import inner_pid  # type: ignore[no-redef]
     from _kill import end_child  # type: ignore[no-redef]
 
 READY_WAIT = 5.0  # seconds for pasta to configure the namespace
@@ -63,17 +65,21 @@ def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         os.close(out)
         os.close(ns)
-    while not _routed(inner):
-        done, _ = os.waitpid(_pasta, os.WNOHANG)
-        if done or time.monotonic() > deadline:
-            if done:
-                _pasta = 0
-            with open(log, "rb") as f:
-                text = f.read().decode(errors="replace")
-            why = " ".join(line for line in text.splitlines() if "syslog" not in line)
-            raise OSError(f"egress: pasta {'failed' if done else 'did not configure the network'}: "
-                          f"{why[-300:] or 'no message'}")
-        time.sleep(0.0005)
+    firewall = rules.start(inner)  # the sandbox's own firewall (_egress_rules.py), loaded while pasta starts
+    try:
+        while not _routed(inner):
+            done, _ = os.waitpid(_pasta, os.WNOHANG)
+            if done or time.monotonic() > deadline:
+                if done:
+                    _pasta = 0
+                with open(log, "rb") as f:
+                    text = f.read().decode(errors="replace")
+                why = " ".join(line for line in text.splitlines() if "syslog" not in line)
+                raise OSError(f"egress: pasta {'failed' if done else 'did not configure the network'}: "
+                              f"{why[-300:] or 'no message'}")
+            time.sleep(0.0005)
+    finally:
+        rules.finish(firewall)  # in place before the sandbox is reported started, or the start fails
 
 
 def stop() -> None:

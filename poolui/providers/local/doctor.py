@@ -9,6 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import _egress_rules as egress_rules
 from .host import cgroup_bases, resolve
 from .options import LocalOptions
 from .shield import _write_filter
@@ -59,8 +60,12 @@ async def findings() -> list[Finding]:
     out.append(Finding("cgroups", bool(bases), f"limits and kills through {', '.join(bases)}" if bases else
                        "no writable cgroup here: memory is bounded by an rlimit, kills go by the sandbox's marker"))
     pasta = shutil.which("pasta")
-    out.append(Finding("egress (pasta)", bool(pasta) and root and not err,
-                       err or (f"{pasta} gives network = \"egress\" sandboxes a way out, never to the host's "
-                               "loopback" if root else "pasta joins a sandbox's namespace only as root")
-                       if pasta else "pasta is not installed (apt-get install -y passt)"))
+    missing = [tool for tool in egress_rules.NEEDED if egress_rules.which(tool) is None]
+    out.append(Finding("egress (pasta)", bool(pasta) and root and not err and not missing,
+                       err or (f"{pasta} gives network = \"egress\" sandboxes a way out, never to this machine "
+                               "nor to link-local addresses" if root else
+                               "pasta joins a sandbox's namespace only as root")
+                       if pasta and not missing else
+                       f"{', '.join(missing)} missing (apt-get install -y util-linux iptables)" if pasta else
+                       "pasta is not installed (apt-get install -y passt)"))
     return out

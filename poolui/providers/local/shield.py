@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ...config import PoolConfig
 from ...errors import ProviderUnavailable
+from . import _egress_rules as egress_rules
 from .options import LocalOptions
 from .use import SETPRIV
 
@@ -91,6 +92,10 @@ def _pasta(where: str) -> str:
     if os.geteuid() != 0:
         raise ProviderUnavailable(f'{where}: network = "egress" needs the controller to run as root (pasta '
                                   'joins each sandbox\'s network namespace); use "isolated" or "host"')
+    missing = [tool for tool in egress_rules.NEEDED if egress_rules.which(tool) is None]
+    if missing:  # the sandbox's own firewall (_egress_rules.py) is set with them
+        raise ProviderUnavailable(f'{where}: network = "egress" needs {", ".join(missing)} (apt-get install -y '
+                                  'util-linux iptables); use "isolated" or "host"')
     return path
 
 
