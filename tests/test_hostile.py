@@ -45,16 +45,18 @@ def host() -> Iterator[Served]:
         yield s
 
 
+def listening_on(address: str) -> Iterator[int]:
+    """The port of a socket listening on `address` for the test's length."""
+    with socket.socket() as s:
+        s.bind((address, 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
 @pytest.fixture
 def listener() -> Iterator[int]:
     """A service on the host's 127.0.0.1, as any host service."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    try:
-        yield s.getsockname()[1]
-    finally:
-        s.close()
+    yield from listening_on("127.0.0.1")
 
 
 async def attack(c: Any, pool: str, sandbox_id: str, **plan: Any) -> dict[str, Any]:
@@ -106,13 +108,7 @@ def own_addresses() -> list[str]:
 @pytest.fixture
 def everywhere() -> Iterator[int]:
     """A service on all of the host's addresses (0.0.0.0), as a careless host service listens."""
-    s = socket.socket()
-    s.bind(("0.0.0.0", 0))
-    s.listen(8)
-    try:
-        yield s.getsockname()[1]
-    finally:
-        s.close()
+    yield from listening_on("0.0.0.0")
 
 
 @pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
