@@ -19,6 +19,7 @@ import _socket
 import _thread
 import os
 import time
+from errno import ECONNREFUSED
 
 # The C modules beneath socket, threading and signal: the Python ones cost the forwarder ~15 ms of CPU
 # to import (enum, collections), CPU the sandbox's own start competes for on a small host.
@@ -41,6 +42,7 @@ FIND_WAIT = 5.0  # seconds for bubblewrap to make the sandbox's network namespac
 # most 1/40 of its own length late (a 100 ms start: 2.5 ms, 1.25 on average; the old doubling up to
 # 20 ms made it 10 on average), for about 80 probes of ~30 us of CPU each.
 POLL_MIN, POLL_MAX, POLL_SHARE = 0.001, 0.02, 40
+PROBE_WAIT = 0.02  # seconds for a probe's connect on the loopback; a refusal comes at once
 _pid = 0  # the forwarder's, for stop()
 
 
@@ -138,14 +140,26 @@ def serve(url: _socket.socket) -> int:
 def wait_for_server(port: int, since: float) -> None:
     """Return once something listens on 127.0.0.1:`port` in this namespace. Nothing tells when a server
     starts listening but a connect: the probe is one connect on a socket used again after each refusal
-    (about 25 us of CPU), made more often early on, when a start is likeliest to end."""
-    probe = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
-    probe.settimeout(1)
+    (about 25 us of CPU), made more often early on, when a start is likeliest to end. A connect that is
+    not refused at once is given up after PROBE_WAIT on a new socket: while bubblewrap sets the loopback
+    up, its address can be there before the link, and a SYN sent then is dropped (the kernel would
+    retry it only after a second)."""
+    probe = None
     try:
-        while probe.connect_ex(("127.0.0.1", port)) != 0:
+        while True:
+            if probe is None:
+                probe = _socket.socket(_socket.AF_INET, _socket.SOCK_STREAM)
+                probe.settimeout(PROBE_WAIT)
+            err = probe.connect_ex(("127.0.0.1", port))
+            if err == 0:
+                return
+            if err != ECONNREFUSED:
+                probe.close()
+                probe = None
             time.sleep(min(POLL_MAX, max(POLL_MIN, (time.monotonic() - since) / POLL_SHARE)))
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
 
 
 def _connect(port: int) -> _socket.socket:
