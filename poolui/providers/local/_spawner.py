@@ -70,8 +70,8 @@ def serve(fd: int) -> None:
                 pid, answer = running.pop(pidfd)
                 _, status = os.waitpid(pid, 0)
                 say(answer, b"status %d\n" % os.waitstatus_to_exitcode(status))
+                os.close(answer)  # said all: the agent waits for this close (so it comes first)
                 os.close(pidfd)
-                os.close(answer)  # said all: the agent waits for this close
 
 
 def start(control: Any, running: dict[int, tuple[int, int]], defaults: set[int]) -> bool:
