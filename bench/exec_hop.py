@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from isolation_fixes import REPO, git
+from isolation_fixes import git, worktrees
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -138,27 +135,11 @@ def run_round(trees: dict[str, Path], a: argparse.Namespace, first: str) -> dict
     return got
 
 
-@contextlib.contextmanager
-def worktrees(refs: dict[str, str]) -> Iterator[dict[str, Path]]:
-    """Each commit checked out in a temporary git worktree, removed at the end."""
-    base = Path(tempfile.mkdtemp(prefix="poolui-exec-hop-"))
-    trees = {k: base / k for k in refs}
-    try:
-        for k, ref in refs.items():
-            git("worktree", "add", "--detach", str(trees[k]), ref)
-        yield trees
-    finally:
-        for t in trees.values():
-            if t.exists():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(t)], check=False)
-        shutil.rmtree(base, ignore_errors=True)
-
-
 def main(a: argparse.Namespace) -> None:
     refs = {"before": git("rev-parse", "--short", a.before), "after": git("rev-parse", "--short", a.after)}
     batches: dict[str, list[dict[str, Any]]] = {k: [] for k in refs}
     load0 = os.getloadavg()
-    with worktrees(refs) as trees:
+    with worktrees(refs, "poolui-exec-hop-") as trees:
         for r in range(a.rounds):
             for k, got in run_round(trees, a, "before" if r % 2 == 0 else "after").items():
                 batches[k] += got

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,22 @@ def git(*args: str) -> str:
     return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+@contextlib.contextmanager
+def worktrees(refs: dict[str, str], prefix: str) -> Iterator[dict[str, Path]]:
+    """Each commit checked out in a temporary git worktree, removed at the end (bench/exec_hop.py too)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    trees = {k: base / k for k in refs}
+    try:
+        for k, ref in refs.items():
+            git("worktree", "add", "--detach", str(trees[k]), ref)
+        yield trees
+    finally:
+        for t in trees.values():
+            if t.exists():
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(t)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def run_round(tree: Path, a: argparse.Namespace, egress: bool) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     argv = [sys.executable, str(Path(__file__).resolve()), "--worker", "--cycles", str(a.cycles),
@@ -162,13 +180,9 @@ def row(name: str, was: list[float], now: list[float]) -> str:
 def main(a: argparse.Namespace) -> None:
     egress = os.geteuid() == 0 and shutil.which("pasta") is not None
     refs = {"before": git("rev-parse", "--short", a.before), "after": git("rev-parse", "--short", a.after)}
-    base = Path(tempfile.mkdtemp(prefix="poolui-isolation-fixes-"))
-    trees = {k: base / k for k in refs}
     samples: dict[str, dict[str, list[float]]] = {k: {} for k in refs}
     load0 = os.getloadavg()
-    try:
-        for k, ref in refs.items():
-            git("worktree", "add", "--detach", str(trees[k]), ref)
+    with worktrees(refs, "poolui-isolation-fixes-") as trees:
         for r in range(a.rounds):
             for k in (("before", "after") if r % 2 == 0 else ("after", "before")):
                 got = run_round(trees[k], a, egress and k == "after")
@@ -177,11 +191,6 @@ def main(a: argparse.Namespace) -> None:
                 for m, xs in got.items():
                     if isinstance(xs, list):
                         samples[k].setdefault(m, []).extend(xs)
-    finally:
-        for t in trees.values():
-            if t.exists():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(t)], check=False)
-        shutil.rmtree(base, ignore_errors=True)
     load1 = os.getloadavg()
     b, f = samples["before"], samples["after"]
     print(f"{a.rounds} rounds, the trees alternating; {os.cpu_count()} cores; 1-min load {load0[0]:.2f} at the "
