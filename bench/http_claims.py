@@ -11,8 +11,9 @@ that second row is the service's cost. Each cycle is a claim followed by its rel
 round trip as the client sees it. Server and client share this machine's cores.
 
 Then --runs rounds of the raw client against poolui and the bare app, alternated, per concurrency level:
-median and spread (min-max) of p50, p99, cycles/s, poolui/bare, and the server's CPU per cycle (user+system
-of the server process from /proc, less noisy than wall figures on a busy machine). With --compare DIR a
+median and spread (min-max) of p50, p99, cycles/s, poolui/bare, the server's CPU per cycle (user+system
+of the server process from /proc, less noisy than wall figures on a busy machine), and the state file's
+commits per cycle (from /metrics). With --compare DIR a
 second `poolui serve` runs the code of another checkout (PYTHONPATH=DIR) and takes its turn in each round,
 so before and after are measured in the same sitting. With --sustain S, claims then go on at 8 in flight
 for S seconds while the state file's WAL is looked at every 50 ms: its largest size is printed.
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from poolui.client import PoolClient
@@ -206,15 +208,28 @@ class Target:
 
     def __init__(self, name: str, proc: subprocess.Popen[bytes], url: str, token: str = "") -> None:
         self.name, self.proc, self.url, self.token = name, proc, url, token
-        self.runs: dict[int, list[tuple[float, float, float, float]]] = {}  # level -> (p50, p99, cycles/s, us CPU)
+        # level -> (p50, p99, cycles/s, us CPU, commits per cycle)
+        self.runs: dict[int, list[tuple[float, float, float, float, float]]] = {}
 
 
-async def one_run(t: Target, token: str, concurrency: int, total: int) -> tuple[float, float, float, float]:
+def commits(t: Target) -> float:
+    """The server's state-file commits so far (/metrics); 0 for the bare app."""
+    if not t.token:
+        return 0.0
+    req = urllib.request.Request(t.url + "/metrics", headers={"Authorization": f"Bearer {t.token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        text = r.read().decode()
+    return next((float(line.split()[1]) for line in text.splitlines()
+                 if line.startswith("poolui_store_commits_total ")), float("nan"))  # nan: an older server
+
+
+async def one_run(t: Target, token: str, concurrency: int, total: int) -> tuple[float, float, float, float, float]:
+    c0 = commits(t)
     cpu0 = cpu_seconds(t.proc.pid)
     lat, elapsed = await raw_cycles(t.url, t.token or token, concurrency, total)
     cpu = cpu_seconds(t.proc.pid) - cpu0
     ms = [x * 1000 for x in lat]
-    return pct(ms, 50), pct(ms, 99), len(ms) / elapsed, cpu / len(ms) * 1e6
+    return pct(ms, 50), pct(ms, 99), len(ms) / elapsed, cpu / len(ms) * 1e6, (commits(t) - c0) / len(ms)
 
 
 def spread(values: list[float], fmt: str) -> str:
@@ -240,7 +255,8 @@ async def rounds(targets: list[Target], bare: Target, levels: list[int], runs: i
                     f"p99 {spread([x[1] for x in r], '.2f')} ms  cycles/s {spread([x[2] for x in r], '.0f')}  "
                     f"server CPU/cycle {spread([x[3] for x in r], '.0f')} us")
             if t is not bare:
-                line += f"  of bare {spread(ratios[t.name], '.0f')}%"
+                line += (f"  of bare {spread(ratios[t.name], '.0f')}%  commits/cycle "
+                         f"{spread([x[4] for x in r], '.2f')}")
             out.append(line)
     out.append(f"load after: {os.getloadavg()[0]:.2f}")
     return out

@@ -225,6 +225,10 @@ class PoolManager(UseVerbs):
         p = self.pools.get(pool)
         return p is not None and len(p.handout) > 0
 
+    def store_stats(self) -> dict[str, float] | None:
+        """The state file's work (Store.stats: commits, checkpoints, WAL peak); None with store="memory"."""
+        return self.store.stats() if isinstance(self.store, Store) else None
+
     async def renew(self, pool: str, sandbox_id: str, lease: float | None = None) -> Lease:
         """Extend a claim's lease by `lease` seconds (default: its own length), never past the sandbox's
         TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""

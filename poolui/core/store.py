@@ -33,37 +33,7 @@ from .checkpoint import Checkpointer
 from .member import Member
 from .model import Event
 from .store_api import NOT_KEPT, StoredMember
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS members (
-    id TEXT PRIMARY KEY,
-    pool TEXT NOT NULL,
-    state TEXT NOT NULL,
-    revision TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    ready_at REAL,
-    claimed_at REAL,
-    expires_at REAL NOT NULL,
-    url TEXT NOT NULL DEFAULT '',
-    ref TEXT NOT NULL DEFAULT '{}',
-    claim_key TEXT,
-    lease REAL,
-    lease_expires_at REAL,
-    token_hash TEXT
-);
-CREATE INDEX IF NOT EXISTS members_pool ON members(pool);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    ts REAL NOT NULL,
-    pool TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    member_id TEXT,
-    state TEXT,
-    detail TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY CHECK (id = 0), done INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS last_event (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
-"""
+from .store_schema import COLUMNS, open_db
 
 
 def namespace_of(state_dir: Path) -> str:
@@ -79,17 +49,7 @@ class Store:
         os.chmod(state_dir, 0o700)  # sandboxes and other users have no business reading pool state
         self.path = state_dir / "poolui.sqlite3"
         self.max_events = max_events
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # see checkpoint.py: never on the loop's thread
-        self._drop_autoincrement()
-        self._db.executescript(SCHEMA)
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(members)")}
-        for column, kind in (("lease", "REAL"), ("lease_expires_at", "REAL"), ("token_hash", "TEXT")):
-            if column not in have:  # a state file written before leases or claim tokens existed
-                self._db.execute(f"ALTER TABLE members ADD COLUMN {column} {kind}")
+        self._db = open_db(self.path)
         self._events_since_prune = 0
         self._pending: list[tuple[Any, ...]] = []
         self._in_txn = False
@@ -107,19 +67,12 @@ class Store:
         self.last_seq = 0  # the bus's number of the last event seen, kept or not (written at close)
         self.checkpoints = Checkpointer(self.path, self._hold, self._resume)
 
-    def _drop_autoincrement(self) -> None:
-        """A state file from before: its events table numbered rows itself (AUTOINCREMENT, one more page
-        written per commit); the rows move to a table numbered by the event bus."""
-        row = self._db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()
-        if row is None or "AUTOINCREMENT" not in row[0].upper():
-            return
-        self._db.execute("BEGIN")
-        self._db.execute("ALTER TABLE events RENAME TO events_before")
-        self._db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, ts REAL NOT NULL, pool TEXT NOT NULL, "
-                         "kind TEXT NOT NULL, member_id TEXT, state TEXT, detail TEXT NOT NULL DEFAULT '')")
-        self._db.execute("INSERT INTO events SELECT seq, ts, pool, kind, member_id, state, detail FROM events_before")
-        self._db.execute("DROP TABLE events_before")
-        self._db.execute("COMMIT")
+    def stats(self) -> dict[str, float]:
+        """How hard the state file works, for /metrics: transactions committed, checkpoints completed, the
+        WAL file's largest size in bytes, and the seconds writes waited for checkpoints to finish."""
+        cp = self.checkpoints
+        return {"commits": self.commits, "checkpoints": cp.done, "wal_peak_bytes": cp.wal_peak,
+                "checkpoint_hold_seconds": cp.hold_seconds.total}
 
     def close(self) -> None:
         if self.last_seq and self._held is None:
@@ -247,8 +200,7 @@ class Store:
     def put(self, m: Member) -> None:
         sb = m.sandbox
         self._write(
-            "INSERT OR REPLACE INTO members (id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, "
-            "url, ref, claim_key, lease, lease_expires_at, token_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT OR REPLACE INTO members ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
              sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key, m.lease, m.lease_expires_at,
              m.token_hash),
@@ -266,8 +218,7 @@ class Store:
 
     def members(self, pool: str) -> list[StoredMember]:
         rows = self._db.execute(
-            "SELECT id, pool, state, revision, created_at, ready_at, claimed_at, expires_at, url, ref, claim_key, "
-            "lease, lease_expires_at, token_hash FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
+            f"SELECT {COLUMNS} FROM members WHERE pool=? ORDER BY created_at", (pool,)).fetchall()
         return [StoredMember(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], json.loads(r[9]), r[10], r[11],
                              r[12], r[13]) for r in rows]
 

@@ -159,8 +159,27 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def render(snapshots: list[PoolSnapshot], stats: StreamStats) -> str:
-    """The text exposition of these snapshots (one registry per scrape: nothing is kept between them)."""
+STORE = (("poolui_store_commits", CounterMetricFamily, "commits", "Transactions the state file committed."),
+         ("poolui_store_checkpoints", CounterMetricFamily, "checkpoints", "WAL checkpoints completed."),
+         ("poolui_store_wal_peak_bytes", GaugeMetricFamily, "wal_peak_bytes", "The WAL file's largest size so far."),
+         ("poolui_store_checkpoint_hold_seconds", CounterMetricFamily, "checkpoint_hold_seconds",
+          "Seconds the store's writes waited for checkpoints to finish."))
+
+
+class _Store(Collector):
+    def __init__(self, stats: dict[str, float]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        for name, family, key, help_ in STORE:
+            yield family(name, help_, value=self.stats.get(key, 0))
+
+
+def render(snapshots: list[PoolSnapshot], stats: StreamStats, store: dict[str, float] | None = None) -> str:
+    """The text exposition of these snapshots and of the state file's work (`store`: Store.stats, when
+    the server has a durable store); one registry per scrape: nothing is kept between them."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Pools(snapshots, stats))
+    if store is not None:
+        registry.register(_Store(store))
     return generate_latest(registry).decode()

@@ -169,7 +169,9 @@ async def events(request: Request, pool: str | None = None) -> Response:
          responses={200: {"content": {prom.CONTENT_TYPE: {}}, "description": "Prometheus text format"}})
 async def metrics(request: Request) -> Response:
     state = _state(request)
-    text = prom.render(await state.control.list_pools(members=False), state.stats)
+    store_stats = getattr(state.control, "store_stats", None)  # a remote control has no state file here
+    text = prom.render(await state.control.list_pools(members=False), state.stats,
+                       store_stats() if store_stats else None)
     return Response(text, media_type=prom.CONTENT_TYPE)
 
 
