@@ -137,10 +137,21 @@ def test_store_keeps_members_and_a_bounded_event_log(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "poolui.sqlite3")
     assert db.execute("SELECT state, claim_key FROM members").fetchall() == [("claimed", "job")]
     assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] <= 600 - 500 + 10  # pruned every 500
+    details = [int(r[0]) for r in db.execute("SELECT detail FROM events ORDER BY seq")]
+    assert details == list(range(600 - len(details), 600))  # the newest are the ones kept
     db.close()
     again = Store(tmp_path)
     assert [r.state for r in again.members("p")] == ["claimed"] and again.events("p", limit=1)[0].detail == "599"
     again.close()
+    # Opened again, the store knows how many rows it holds: 500 more and it is back to the newest 10.
+    store = Store(tmp_path, max_events=10)
+    bus = EventBus(sink=store.add_event, seq=store.next_seq())
+    for i in range(600, 1100):
+        bus.emit(float(i), "p", "tick", None, None, str(i))
+    store.close()
+    db = sqlite3.connect(tmp_path / "poolui.sqlite3")
+    assert [int(r[0]) for r in db.execute("SELECT detail FROM events ORDER BY seq")] == list(range(1090, 1100))
+    db.close()
 
 
 def test_metrics_percentiles_and_outcomes() -> None:

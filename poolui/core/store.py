@@ -51,6 +51,7 @@ class Store:
         self.max_events = max_events
         self._db = open_db(self.path)
         self._events_since_prune = 0
+        self._events_kept = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         self._pending: list[tuple[Any, ...]] = []
         self._in_txn = False
         self._committed: asyncio.Future[None] | None = None  # resolved by the commit of the open transaction
@@ -148,10 +149,14 @@ class Store:
                 "INSERT OR REPLACE INTO events (seq, ts, pool, kind, member_id, state, detail) VALUES (?,?,?,?,?,?,?)",
                 rows)
             self._events_since_prune += len(rows)
-            if self._events_since_prune >= 500:
+            self._events_kept += len(rows)
+            if self._events_since_prune >= 500 and self._events_kept > self.max_events:
+                # The oldest rows over max_events go, found from the old end: a step over the few hundred
+                # that go, not over the ten thousand that stay (that walk was 15% of a commit's time).
                 self._events_since_prune = 0
-                self._db.execute("DELETE FROM events WHERE seq < (SELECT seq FROM events ORDER BY seq DESC "
-                                 "LIMIT 1 OFFSET ?)", (self.max_events - 1,))
+                self._db.execute("DELETE FROM events WHERE seq < (SELECT seq FROM events ORDER BY seq "
+                                 "LIMIT 1 OFFSET ?)", (self._events_kept - self.max_events,))
+                self._events_kept = self.max_events
         if self._in_txn:
             self._db.execute("COMMIT")
             self._in_txn = False
