@@ -9,9 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 
 from poolui import virtual_time
 from poolui.clock import LoopClock
+from poolui.core import store as store_module
+from poolui.core.events import EventBus
 from poolui.core.manager import PoolManager
 from poolui.core.store import Store
 from poolui.errors import ClaimTimeout
@@ -40,7 +43,7 @@ async def test_a_claim_keeps_three_rows_numbered_by_the_bus_and_numbering_goes_o
         c = await mgr.claim("p")
         await mgr.release("p", c.id)
         assert mgr.store is not None
-        await mgr.store.durable()
+        await mgr.store.commit_now()  # events are written within a tenth of a second; now here
         mine = [(s, k) for s, k in rows(tmp_path)[kept_before:]]
         assert [k for _, k in mine] == ["claimed", "released", "terminating"]
         assert [s for s, _ in mine] == [e.seq for e in mgr.bus.recent if e.member_id == c.id and
@@ -111,3 +114,50 @@ async def test_a_released_sandbox_leaves_the_state_file_with_its_release(tmp_pat
             assert db.execute("SELECT state FROM members WHERE id = ?", (c.id,)).fetchall() == []
         finally:
             db.close()
+
+
+async def test_events_are_written_within_a_tenth_of_a_second_not_with_the_claims_commit(tmp_path: Path) -> None:
+    """The claim's commit holds its member row; its events follow within EVENTS_WITHIN (one transaction for
+    all that came meanwhile), and a read of the history sees them before and after."""
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:  # type: ignore[arg-type]
+        await mgr.warm_up(5)
+        assert mgr.store is not None
+        await mgr.store.commit_now()
+        before = len(rows(tmp_path))
+        c = await mgr.claim("p")
+        db = sqlite3.connect(tmp_path / "poolui.sqlite3")
+        try:  # the claim is in the file when it is answered; its 'claimed' event is not yet
+            assert db.execute("SELECT state FROM members WHERE id = ?", (c.id,)).fetchone() == ("claimed",)
+        finally:
+            db.close()
+        assert len(rows(tmp_path)) == before
+        assert [e.kind for e in await mgr.recent_events("p") if e.member_id == c.id][-1] == "claimed"
+        assert [e.kind for e in mgr.store.events("p") if e.member_id == c.id] == ["claimed"]  # waiting, read
+        await wait_for(lambda: len(rows(tmp_path)) > before, 5, what="the claim's event written")
+        assert [k for _, k in rows(tmp_path)[before:]] == ["claimed"]
+        assert [e.kind for e in mgr.store.events("p") if e.member_id == c.id] == ["claimed"]  # once, not twice
+
+
+def test_after_a_kill_9_numbering_goes_on_past_every_number_given(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numbers are reserved in the file a block ahead: a store that never closed (its process killed) is
+    followed by one that numbers past whatever the first handed out, written or not; a clean close goes on
+    from its exact last number."""
+    monkeypatch.setattr(store_module, "SEQ_BLOCK", 100)
+    first = Store(tmp_path)
+    bus = EventBus(sink=first.add_event, seq=first.next_seq())
+    given = [bus.emit(1.0, "p", kind, None, None, "").seq for kind in ["claimed", "ready"] * 120]  # the last not kept
+    first._db.close()  # what a kill -9 leaves: no close, whatever was not committed is gone
+    first.checkpoints.close()
+    second = Store(tmp_path)
+    try:
+        start = second.next_seq()
+        assert start >= max(given), (start, max(given))  # the bus goes on from start + 1
+        assert all(e.seq <= max(given) for e in second.events(limit=1000))
+    finally:
+        second.close()
+    third = Store(tmp_path)
+    try:
+        assert third.next_seq() == start  # closed cleanly: no gap
+    finally:
+        third.close()

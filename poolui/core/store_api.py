@@ -37,12 +37,13 @@ class StoredMember:
 
 
 # The event log a store keeps is the pool's history past a restart: what the console's event log shows,
-# what `events --follow` resumes from (Last-Event-ID: the bus goes on numbering from the last kept event),
+# what `events --follow` resumes from (Last-Event-ID: the bus goes on numbering past every number given),
 # and what `events --format trace` makes a claim trace of (each 'claimed' event and what ends its claim:
 # released, lease_expired, returned, terminating; claims that timed out; every pool-level event). The steps
 # of a member's way up and out (created, starting, ready, terminated) are not kept on disk: the member rows
 # say where each member is, and live subscribers get those events all the same. They were most of the rows
-# written per claim (7 for a single-use claim and its replacement, now 3).
+# written per claim (7 for a single-use claim and its replacement, now 3). Being history, not state, they
+# are written within a tenth of a second rather than in each claim's commit (store.Store.add_event).
 NOT_KEPT = frozenset({"created", "starting", "ready", "terminated"})
 
 
