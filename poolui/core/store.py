@@ -30,11 +30,21 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from .checkpoint import Checkpointer
 from .member import Member
 from .model import Event
 from .store_api import NOT_KEPT, StoredMember
 from .store_schema import COLUMNS, open_db
+
+_json = msgspec.json.Encoder()
+
+
+def _ref_json(ref: dict[str, Any]) -> str:
+    """A provider's ref as JSON text (msgspec: a fraction of json.dumps's time, on every member's rows)."""
+    return _json.encode(ref).decode()
+
 
 EVENTS_WITHIN = 0.1  # seconds an event kept may wait in memory before it is written
 EVENTS_BATCH = 512  # events kept that are written with the next commit, however recent
@@ -224,8 +234,8 @@ class Store:
         self._write(
             f"INSERT OR REPLACE INTO members ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
-             sb.url if sb else "", json.dumps(sb.ref if sb else {}), m.claim_key, m.lease, m.lease_expires_at,
-             m.token_hash),
+             sb.url if sb else "", _ref_json(sb.ref) if sb and sb.ref else "{}", m.claim_key, m.lease,
+             m.lease_expires_at, m.token_hash),
         )
 
     def set_state(self, m: Member) -> None:
