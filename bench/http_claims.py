@@ -15,7 +15,9 @@ median and spread (min-max) of p50, p99, cycles/s, poolui/bare, the server's CPU
 of the server process from /proc, less noisy than wall figures on a busy machine), and the state file's
 commits per cycle (from /metrics). With --compare DIR a
 second `poolui serve` runs the code of another checkout (PYTHONPATH=DIR) and takes its turn in each round,
-so before and after are measured in the same sitting. With --sustain S, claims then go on at 8 in flight
+so before and after are measured in the same sitting; with --stub, poolui's own HTTP layer in front of a
+stub engine (bench/stub_server.py) takes its turn too, so the gap to the bare app splits into the HTTP
+layer's and the engine's. With --sustain S, claims then go on at 8 in flight
 for S seconds while the state file's WAL is looked at every 50 ms: its largest size is printed.
 """
 
@@ -161,6 +163,11 @@ async def warm(client: PoolClient, ready: int) -> None:
     raise SystemExit(f"the pool did not reach {ready} ready")
 
 
+def start_stub(token: str) -> tuple[subprocess.Popen[bytes], str]:
+    """bench/stub_server.py: poolui's HTTP layer in front of a stub engine (the HTTP layer's own cost)."""
+    return spawn([sys.executable, str(Path(__file__).parent / "stub_server.py"), token], "stub_server.py")
+
+
 def start_bare() -> tuple[subprocess.Popen[bytes], str]:
     """bench/bare_server.py: the same HTTP stack answering a constant body (the bare limit)."""
     return spawn([sys.executable, str(Path(__file__).parent / "bare_server.py")], "bare_server.py")
@@ -217,8 +224,11 @@ def commits(t: Target) -> float:
     if not t.token:
         return 0.0
     req = urllib.request.Request(t.url + "/metrics", headers={"Authorization": f"Bearer {t.token}"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        text = r.read().decode()
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read().decode()
+    except OSError:  # the stub engine has no metrics
+        return float("nan")
     return next((float(line.split()[1]) for line in text.splitlines()
                  if line.startswith("poolui_store_commits_total ")), float("nan"))  # nan: an older server
 
@@ -295,8 +305,9 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> list[str]:
     bare = Target("bare", bare_proc, bare_url)
     try:
         for t in targets:
-            async with PoolClient(t.url, t.token, timeout=30) as client:
-                await warm(client, 64)
+            if t.name != "stub engine":  # it has no pools to fill
+                async with PoolClient(t.url, t.token, timeout=30) as client:
+                    await warm(client, 64)
         if args.poolclient:
             rows += await claims(targets[0].url, targets[0].token, bare_url, args.cycles, args.levels)
         rows += await rounds(targets, bare, args.levels, args.runs, args.cycles)
@@ -319,6 +330,8 @@ def main() -> None:
     ap.add_argument("--compare", metavar="DIR", help="also serve the poolui code of this checkout, alternated")
     ap.add_argument("--sustain", type=float, default=0, metavar="SECONDS",
                     help="then claims for this long at 8 in flight, printing the WAL's largest size (0: none)")
+    ap.add_argument("--stub", action="store_true",
+                    help="also serve poolui's HTTP layer with a stub engine (bench/stub_server.py) in the rounds")
     ap.add_argument("--no-poolclient", dest="poolclient", action="store_false",
                     help="skip the single pass with poolui's own client")
     args = ap.parse_args()
@@ -330,6 +343,9 @@ def main() -> None:
             workdirs.append(Path(tempfile.mkdtemp(prefix="poolui-bench-")))
             proc, url, token = start_server(workdirs[-1], source)
             targets.append(Target(name, proc, url, token))
+        if args.stub:
+            proc, url = start_stub(targets[0].token)
+            targets.append(Target("stub engine", proc, url, targets[0].token))
         args.state = workdirs[0] / "state"
         print(f"poolui serve at {targets[0].url}, instant provider, {os.cpu_count()} cores"
               + (f"; compared: {args.compare}" if args.compare else ""))
