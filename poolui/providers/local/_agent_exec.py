@@ -63,6 +63,7 @@ def pumped(conn: Any, proc: Any, req: dict[str, Any], stdin: bytes, start: float
     except SpawnFailed as e:  # as Popen raises: the agent answers exit 127
         result.update(exit_code=127, error=f"{req['argv'][0]}: {e}")
     except SpawnLost as e:
+        pump.drain()  # what it wrote before the end was seen (one poll can bring the end and the last output)
         agent.kill_tree(proc.kill_pid(), marker)  # it may run on: its session and whatever carries its marker go
         result.update(error=str(e))
     except OSError:  # the controller went away (its caller stopped reading): nobody wants the rest

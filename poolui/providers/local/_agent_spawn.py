@@ -209,6 +209,7 @@ class Spawned:
         self.listening = False  # the answer pipe is in the pump's poll (for its close only)
         self.pidfd: int | None = None  # the agent's own, once it watches the command's end itself
         self.ended = False  # the command's end, seen by the agent
+        self.outputs_done = False  # both of the command's outputs have closed
         self.answer_by: float | None = time.monotonic() + ANSWER_WAIT  # the pid is due by then
 
     def watch(self, poller: Any) -> None:
@@ -245,16 +246,19 @@ class Spawned:
 
     def heard(self, poller: Any) -> bool:
         """True once the spawner said how the command ended. A spawner gone without saying it (the code
-        killed it) costs the exec its status: at once when the command ended too or was never named, else
-        at the command's own end."""
+        killed it) costs the exec its status: at the command's end, or, when the spawner went before it
+        even named the command (the command can kill it that soon), at the end of its outputs; either way
+        what the command wrote comes first."""
         if self.status is not None:
             return True
         if self.closed:
             if self.listening:
                 poller.unregister(self.answer)
                 self.listening = False
-            if self.pid is None or self.ended:
+            if self.ended or self.pid is None and self.outputs_done:
                 raise self.lost("it ended without saying how the command ended")
+            if self.pid is None:
+                self.answer_by = None  # nothing more can be said: the outputs' end ends the exec
             self.see_end(poller)
         return False
 
@@ -288,6 +292,7 @@ class Spawned:
     def quiet(self, poller: Any) -> bool:
         """Both outputs closed (the command most likely ended): True if the spawner said how already, else
         the command's end is watched, so that a spawner slow to say it is caught ANSWER_WAIT after."""
+        self.outputs_done = True
         self.hear()
         if self.heard(poller):
             return True
