@@ -22,6 +22,7 @@ class GoneSpawner:
         self.told = 0
         self.answer_w, self.out_w = answer_w, out_w
         self.open = {answer_w, out_w}
+        self.poller = select.poll()  # the exec pump's poll, which Spawned registers its descriptors with
 
     def gone(self) -> None:
         self.told += 1
@@ -41,6 +42,7 @@ def spawned() -> Iterator[tuple[Spawned, GoneSpawner]]:
     os.close(err_w)
     spawner = GoneSpawner(answer_w, out_w)
     proc = Spawned(spawner, answer_r, None, out_r, err_r)  # type: ignore[arg-type]  # the part it calls
+    proc.watch(spawner.poller)
     try:
         yield proc, spawner
     finally:
@@ -52,8 +54,7 @@ def spawned() -> Iterator[tuple[Spawned, GoneSpawner]]:
 def test_a_spawner_gone_before_naming_the_command_leaves_its_output_to_end(
         spawned: tuple[Spawned, GoneSpawner]) -> None:
     proc, spawner = spawned
-    poller = select.poll()
-    proc.watch(poller)
+    poller = spawner.poller
     spawner.shut(spawner.answer_w)  # killed before it wrote "pid N"
     assert proc.ready(proc.answer, poller) is False  # not over: the command may still be writing
     assert proc.answer_by is None and spawner.told == 0  # no deadline for a pid that cannot come
@@ -68,8 +69,7 @@ def test_a_spawner_gone_before_naming_the_command_leaves_its_output_to_end(
 def test_outputs_closed_first_then_the_spawner_gone_unnamed_ends_the_exec(
         spawned: tuple[Spawned, GoneSpawner]) -> None:
     proc, spawner = spawned
-    poller = select.poll()
-    proc.watch(poller)
+    poller = spawner.poller
     spawner.shut(spawner.out_w)
     assert proc.quiet(poller) is False  # outputs closed, the spawner still there: its words may come
     spawner.shut(spawner.answer_w)
@@ -81,8 +81,7 @@ def test_outputs_closed_first_then_the_spawner_gone_unnamed_ends_the_exec(
 def test_a_spawner_that_named_the_command_and_said_its_status_is_heard(
         spawned: tuple[Spawned, GoneSpawner]) -> None:
     proc, spawner = spawned
-    poller = select.poll()
-    proc.watch(poller)
+    poller = spawner.poller
     os.write(spawner.answer_w, b"pid 4242\nstatus 3\n")
     spawner.shut(spawner.answer_w)
     assert proc.ready(proc.answer, poller) is True and (proc.pid, proc.status) == (4242, 3)
