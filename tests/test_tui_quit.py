@@ -256,9 +256,10 @@ def test_quitting_in_a_terminal_asks_and_keeps_the_claimed_sandbox(tmux: Tmux, t
     try:
         claimed, done = console_in(tmux, path)
         tmux.keys("q")
-        question = tmux.wait_for("Keep claimed (k)")
+        tmux.wait_for("Keep claimed (k)")
+        question = tmux.wait_for("Stay (esc)")  # the dialog's last line: a capture can catch it half drawn
         assert "1 sandbox is claimed" in question and f"in pool web: {claimed}." in question
-        assert "Stay (esc)" in question
+        assert "Keep claimed (k)" in question
         tmux.keys("k")
         tmux.tmux("wait-for", done, timeout=60)
         shown = tmux.screen()
