@@ -240,7 +240,8 @@ def console_in(tmux: Tmux, path: Path) -> tuple[str, str]:
     tmux.start(f"{console}; echo \"poolui exited $?\"; {shlex.join([*tmux.base, 'wait-for', '-S', done])}")
     tmux.wait_for("ready 2/2")
     tmux.keys("c")
-    shown = tmux.wait_for("The sandbox stays claimed")
+    tmux.wait_for("The sandbox stays claimed")
+    shown = tmux.wait_for(" from pool web")  # both lines drawn, whichever comes last
     claimed = re.search(r"(\S+) from pool web", shown)
     assert claimed, shown
     tmux.keys("Escape")
