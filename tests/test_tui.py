@@ -326,10 +326,15 @@ async def test_console_runs_a_local_pool_embedded_and_quits_clean(tmp_path: Path
             super().on_snapshot_fetched(msg)
             if msg.snapshot.ready >= 2 and not seen:
                 seen["urls"] = [m.url for m in msg.snapshot.members if m.url]
-                seen["state"] = self.conn.state
-                seen["header"] = screen_text(self)
-                seen["marker"] = namespace_of(Path(self.control.state_dir))  # type: ignore[attr-defined]
-                self.exit(0)
+                # read once every handler of this message has run (the feed's takes the connection's
+                # state from it): the first snapshot can already have both ready
+                self.call_later(self.look_and_quit)
+
+        def look_and_quit(self) -> None:
+            seen["state"] = self.conn.state
+            seen["header"] = screen_text(self)
+            seen["marker"] = namespace_of(Path(self.control.state_dir))  # type: ignore[attr-defined]
+            self.exit(0)
 
     args = argparse.Namespace(config=str(path), server=None, read_only=False, token_file=None, state_dir=None)
     code = await asyncio.wait_for(launch(args, QuitWhenWarm, headless=True), 60)
