@@ -388,8 +388,32 @@ async def test_events_reach_subscribers_and_slow_ones_lose_the_oldest(tmp_path: 
         assert sub.queue.qsize() == 3 and sub.dropped > 0
         sub.close()
         stored = mgr.store.events("p") if mgr.store else []
-        assert {"claimed", "released", "terminating"} <= {e.kind for e in stored}
+        assert {"claimed", "released"} <= {e.kind for e in stored}
         assert not {"created", "ready", "terminated"} & {e.kind for e in stored}  # a member row tells those
+
+
+def test_a_members_life_has_one_event_per_state(tmp_path: Path) -> None:
+    """Single use: created, starting, ready, claimed, then the claim's end (released, or lease_expired) moves
+    it to terminating in the same event, and it is gone: 6 events for its 6 states."""
+    async def main() -> None:
+        async with virtual_manager(config(target_ready=2), tmp_path) as (mgr, clock):
+            await mgr.warm_up(5)
+            released = await mgr.claim("p")
+            await mgr.release("p", released.id)
+            lapsed = await mgr.claim("p", lease=5, claim_key="job-1")
+            def gone() -> bool:
+                return {released.id, lapsed.id} <= {e.member_id for e in mgr.bus.recent if e.kind == "terminated"}
+            await wait_for(gone, 60)
+            life = {c.id: [(e.kind, e.state, e.detail) for e in mgr.bus.recent if e.member_id == c.id]
+                    for c in (released, lapsed)}
+            start = [("created", "creating"), ("starting", "starting"), ("ready", "ready"), ("claimed", "claimed")]
+            assert [k[:2] for k in life[released.id]] == [*start, ("released", "terminating"), ("terminated", "gone")]
+            assert [k[:2] for k in life[lapsed.id]] == [*start, ("lease_expired", "terminating"),
+                                                       ("terminated", "gone")]
+            assert life[lapsed.id][4][2] == "job-1"  # whose lease it was
+            assert mgr.pools["p"].recently_gone[lapsed.id] == "lease expired"
+
+    virtual_time.run(main())
 
 
 async def test_record_before_create(tmp_path: Path) -> None:

@@ -80,6 +80,12 @@ async def test_max_uses_is_kept(mgr: PoolManager) -> None:
     third = await mgr.claim(POOL)
     assert third.id != first.id
     await mgr.release(POOL, third.id)
+    await wait_for(lambda: first.id not in mgr.pools[POOL].members, 30, what="the worn-out member gone")
+    # One event per state it went through: each release moved it on (to a reset, then out) in one event.
+    life = [(e.kind, e.state) for e in mgr.bus.recent if e.member_id == first.id]
+    assert life == [("created", "creating"), ("starting", "starting"), ("ready", "ready"), ("claimed", "claimed"),
+                    ("released", "starting"), ("ready", "ready"), ("claimed", "claimed"),
+                    ("released", "terminating"), ("terminated", "gone")]
 
 
 @pytest.mark.parametrize("mgr", [{"reset": ["sh", "-c", "exit 3"]}], indirect=True)

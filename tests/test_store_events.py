@@ -45,9 +45,9 @@ async def test_a_claim_keeps_three_rows_numbered_by_the_bus_and_numbering_goes_o
         assert mgr.store is not None
         await mgr.store.commit_now()  # events are written within a tenth of a second; now here
         mine = [(s, k) for s, k in rows(tmp_path)[kept_before:]]
-        assert [k for _, k in mine] == ["claimed", "released", "terminating"]
+        assert [k for _, k in mine] == ["claimed", "released"]
         assert [s for s, _ in mine] == [e.seq for e in mgr.bus.recent if e.member_id == c.id and
-                                        e.kind in ("claimed", "released", "terminating")]
+                                        e.kind in ("claimed", "released")]
         last = mgr.bus.recent[-1].seq
     db = sqlite3.connect(tmp_path / "poolui.sqlite3")
     schema = db.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
@@ -56,7 +56,7 @@ async def test_a_claim_keeps_three_rows_numbered_by_the_bus_and_numbering_goes_o
     db.close()
     async with PoolManager(config(), state_dir=tmp_path) as mgr:  # type: ignore[arg-type]
         history = await mgr.recent_events("p")
-        assert [e.kind for e in history if e.member_id == c.id] == ["claimed", "released", "terminating"]
+        assert [e.kind for e in history if e.member_id == c.id] == ["claimed", "released"]
         await mgr.warm_up(5)
         assert min(e.seq for e in mgr.bus.recent if e.seq not in {h.seq for h in history}) > last
 

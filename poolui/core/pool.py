@@ -204,16 +204,16 @@ class Pool:
         w.fut.set_result(m)
         return True
 
-    def end_claim(self, m: Member, reason: str) -> None:
-        """A claimed member goes, whoever held it (failed check at claim, hard TTL, death)."""
+    def end_claim(self, m: Member, reason: str, tell: tuple[str, str] | None = None) -> None:
+        """A claimed member goes, whoever held it (failed check at claim, hard TTL, death); `tell`: the
+        event's kind and detail when what ended the claim has its own (else "terminating", reason)."""
         self._release_hold(m)
-        self.retire(m, reason)
+        self.retire(m, reason, tell)
 
     def lease_expired(self, m: Member) -> None:
         """Its holder stopped renewing: the claim ends and the slot is free."""
         self.metrics.leases_expired += 1
-        self.emit("lease_expired", m, m.claim_key or "")
-        self.end_claim(m, "lease expired")
+        self.end_claim(m, "lease expired", ("lease_expired", m.claim_key or ""))
 
     async def release(self, member_id: str) -> bool:
         """End a claim; the sandbox is single use and is terminated. A repeated release is a no-op (False)."""
@@ -226,16 +226,17 @@ class Pool:
             if m.state in (S.TERMINATING, S.GONE):
                 return False
             raise InvalidRequest(f"sandbox '{member_id}' is {m.state.value}, not claimed: nothing to release")
-        self.emit("released", m)
-        why_not = reuse.not_reused(self, m)
-        self.reset(m) if why_not is None else self.end_claim(m, why_not)
+        # One event, `released`, for the claim's end and the member's next state (terminating, or starting
+        # for a reset): a member's life has as many events as states, and the history one row fewer a claim.
+        why = reuse.not_reused(self, m)
+        self.reset(m) if why is None else self.end_claim(m, why, ("released", "" if why == "released" else why))
         return True
 
     def reset(self, m: Member) -> None:
         """A released member of a reuse pool: reset in the background (reuse.py), then ready again."""
         self._release_hold(m)
         reuse.forget_claim(m)
-        self._set(m, S.STARTING, "resetting", f"after use {m.uses}")
+        self._set(m, S.STARTING, "released", f"resetting after use {m.uses}")
         self._bringups[m.id] = self.spawn(reuse.reset(self, m), f"reset-{m.id}")
 
     async def terminate(self, ids: list[str]) -> list[str]:
@@ -252,15 +253,16 @@ class Pool:
                 done.append(i)
         return done
 
-    def retire(self, m: Member, reason: str) -> None:
-        """Take m out of service and kill its sandbox (once its create, if running, has finished)."""
+    def retire(self, m: Member, reason: str, tell: tuple[str, str] | None = None) -> None:
+        """Take m out of service and kill its sandbox (once its create, if running, has finished); `tell`:
+        as end_claim's."""
         if m.state in (S.TERMINATING, S.GONE):
             return
         self.handout.remove(m.id)
         self.handout.unhold(m)
         m.reason = reason
         was = m.state
-        self._going(m, reason)
+        self._going(m, reason, tell)
         task = self._bringups.get(m.id)
         if was in IN_FLIGHT and task is not None:
             # A create still running finishes first (so its sandbox is known), then sees doomed and kills it.
@@ -271,10 +273,11 @@ class Pool:
         self.kill_later(m)
         self.kick()
 
-    def _going(self, m: Member, reason: str) -> None:
+    def _going(self, m: Member, reason: str, tell: tuple[str, str] | None = None) -> None:
         """m is terminating: its row goes now, one write instead of a state now and a delete once it is gone
         (a restart kills what is running with no row, as it kills a terminating one: adoption.py)."""
-        self._set(m, S.TERMINATING, "terminating", reason, row=None)
+        kind, detail = tell or ("terminating", reason)
+        self._set(m, S.TERMINATING, kind, detail, row=None)
         self.store.delete(m.id)
 
     def kill_later(self, m: Member) -> None:

@@ -51,7 +51,7 @@ class Ledger:
         if e.kind in ENDED or e.state == "gone":
             self._since.pop(e.member_id, None)
         else:
-            # "released" is told while the member is still claimed: its claim ends with that event.
+            # Its claim ends with "released" or "lease_expired" (an older log tells them in state claimed).
             claimed = e.state == "claimed" and e.kind not in ("released", "lease_expired")
             self._since[e.member_id] = (now, claimed)
 
