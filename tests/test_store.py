@@ -102,6 +102,22 @@ async def test_writes_held_by_a_checkpoint_are_committed_before_commit_now_retur
         store.close()
 
 
+async def test_the_wal_is_looked_at_after_a_big_transaction(tmp_path: Path) -> None:
+    """The WAL's size is looked at every LOOK_EVERY commits, and at once after a transaction that changed
+    LOOK_ROWS rows or more: a big transaction cannot carry the WAL far past HOLD_AT unseen."""
+    store = Store(tmp_path)
+    try:
+        store.put(member(0))
+        await store.commit_now()
+        peak = store.checkpoints.wal_peak
+        for i in range(1, checkpoint.LOOK_ROWS + 1):
+            store.put(member(i))
+        await store.commit_now()  # the second commit, but LOOK_ROWS rows since the last look
+        assert store.checkpoints.wal_peak > peak == 0
+    finally:
+        store.close()
+
+
 def test_without_a_loop_the_checkpoint_runs_in_the_commit(tmp_path: Path) -> None:
     """A script (no event loop): nothing to stall, so the commit that is due checkpoints and truncates."""
     store = Store(tmp_path)

@@ -15,7 +15,7 @@ running.
 
 The state files stay bounded under any rate of claims: checkpoint.py completes a checkpoint every few MiB
 of WAL, holding this store's writes (queued in memory, not blocking the loop) for the millisecond or so
-its last phase takes, so the WAL file stays under 8 MiB plus one transaction. A claim, renew or release
+its last phase takes, so the WAL file stays under 8 MiB plus a few hundred KiB. A claim, renew or release
 answers only after its commit, so it waits out such a hold. The database itself holds the
 live members and the last max_events events (about 2 MiB at 10,000).
 """
@@ -186,7 +186,7 @@ class Store:
             self._db.execute("COMMIT")
             self._in_txn = False
             self.commits += 1
-            self.checkpoints.committed()
+            self.checkpoints.committed(self._db.total_changes)
 
     async def durable(self) -> None:
         """Return once everything written so far is committed (at once when nothing is waiting).
