@@ -11,7 +11,8 @@ that second row is the service's cost. Each cycle is a claim followed by its rel
 round trip as the client sees it. Server and client share this machine's cores.
 
 Then --runs rounds of the raw client against poolui and the bare app, alternated, per concurrency level:
-median and spread (min-max) of p50, p99, cycles/s, poolui/bare, the server's CPU per cycle (user+system
+median and spread (min-max) of p50, p99, cycles/s, poolui/bare (and p50, p99 as multiples of the bare
+app's in the same round: a latency goal that holds on any machine), the server's CPU per cycle (user+system
 of the server process from /proc, less noisy than wall figures on a busy machine), and the state file's
 commits per cycle (from /metrics). With --compare DIR a
 second `poolui serve` runs the code of another checkout (PYTHONPATH=DIR) and takes its turn in each round,
@@ -254,11 +255,14 @@ async def rounds(targets: list[Target], bare: Target, levels: list[int], runs: i
     out = [f"raw HTTP, {runs} rounds of {total} cycles, alternated; median [min-max]; load {os.getloadavg()[0]:.2f}"]
     for level in levels:
         ratios: dict[str, list[float]] = {t.name: [] for t in targets}
+        slower: dict[str, list[tuple[float, float]]] = {t.name: [] for t in targets}  # p50, p99 over bare's
         for _ in range(runs):
             for t in [*targets, bare]:
                 t.runs.setdefault(level, []).append(await one_run(t, targets[0].token, level, total))
             for t in targets:
-                ratios[t.name].append(t.runs[level][-1][2] / bare.runs[level][-1][2] * 100)
+                mine, base = t.runs[level][-1], bare.runs[level][-1]
+                ratios[t.name].append(mine[2] / base[2] * 100)
+                slower[t.name].append((mine[0] / base[0], mine[1] / base[1]))
         for t in [*targets, bare]:
             r = t.runs[level]
             line = (f"{t.name:<12} {level:>3} in flight  p50 {spread([x[0] for x in r], '.2f')} ms  "
@@ -266,7 +270,8 @@ async def rounds(targets: list[Target], bare: Target, levels: list[int], runs: i
                     f"server CPU/cycle {spread([x[3] for x in r], '.0f')} us")
             if t is not bare:
                 line += (f"  of bare {spread(ratios[t.name], '.0f')}%  commits/cycle "
-                         f"{spread([x[4] for x in r], '.2f')}")
+                         f"{spread([x[4] for x in r], '.2f')}  p50 x{spread([x[0] for x in slower[t.name]], '.1f')}"
+                         f"  p99 x{spread([x[1] for x in slower[t.name]], '.1f')} of bare's")
             out.append(line)
     out.append(f"load after: {os.getloadavg()[0]:.2f}")
     return out

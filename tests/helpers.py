@@ -45,3 +45,24 @@ class Exits:
             while member_id not in self.members:
                 self.changed.clear()
                 await self.changed.wait()
+
+
+def kept_rows(state_dir: Any) -> dict[str, tuple[Any, ...]]:
+    """The member rows a controller started on `state_dir` now would find, by id (a row is id, pool, state,
+    ...: store_schema.COLUMNS): the members table read through another connection, then the journal it
+    names replayed, as a restart reads them."""
+    import sqlite3
+    from pathlib import Path
+
+    from poolui.core import journal
+    from poolui.core.store_schema import COLUMNS
+
+    path = Path(state_dir)
+    db = sqlite3.connect(path / "poolui.sqlite3")
+    try:
+        rows = {r[0]: r for r in db.execute(f"SELECT {COLUMNS} FROM members")}
+        found = db.execute("SELECT generation FROM journal WHERE id = 0").fetchone()
+    finally:
+        db.close()
+    journal.replay(path, found[0] if found else 0, rows)
+    return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from poolui import virtual_time
 from poolui.core import handout
 from poolui.core.handout import Handout
 from poolui.errors import ClaimEnded
+from poolui.providers.base import ProbeResult
 
 
 def test_a_given_up_key_is_refused_until_its_time_is_up_and_the_memory_is_bounded() -> None:
@@ -56,13 +58,26 @@ def test_release_claim_ends_a_claimer_waiting_with_that_key_and_refuses_the_key(
     virtual_time.run(body())
 
 
-async def test_a_claim_given_back_while_it_waits_for_its_commit_is_over_not_handed_out(tmp_path: Path) -> None:
+@pytest.mark.parametrize("healthy", [True, False])
+async def test_a_claim_given_back_while_it_is_being_made_is_over_not_handed_out(tmp_path: Path,
+                                                                                healthy: bool) -> None:
+    """The key is given back while the claim checks its sandbox's health: whether the check then passes or
+    fails (a failing one would go on to the next sandbox), the claim is over and nothing stays claimed."""
     async with virtual_manager(config(), tmp_path) as (mgr, _):
         await mgr.warm_up(5)
-        claiming = asyncio.ensure_future(mgr.claim("p", claim_key="k"))
-        await asyncio.sleep(0)  # the claim's first step takes a member and holds it, then waits for the commit
+        prov = mgr.pools["p"].provider
+        checked = asyncio.get_running_loop().create_future()
+
+        async def slow_health(sb: Any) -> ProbeResult:
+            await checked  # the health check at claim takes a while: the claim holds its member meanwhile
+            return ProbeResult(healthy, "ok" if healthy else "told to fail")
+
+        prov.health = slow_health  # type: ignore[method-assign]  # the check that runs at this claim
+        claiming = asyncio.ensure_future(mgr.claim("p", claim_key="k", check_health=True))
+        await asyncio.sleep(0)  # the claim's first step takes a member and holds it, then checks its health
         assert mgr.pools["p"].handout.held("k") is not None and not claiming.done()
         assert await mgr.release_claim("p", "k") is True
+        checked.set_result(None)
         with pytest.raises(ClaimEnded):
             await claiming
         assert (await mgr.snapshot("p")).counts["claimed"] == 0

@@ -148,6 +148,9 @@ async def test_claim_env_and_files_reach_exec_and_the_env_is_shown_nowhere(web: 
     shown.append(str(db.execute("SELECT * FROM members").fetchall() + db.execute("SELECT * FROM events").fetchall()))
     db.close()
     assert all(secret not in text for text in shown)
+    # nor in any state file as bytes: the database, its WAL, the member rows' journal
+    stored = [p for p in web.state_dir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".journal" for p in stored) and all(secret.encode() not in p.read_bytes() for p in stored)
 
 
 async def test_a_claim_token_opens_its_own_sandbox_and_nothing_else(web: Served) -> None:

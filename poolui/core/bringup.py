@@ -44,7 +44,7 @@ def creates_work(pool: Pool) -> None:
 async def bring_up(pool: Pool, m: Member, ttl: float) -> None:
     try:
         try:
-            await pool.store.durable()  # record before create: the member's row is committed first
+            await pool.store.durable()  # record before create: the member's row is written first
             sb = await pool.provider.create(m.id, ttl)
         except Exception as e:
             pool.create_failed(m, f"create failed: {e}")

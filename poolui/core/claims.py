@@ -86,14 +86,14 @@ async def claim(pool: Pool, timeout: float | None, check_health: bool, claim_key
         m.health_ok, m.health_detail = False, result.detail
         pool.end_claim(m, f"failed its health check at claim: {result.detail}")
         reason = "health check at claim failed"
+        if claim_key is not None and pool.handout.given_up(claim_key, pool.clock.monotonic()):
+            raise given_up(pool, claim_key)  # given back while it was checked: nobody would receive the next
     if env or files:
         await use.apply_claim(pool, m, env, files or {})
     leases.start(pool, m, lease)
-    # Answered only once a restart would find it claimed: the claim waits for the commit of the turn that
-    # wrote it, one transaction for every claim, release and refill row of that turn (store.py).
-    try:
+    try:  # answered only once a restart would find it claimed (its row is written: store.py)
         await pool.store.durable()
-    except BaseException:  # an error, or a claimer cancelled while it waited for the commit
+    except BaseException:  # an error, or a claimer cancelled while it waited
         pool.give_back(m)  # not recorded, or not received: it must not stay claimed in memory either
         raise
     if claim_key is not None and pool.handout.held(claim_key) is not m:  # release_claim ended it meanwhile

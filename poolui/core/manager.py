@@ -234,7 +234,7 @@ class PoolManager(UseVerbs):
         TTL. ClaimEnded once the claim is over; InvalidRequest for a claim without a lease and no `lease`."""
         p = self.pool(pool)
         renewed = leases.renew(p, sandbox_id, lease)
-        await p.store.durable()  # answered only once a restart would keep the new lease (the turn's commit)
+        await p.store.durable()  # answered only once a restart would keep the new lease (its row is written)
         return renewed
 
     async def release_claim(self, pool: str, claim_key: str) -> bool:
@@ -263,7 +263,7 @@ class PoolManager(UseVerbs):
         SandboxNotFound for an id the pool never had; InvalidRequest for one that is not claimed."""
         p = self.pool(pool)
         released = await p.release(sandbox_id)
-        await p.store.durable()  # answered once a restart would not find it claimed again (the turn's commit)
+        await p.store.durable()  # answered once a restart would not find it claimed again (its row is written)
         return released
 
     async def terminate(self, pool: str, ids: list[str]) -> list[str]:

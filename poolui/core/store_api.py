@@ -42,7 +42,7 @@ class StoredMember:
 # released, lease_expired, returned, terminating; claims that timed out; every pool-level event). The steps
 # of a member's way up and out (created, starting, ready, terminated) are not kept on disk: the member rows
 # say where each member is, and live subscribers get those events all the same. They were most of the rows
-# written per claim (7 for a single-use claim and its replacement, now 3). Being history, not state, they
+# written per claim (7 for a single-use claim and its replacement, now 2). Being history, not state, they
 # are written within a tenth of a second rather than in each claim's commit (store.Store.add_event).
 NOT_KEPT = frozenset({"created", "starting", "ready", "terminated"})
 

@@ -1,7 +1,9 @@
 """The state file's tables, its settings, and the moves that bring a state file from an older version over.
 
-Shaped for what a claim's commit writes, measured with the write pattern of a single-use claim and its
-replacement (insert, ready, claimed, delete, three events; tests/test_store_schema.py):
+Shaped for the commits that wrote member rows one claim at a time, before those rows went to a journal
+(journal.py; the table now takes them in folds, a few hundred rows at once, and the events kept), measured
+with the write pattern of a single-use claim and its replacement (insert, ready, claimed, delete, three
+events; tests/test_store_schema.py):
 - `members` is WITHOUT ROWID, keyed by its id, with no index on pool: a write touches one b-tree instead of
   three (the rowid table, the id's own index, the pool index). The table holds only the live members (a few
   hundred rows at most), and it is read by pool once, when a pool opens, so a scan costs nothing that matters.
@@ -53,6 +55,7 @@ CREATE TABLE IF NOT EXISTS events (
 OTHERS = """
 CREATE TABLE IF NOT EXISTS checkpoints (id INTEGER PRIMARY KEY CHECK (id = 0), done INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS last_event (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (id INTEGER PRIMARY KEY CHECK (id = 0), generation INTEGER NOT NULL);
 """
 
 

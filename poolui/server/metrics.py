@@ -159,7 +159,11 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-STORE = (("poolui_store_commits", CounterMetricFamily, "commits", "Transactions the state file committed."),
+STORE = (("poolui_store_journal_writes", CounterMetricFamily, "journal_writes",
+          "Member rows written to the journal (each claim, release, renew and state change is one)."),
+         ("poolui_store_folds", CounterMetricFamily, "folds", "Journals folded into the state file's table."),
+         ("poolui_store_journal_bytes", GaugeMetricFamily, "journal_bytes", "The journal's size now."),
+         ("poolui_store_commits", CounterMetricFamily, "commits", "Transactions the state file committed."),
          ("poolui_store_checkpoints", CounterMetricFamily, "checkpoints", "WAL checkpoints completed."),
          ("poolui_store_wal_peak_bytes", GaugeMetricFamily, "wal_peak_bytes", "The WAL file's largest size so far."),
          ("poolui_store_checkpoint_hold_seconds", CounterMetricFamily, "checkpoint_hold_seconds",
