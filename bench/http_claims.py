@@ -19,7 +19,8 @@ second `poolui serve` runs the code of another checkout (PYTHONPATH=DIR) and tak
 so before and after are measured in the same sitting; with --stub, poolui's own HTTP layer in front of a
 stub engine (bench/stub_server.py) takes its turn too, so the gap to the bare app splits into the HTTP
 layer's and the engine's. With --sustain S, claims then go on at 8 in flight
-for S seconds while the state file's WAL is looked at every 50 ms: its largest size is printed.
+for S seconds while the state file's WAL and the member rows' journals are looked at every 50 ms: their
+largest sizes are printed.
 """
 
 from __future__ import annotations
@@ -277,16 +278,29 @@ async def rounds(targets: list[Target], bare: Target, levels: list[int], runs: i
     return out
 
 
+def journal_bytes(state: Path) -> int:
+    """The member rows' journal files' size together (store.py keeps the current one and the one before)."""
+    total = 0
+    for p in state.glob("*.journal"):
+        try:
+            total += p.stat().st_size
+        except FileNotFoundError:  # folded in and removed meanwhile
+            pass
+    return total
+
+
 async def sustained(t: Target, state: Path, seconds: float) -> list[str]:
-    """Claims at 8 in flight for `seconds`, the WAL file's size looked at every 50 ms: its largest, against
-    the bound the store keeps (checkpoint.HOLD_AT plus a few transactions)."""
+    """Claims at 8 in flight for `seconds`, the WAL file's and the journals' sizes looked at every 50 ms:
+    their largest, against the bounds the store keeps (checkpoint.HOLD_AT plus a few hundred KiB; two
+    journals of journal.FOLD_AT)."""
     wal, db = state / "poolui.sqlite3-wal", state / "poolui.sqlite3"
-    biggest, stop = 0, asyncio.Event()
+    biggest, journals, stop = 0, 0, asyncio.Event()
 
     async def watch() -> None:
-        nonlocal biggest
+        nonlocal biggest, journals
         while not stop.is_set():
             biggest = max(biggest, wal.stat().st_size if wal.exists() else 0)
+            journals = max(journals, journal_bytes(state))
             try:
                 await asyncio.wait_for(stop.wait(), 0.05)
             except TimeoutError:
@@ -301,7 +315,8 @@ async def sustained(t: Target, state: Path, seconds: float) -> list[str]:
     await watcher
     size = db.stat().st_size / 2**20
     return [f"sustained: {cycles:,} cycles in {elapsed:.0f} s at 8 in flight ({cycles / elapsed:,.0f}/s); WAL largest "
-            f"{biggest / 2**20:.2f} MiB (bound 8 MiB plus a few transactions), database {size:.2f} MiB"]
+            f"{biggest / 2**20:.2f} MiB (bound 8 MiB plus a few hundred KiB), journals largest "
+            f"{journals / 2**20:.2f} MiB (bound 8 MiB), database {size:.2f} MiB"]
 
 
 async def measure(targets: list[Target], args: argparse.Namespace) -> list[str]:
