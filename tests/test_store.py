@@ -226,6 +226,23 @@ async def test_the_wal_is_looked_at_after_a_big_transaction(tmp_path: Path) -> N
         store.close()
 
 
+async def test_a_wal_past_start_at_is_checkpointed_before_every_commits(tmp_path: Path) -> None:
+    """Few commits that carry much (the history's batches, folds) start a checkpoint once the WAL passes
+    START_AT, not only every EVERY commits, so the WAL does not sit near HOLD_AT."""
+    store = Store(tmp_path)
+    try:
+        seq = 0
+        while store.checkpoints.wal_size() < checkpoint.START_AT:
+            for _ in range(100):
+                seq += 1
+                store.add_event(Event(seq, 1.0, "p", "claimed", f"m{seq}", "claimed", "x" * 1000))
+            await store.commit_now()
+        assert store.commits < checkpoint.EVERY
+        await wait_for(lambda: store.checkpoints.done >= 1, 10, what="a checkpoint started by the WAL's size")
+    finally:
+        store.close()
+
+
 def test_without_a_loop_the_checkpoint_runs_in_the_commit(tmp_path: Path) -> None:
     """A script (no event loop): nothing to stall, so the commit that is due checkpoints and truncates."""
     store = Store(tmp_path)

@@ -8,7 +8,7 @@ checkpoint on another connection never blocks the writer, but the WAL only start
 has copied every frame before the next write begins, and under sustained claims the writer always appends
 first: the WAL grew to 1.2 GB in 15,000 claims.
 
-So every EVERY commits, on this module's thread, in two phases:
+So every EVERY commits, or sooner once the WAL passes START_AT, on this module's thread, in two phases:
 1. PASSIVE checkpoints copy what the WAL holds (the bulk, and its syncs) while the store keeps writing.
 2. Then the store holds its writes (they queue in memory; the loop runs on, a claim waits for its commit)
    and a RESTART checkpoint copies the frames written meanwhile; the next write starts the WAL over from
@@ -41,7 +41,8 @@ from pathlib import Path
 from ..virtual_time import VirtualTimeLoop
 from .metrics import Histogram
 
-EVERY = 200  # commits between checkpoints: about 3 MiB of WAL at a claim's few pages per commit
+EVERY = 200  # commits between checkpoints
+START_AT = 2 << 20  # WAL bytes past which one starts sooner (few commits carrying much: the history, folds)
 HOLD_AT = 8 << 20  # WAL file bytes past which the store's writes wait for a checkpoint at once
 COPY_ROUNDS, SETTLED = 4, 64  # phase 1 ends after 4 rounds, or once a round found under 64 new frames
 LOOK_EVERY, LOOK_ROWS = 16, 256  # commits, and rows changed, between two looks at the WAL file's size
@@ -65,6 +66,7 @@ class Checkpointer:
         self._held_since = 0.0
         self._limit = HOLD_AT
         self._every = EVERY  # doubled after each checkpoint a reader elsewhere kept from completing
+        self._start_at = START_AT  # moved past the WAL's size after such a checkpoint, as _limit is
         self._closed = False
         self.done = 0  # checkpoints that completed (every frame copied, the WAL to start over)
         self.wal_peak = 0  # the largest WAL file seen after a commit, in bytes
@@ -89,7 +91,7 @@ class Checkpointer:
             if size > self._limit and not self._holding:
                 self._begin_hold()  # phase 1 trails a writer this fast: no more frames until it is done
             return
-        if self._since < self._every and size <= self._limit:
+        if self._since < self._every and size < self._start_at and size <= self._limit:
             return
         try:
             self._loop = asyncio.get_running_loop()
@@ -135,9 +137,11 @@ class Checkpointer:
         self._running, self._holding = False, False
         if complete:
             self.done += 1
-            self._limit, self._every = HOLD_AT, EVERY
+            self._limit, self._every, self._start_at = HOLD_AT, EVERY, START_AT
         else:  # a reader elsewhere keeps the WAL: try less often, not a hold per commit meanwhile
-            self._limit, self._every = self.wal_size() + HOLD_AT, min(self._every * 2, 64 * EVERY)
+            size = self.wal_size()
+            self._limit, self._every = size + HOLD_AT, min(self._every * 2, 64 * EVERY)
+            self._start_at = size + START_AT
         self._resume()
 
     def wal_size(self) -> int:
