@@ -3,9 +3,9 @@
     .venv/bin/python bench/claims_inprocess.py [--claims 20000] [--local 30]
 
 Part 1 uses the instant provider (create costs nothing), so the figure is the engine's own cost per claim:
-claim (pop + mark claimed + SQLite commit + event) and release, beside the bare floor measured in the
-same run (a dict pop and one committed SQLite UPDATE). Part 2 starts real local sandboxes and
-compares spawn-to-ready with a warm claim from a pool of them.
+claim (pop + mark claimed + its row written to the journal + event) and release, beside the bare floor
+measured in the same run (a dict pop and one committed SQLite UPDATE). Part 2 starts real local sandboxes
+and compares spawn-to-ready with a warm claim from a pool of them.
 """
 
 from __future__ import annotations
