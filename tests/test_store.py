@@ -8,6 +8,7 @@ import asyncio
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import kept_rows, wait_for
@@ -80,10 +81,7 @@ def test_a_store_that_was_never_closed_is_found_as_it_was_written(tmp_path: Path
     gone = member(2)
     gone.state, gone.claim_key = MemberState.CLAIMED, "job"
     first.set_state(gone)
-    assert first._journal is not None
-    first._journal.close()  # the process ends here: its descriptors close, nothing more is written
-    first.checkpoints.close()
-    first._db.close()
+    killed(first)
     again = Store(tmp_path)
     try:
         assert {(r.id, r.state, r.claim_key) for r in again.members("p")} == {("m0", "creating", None),
@@ -109,6 +107,137 @@ def test_a_line_cut_short_is_skipped_and_the_rest_is_replayed(tmp_path: Path) ->
     again = Store(tmp_path)
     try:
         assert {r.id for r in again.members("p")} == {"m1", "m2"}
+    finally:
+        again.close()
+
+
+def killed(store: Store) -> None:
+    """Leave the files as a kill -9 would: descriptors closed, nothing folded, nothing more written."""
+    assert store._journal is not None
+    store._journal.close()
+    store.checkpoints.close()
+    store._db.close()
+
+
+def test_a_write_cut_short_is_cut_off_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short write (a full disk) raises, and what of it landed is cut off: no later line completes it
+    into a row its caller was told was not written."""
+    store = Store(tmp_path)
+    store.put(member(1))
+    real_write = os.write
+
+    def short(fd: int, data: bytes) -> int:
+        return real_write(fd, data[:-1])  # all of the line but its newline
+
+    monkeypatch.setattr(journal.os, "write", short)
+    with pytest.raises(OSError, match="wrote"):
+        store.delete("m1")
+    monkeypatch.setattr(journal.os, "write", real_write)
+    store.put(member(2))
+    killed(store)
+    again = Store(tmp_path)
+    try:
+        assert {r.id for r in again.members("p")} == {"m1", "m2"}  # the delete that failed did not happen
+    finally:
+        again.close()
+
+
+def test_a_fold_that_cannot_open_its_journal_changes_nothing(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next journal is opened before the commit that names it: when it cannot be (out of descriptors,
+    a full disk), the table still names the current one, and what is written next is found after a kill."""
+    store = Store(tmp_path)
+    store.put(member(1))
+    assert store._journal is not None
+    current = store._journal.generation
+
+    def refused(*args: Any) -> Any:
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(journal, "Journal", refused)
+    assert store._fold(current + 1) is False
+    monkeypatch.undo()
+    store.put(member(2))
+    killed(store)
+    again = Store(tmp_path)
+    try:
+        assert {r.id for r in again.members("p")} == {"m1", "m2"}
+    finally:
+        again.close()
+
+
+def test_a_fold_whose_commit_fails_changes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(member(1))
+    assert store._journal is not None
+    current = store._journal.generation
+    store._db.execute("PRAGMA query_only = ON")  # every SQLite write now fails, as on a full disk
+    assert store._fold(current + 1) is False
+    store._db.execute("PRAGMA query_only = OFF")
+    assert not (tmp_path / f"members.{current + 1}.journal").exists() and store._journal.generation == current
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again after the fold's FULL
+    store.put(member(2))
+    killed(store)
+    again = Store(tmp_path)
+    try:
+        assert {r.id for r in again.members("p")} == {"m1", "m2"}
+    finally:
+        again.close()
+
+
+def test_a_store_that_cannot_start_its_journal_does_not_open(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """It could keep no claim: it says so at once instead of failing at the first write."""
+    first = Store(tmp_path)
+    first.put(member(1))
+    killed(first)
+
+    def refused(*args: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(journal, "Journal", refused)
+    with pytest.raises(OSError, match="could not be written"):
+        Store(tmp_path)
+    monkeypatch.undo()
+    again = Store(tmp_path)  # nothing was lost meanwhile
+    try:
+        assert {r.id for r in again.members("p")} == {"m1"}
+    finally:
+        again.close()
+
+
+def test_a_newer_journal_left_by_a_lost_run_is_not_replayed(tmp_path: Path) -> None:
+    """A journal numbered past the one the table names is what a power loss left of a fold it took back:
+    removed at start, never appended to."""
+    store = Store(tmp_path)
+    store.put(member(1))
+    assert store._journal is not None
+    named = store._journal.generation
+    killed(store)
+    (tmp_path / f"members.{named + 1}.journal").write_bytes(
+        b'["p",["ghost","p","claimed","r",1.0,null,null,100.0,"","{}",null,null,null,null]]\n["d","m1"]\n')
+    again = Store(tmp_path)
+    assert {r.id for r in again.members("p")} == {"m1"}
+    killed(again)  # and this run is killed too: what its journal holds is replayed, nothing older
+    third = Store(tmp_path)
+    try:
+        assert {r.id for r in third.members("p")} == {"m1"}
+    finally:
+        third.close()
+
+
+def test_a_line_without_a_rows_shape_is_skipped(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(member(1))
+    assert store._journal is not None
+    path = store._journal.path
+    killed(store)
+    with open(path, "ab") as f:
+        f.write(b'["p",["m2","p"]]\n["p",[1,2,3,4,5,6,7,8,9,10,11,12,13,14]]\n')
+    again = Store(tmp_path)
+    try:
+        assert {r.id for r in again.members("p")} == {"m1"}
+        again.put(member(3))
     finally:
         again.close()
 

@@ -109,12 +109,17 @@ class Checkpointer:
         self._jobs.put("copy")
 
     def _checkpoint_here(self) -> None:
-        db = self._connect()
+        """Called after a commit: its errors are not the commit's (which is done), so none is raised; a
+        checkpoint that could not run is tried again EVERY commits later."""
         try:
-            if db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
-                self.done += 1
-        finally:
-            db.close()
+            db = self._connect()
+            try:
+                if db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0:
+                    self.done += 1
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass
 
     def _begin_hold(self) -> None:
         self._holding = True

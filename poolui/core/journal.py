@@ -7,15 +7,15 @@ was measured at 40-60 us of the loop's time a claim in the engine, and with the 
 its waits about 150 us of the server's CPU per claim+release cycle over HTTP (613 against 457 us a cycle
 with the rows appended here instead, same sitting); one `write` of a line of JSON takes about 4 us. The
 guarantee is the one SQLite's WAL with synchronous=NORMAL gave: what was written survives the controller
-being killed; a power loss or a kernel crash can take the last writes (the journal is synced when it is
-folded in), and the providers' own hard TTLs bound what could then be left running.
+being killed; a power loss or a kernel crash can take the last writes (those since the last fold, whose
+commit is synced), and the providers' own hard TTLs bound what could then be left running.
 
-The file `members.N.journal` holds the rows written since the state file's members table was last
-replaced by the rows in memory (the fold), which also recorded N as the journal to replay. A line is
+The file `members.N.journal` holds the rows written since the state file's members table was last brought
+up to the rows in memory (the fold), which also recorded N as the journal to replay. A line is
 ["p", row] (the member's whole row, store_schema.COLUMNS) or ["d", id]. Replay reads the lines in order
-and skips one that does not parse: only a write that failed (a full disk: its caller was told) or was cut
-off by a kill leaves one, and it is the last of its kind. The journal before the current one is kept until
-the next fold, so a power loss that takes the fold's commit back still finds the journal it then needs.
+and skips one that does not parse or does not have a row's shape: a write that fails is cut off the file
+(its caller was told), so only a kill in the middle of a write leaves one, the last. A journal newer than
+the one the table names (a fold a power loss took back) is removed at start, and a new one starts empty.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 FOLD_AT = 4 << 20  # journal bytes past which the rows are folded into the state file
+WIDTH = 14  # values in a row: store_schema.COLUMNS
 
 
 def path_of(state_dir: Path, generation: int) -> Path:
@@ -48,7 +49,7 @@ def replay(state_dir: Path, generation: int, rows: dict[str, tuple[Any, ...]]) -
             op, arg = _decode(line)
         except (msgspec.DecodeError, ValueError, TypeError):
             continue  # empty, or a write cut short: its caller was told it failed, or was killed in it
-        if op == "p" and isinstance(arg, list) and arg:
+        if op == "p" and isinstance(arg, list) and len(arg) == WIDTH and all(isinstance(a, str) for a in arg[:4]):
             rows[arg[0]] = tuple(arg)
             applied += 1
         elif op == "d" and isinstance(arg, str):
@@ -57,13 +58,26 @@ def replay(state_dir: Path, generation: int, rows: dict[str, tuple[Any, ...]]) -
     return applied
 
 
-def forget_before(state_dir: Path, generation: int) -> None:
-    """Remove the journals older than `generation` - 1 (the one before is kept: see the module's text)."""
+def _numbered(state_dir: Path) -> list[tuple[int, Path]]:
+    found = []
     for p in state_dir.glob("members.*.journal"):
         try:
-            n = int(p.name.split(".")[1])
+            found.append((int(p.name.split(".")[1]), p))
         except ValueError:
             continue
+    return found
+
+
+def forget_after(state_dir: Path, generation: int) -> None:
+    """Remove the journals newer than `generation`: a run whose fold naming them a power loss took back."""
+    for n, p in _numbered(state_dir):
+        if n > generation:
+            p.unlink(missing_ok=True)
+
+
+def forget_before(state_dir: Path, generation: int) -> None:
+    """Remove the journals older than `generation` - 1 (the one before is kept: see the module's text)."""
+    for n, p in _numbered(state_dir):
         if n < generation - 1:
             p.unlink(missing_ok=True)
 
@@ -74,9 +88,10 @@ class Journal:
     def __init__(self, state_dir: Path, generation: int) -> None:
         self.generation = generation
         self.path = path_of(state_dir, generation)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        self.size = os.fstat(self._fd).st_size
-        self._torn = self.size > 0  # a line cut short (or a file already there) ends before the next one
+        # Empty: a new generation's file starts with nothing (one left over from a lost run has no place).
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.size = 0
+        self._torn = False  # a line cut short and not cut off the file ends before the next one
 
     def put(self, row: tuple[Any, ...]) -> None:
         self._append(_encode(("p", row)))
@@ -89,16 +104,21 @@ class Journal:
         try:
             written = os.write(self._fd, data)
         except OSError:
-            self._torn = True  # whatever part of it landed ends at the next line's newline
+            self._cut()
             raise
-        self.size += written
         if written != len(data):
-            self._torn = True
+            self._cut()
             raise OSError(f"journal {self.path}: wrote {written} of {len(data)} bytes (disk full?)")
+        self.size += written
         self._torn = False
 
-    def sync(self) -> None:
-        os.fsync(self._fd)
+    def _cut(self) -> None:
+        """A write failed or fell short: what of it landed goes, so no later line can complete it into a row
+        its caller was told was not written; if even that fails, the next line starts on a line of its own."""
+        try:
+            os.ftruncate(self._fd, self.size)
+        except OSError:
+            self._torn = True
 
     def close(self) -> None:
         os.close(self._fd)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -42,6 +43,7 @@ from .store_api import NOT_KEPT, StoredMember
 from .store_schema import COLUMNS, open_db
 
 _json = msgspec.json.Encoder()
+log = logging.getLogger("poolui.store")
 
 
 def _ref_json(ref: dict[str, Any]) -> str:
@@ -74,9 +76,11 @@ class Store:
         row = self._db.execute("SELECT generation FROM journal WHERE id = 0").fetchone()
         generation = row[0] if row else 0
         journal.replay(state_dir, generation, self._rows)
+        journal.forget_after(state_dir, generation)  # newer ones are what a power loss left of a lost run
         self._journal: journal.Journal | None = None
         self._changed: set[str] | None = None  # ids written since the last fold (None: fold every row)
         self._fold_asked = False
+        self._fold_at = journal.FOLD_AT  # the journal's size at which the next fold is tried
         self._events_since_prune = 0
         self._events_kept = self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         self._pending: list[tuple[Any, ...]] = []  # events kept, not yet written
@@ -93,7 +97,12 @@ class Store:
         self.folds = -1  # journals folded into the table (the first, at open, is not counted)
         self.last_seq = 0  # the bus's number of the last event seen, kept or not (written at close)
         self.checkpoints = Checkpointer(self.path, self._hold, self._resume)
-        self._fold(generation + 1)  # the rows replayed go into the table, and a new journal starts empty
+        # The rows replayed go into the table, and a new journal starts empty; a store that cannot do that
+        # cannot keep a claim either, so it does not open.
+        if not self._fold(generation + 1):
+            self.checkpoints.close()
+            self._db.close()
+            raise OSError(f"state files in {state_dir}: the member rows could not be written (see the log)")
 
     def stats(self) -> dict[str, float]:
         """How hard the state files work, for /metrics: member rows written to the journal, folds of it into
@@ -118,23 +127,29 @@ class Store:
             self._resume()
             folded = self._fold(self._journal.generation + 1)
         self._journal.close()
-        if folded:  # the table holds every row now, and closing checkpoints it in: no journal is needed
-            journal.forget_before(self._dir, self._journal.generation + 2)
         self._closed = True
-        self._db.close()  # the last connection to close checkpoints the WAL into the database
+        self._db.close()  # the last connection to close checkpoints the WAL into the database, synced
+        if folded:  # the table holds every row now, on disk: no journal is needed
+            journal.forget_before(self._dir, self._journal.generation + 2)
 
     def _fold(self, generation: int) -> bool:
         """Bring the members table to the rows in memory (those written since the last fold; every one at
-        open) and name `generation` the journal to replay after it, in one commit; then appends go to that
-        journal. False (the current journal goes on) when a checkpoint holds the store's writes or the
-        commit fails: a later fold does it."""
+        open) and name `generation` the journal to replay after it, in one commit synced to disk (so a
+        power loss cannot take the table back to a journal since removed); then appends go to that
+        journal, opened empty before the commit names it. False (the current journal goes on) when a
+        checkpoint holds the store's writes or the fold fails: a fold is tried again after FOLD_AT more."""
         self._fold_asked = False
         if self._held is not None:
             return False
-        if not self._in_txn:
+        try:
+            self.commit()  # what this turn wrote so far: the safety level cannot change inside a transaction
+            new = journal.Journal(self._dir, generation)
+        except (sqlite3.Error, OSError) as e:
+            return self._fold_failed(e)
+        try:
+            self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("BEGIN")
             self._in_txn = True
-        try:
             insert = f"INSERT OR REPLACE INTO members ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             if self._changed is None:
                 self._db.execute("DELETE FROM members")
@@ -145,18 +160,30 @@ class Store:
                 self._db.executemany(insert, [self._rows[i] for i in self._changed if i in self._rows])
             self._db.execute("INSERT OR REPLACE INTO journal (id, generation) VALUES (0, ?)", (generation,))
             self.commit()
-        except sqlite3.Error:
+        except sqlite3.Error as e:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             self._in_txn = False
-            return False
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            new.close()
+            new.path.unlink(missing_ok=True)
+            return self._fold_failed(e)
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self.folds += 1
-        self._changed = set()
-        old, self._journal = self._journal, journal.Journal(self._dir, generation)
+        self._changed, self._fold_at = set(), journal.FOLD_AT
+        old, self._journal = self._journal, new
         if old is not None:
             old.close()
             journal.forget_before(self._dir, generation)
         return True
+
+    def _fold_failed(self, e: Exception) -> bool:
+        """A fold that could not be done (a full disk): the journal goes on, and the next try waits for
+        FOLD_AT more of it, not the next write."""
+        log.warning("state files: the journal could not be folded into %s: %s", self.path, e)
+        if self._journal is not None:
+            self._fold_at = self._journal.size + journal.FOLD_AT
+        return False
 
     def _fold_due(self) -> None:
         if self._journal is not None and not self._closed:
@@ -261,22 +288,27 @@ class Store:
     def put(self, m: Member) -> None:
         """Write m's whole row: one line appended to the journal, on disk (the page cache) when this returns."""
         sb = m.sandbox
-        row = (m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
-               sb.url if sb else "", _ref_json(sb.ref) if sb and sb.ref else "{}", m.claim_key, m.lease,
-               m.lease_expires_at, m.token_hash)
+        self._keep((m.id, m.pool, m.state.value, m.revision, m.created_at, m.ready_at, m.claimed_at, m.expires_at,
+                    sb.url if sb else "", _ref_json(sb.ref) if sb and sb.ref else "{}", m.claim_key, m.lease,
+                    m.lease_expires_at, m.token_hash))
+
+    def set_state(self, m: Member) -> None:
+        """Write m's state and its claim's fields (the rest of its row as last written: no ref to encode
+        again on a claim's path). A member whose row is gone (deleted as it started terminating) stays
+        without one."""
+        was = self._rows.get(m.id)
+        if was is not None:
+            self._keep((*was[:2], m.state.value, *was[3:5], m.ready_at, m.claimed_at, *was[7:10], m.claim_key,
+                        m.lease, m.lease_expires_at, m.token_hash))
+
+    def _keep(self, row: tuple[Any, ...]) -> None:
         assert self._journal is not None
         self._journal.put(row)
         self.journal_writes += 1
-        self._rows[m.id] = row
+        self._rows[row[0]] = row
         if self._changed is not None:
-            self._changed.add(m.id)
+            self._changed.add(row[0])
         self._fold_if_due()
-
-    def set_state(self, m: Member) -> None:
-        """Write m's state and its claim's fields: its whole row, as put (one line either way). A member
-        whose row is gone (deleted as it started terminating) stays without one."""
-        if m.id in self._rows:
-            self.put(m)
 
     def delete(self, member_id: str) -> None:
         assert self._journal is not None
@@ -289,7 +321,7 @@ class Store:
 
     def _fold_if_due(self) -> None:
         assert self._journal is not None
-        if self._journal.size < journal.FOLD_AT or self._fold_asked:
+        if self._journal.size < self._fold_at or self._fold_asked:
             return
         self._fold_asked = True
         try:  # on the next turn, not inside the claim or release that crossed the line
