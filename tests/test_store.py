@@ -104,11 +104,16 @@ def test_a_line_cut_short_is_skipped_and_the_rest_is_replayed(tmp_path: Path) ->
     store._journal.close()
     store.checkpoints.close()
     store._db.close()
-    again = Store(tmp_path)
+    assert reopened_ids(tmp_path) == {"m1", "m2"}
+
+
+def reopened_ids(state_dir: Path) -> set[str]:
+    """The member ids a store opened on `state_dir` finds (it is closed again)."""
+    store = Store(state_dir)
     try:
-        assert {r.id for r in again.members("p")} == {"m1", "m2"}
+        return {r.id for r in store.members("p")}
     finally:
-        again.close()
+        store.close()
 
 
 def killed(store: Store) -> None:
@@ -135,11 +140,7 @@ def test_a_write_cut_short_is_cut_off_the_file(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(journal.os, "write", real_write)
     store.put(member(2))
     killed(store)
-    again = Store(tmp_path)
-    try:
-        assert {r.id for r in again.members("p")} == {"m1", "m2"}  # the delete that failed did not happen
-    finally:
-        again.close()
+    assert reopened_ids(tmp_path) == {"m1", "m2"}  # the delete that failed did not happen
 
 
 def test_a_fold_that_cannot_open_its_journal_changes_nothing(tmp_path: Path,
@@ -159,11 +160,7 @@ def test_a_fold_that_cannot_open_its_journal_changes_nothing(tmp_path: Path,
     monkeypatch.undo()
     store.put(member(2))
     killed(store)
-    again = Store(tmp_path)
-    try:
-        assert {r.id for r in again.members("p")} == {"m1", "m2"}
-    finally:
-        again.close()
+    assert reopened_ids(tmp_path) == {"m1", "m2"}
 
 
 def test_a_fold_whose_commit_fails_changes_nothing(tmp_path: Path) -> None:
@@ -178,11 +175,7 @@ def test_a_fold_whose_commit_fails_changes_nothing(tmp_path: Path) -> None:
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again after the fold's FULL
     store.put(member(2))
     killed(store)
-    again = Store(tmp_path)
-    try:
-        assert {r.id for r in again.members("p")} == {"m1", "m2"}
-    finally:
-        again.close()
+    assert reopened_ids(tmp_path) == {"m1", "m2"}
 
 
 def test_a_store_that_cannot_start_its_journal_does_not_open(tmp_path: Path,
@@ -199,11 +192,7 @@ def test_a_store_that_cannot_start_its_journal_does_not_open(tmp_path: Path,
     with pytest.raises(OSError, match="could not be written"):
         Store(tmp_path)
     monkeypatch.undo()
-    again = Store(tmp_path)  # nothing was lost meanwhile
-    try:
-        assert {r.id for r in again.members("p")} == {"m1"}
-    finally:
-        again.close()
+    assert reopened_ids(tmp_path) == {"m1"}
 
 
 def test_a_newer_journal_left_by_a_lost_run_is_not_replayed(tmp_path: Path) -> None:
@@ -219,11 +208,7 @@ def test_a_newer_journal_left_by_a_lost_run_is_not_replayed(tmp_path: Path) -> N
     again = Store(tmp_path)
     assert {r.id for r in again.members("p")} == {"m1"}
     killed(again)  # and this run is killed too: what its journal holds is replayed, nothing older
-    third = Store(tmp_path)
-    try:
-        assert {r.id for r in third.members("p")} == {"m1"}
-    finally:
-        third.close()
+    assert reopened_ids(tmp_path) == {"m1"}
 
 
 def test_a_line_without_a_rows_shape_is_skipped(tmp_path: Path) -> None:
