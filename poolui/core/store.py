@@ -9,11 +9,12 @@ server's CPU per claim cycle off (journal.py says how it was measured): a SQLite
 cost more than the rest of the engine's claim.
 
 What is still written to SQLite (the events kept, the event numbers reserved, the folds) is group-committed:
-every write of one event-loop turn goes into one transaction, committed on the next turn; `durable()`
-waits for it. The events kept (the history) are written within a tenth of a second, in whichever commit
-comes then (add_event says why). WAL with synchronous=NORMAL, like the journal: a commit survives the
-controller being killed (-9); a power loss or a kernel crash can take the last writes, and then the
-providers' own hard TTLs bound what could be left running.
+every write of one event-loop turn goes into one transaction, committed on the next turn (`commit_now()`
+waits for it; `durable()`, for member rows, waits for nothing). The events kept (the history) are written
+within a tenth of a second, in whichever commit comes then (add_event says why). WAL with
+synchronous=NORMAL, like the journal: a commit survives the controller being killed (-9); a power loss or a
+kernel crash can take the last writes, and then the providers' own hard TTLs bound what could be left
+running.
 
 The state files stay bounded under any rate of claims: a journal is folded in at journal.FOLD_AT bytes (it
 and the one before it are kept), and checkpoint.py completes a checkpoint every few MiB of WAL, holding
