@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from poolui.core.journal import rows_kept
 
 
 async def wait_for(cond: Callable[[], Any], timeout: float, interval: float = 0.01, what: str = "") -> Any:
@@ -47,22 +51,11 @@ class Exits:
                 await self.changed.wait()
 
 
-def kept_rows(state_dir: Any) -> dict[str, tuple[Any, ...]]:
-    """The member rows a controller started on `state_dir` now would find, by id (a row is id, pool, state,
-    ...: store_schema.COLUMNS): the members table read through another connection, then the journal it
-    names replayed, as a restart reads them."""
-    import sqlite3
-    from pathlib import Path
-
-    from poolui.core import journal
-    from poolui.core.store_schema import COLUMNS
-
-    path = Path(state_dir)
-    db = sqlite3.connect(path / "poolui.sqlite3")
+def kept_rows(state_dir: Path) -> dict[str, tuple[Any, ...]]:
+    """The member rows a controller started on `state_dir` now would find, by id (store_schema.COLUMNS),
+    read through another connection as a start reads them (journal.rows_kept)."""
+    db = sqlite3.connect(state_dir / "poolui.sqlite3")
     try:
-        rows = {r[0]: r for r in db.execute(f"SELECT {COLUMNS} FROM members")}
-        found = db.execute("SELECT generation FROM journal WHERE id = 0").fetchone()
+        return rows_kept(db, state_dir)[0]
     finally:
         db.close()
-    journal.replay(path, found[0] if found else 0, rows)
-    return rows

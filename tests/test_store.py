@@ -371,8 +371,8 @@ def test_without_a_loop_the_checkpoint_runs_in_the_commit(tmp_path: Path) -> Non
 
 
 def test_on_virtual_time_the_checkpoint_runs_in_the_commit(tmp_path: Path) -> None:
-    """On virtual time a wait for the checkpoint thread would let time jump (a lease could end while a claim
-    waits for its commit): the checkpoint runs in the commit instead, and no virtual time passes."""
+    """On virtual time a wait for the checkpoint thread would let time jump (a lease could end while
+    commit_now waits): the checkpoint runs in the commit instead, and no virtual time passes."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

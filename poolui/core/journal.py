@@ -21,16 +21,19 @@ the one the table names (a fold a power loss took back) is removed at start, and
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from .store_schema import COLUMNS
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 FOLD_AT = 4 << 20  # journal bytes past which the rows are folded into the state file
-WIDTH = 14  # values in a row: store_schema.COLUMNS
+WIDTH = len(COLUMNS.split(","))  # values in a row
 
 
 def path_of(state_dir: Path, generation: int) -> Path:
@@ -56,6 +59,16 @@ def replay(state_dir: Path, generation: int, rows: dict[str, tuple[Any, ...]]) -
             rows.pop(arg, None)
             applied += 1
     return applied
+
+
+def rows_kept(db: sqlite3.Connection, state_dir: Path) -> tuple[dict[str, tuple[Any, ...]], int]:
+    """The member rows a start finds, by id (store_schema.COLUMNS), and the journal they came from: the
+    table as last folded, then the journal it names replayed."""
+    rows = {r[0]: r for r in db.execute(f"SELECT {COLUMNS} FROM members")}
+    found = db.execute("SELECT generation FROM journal WHERE id = 0").fetchone()
+    generation = found[0] if found else 0
+    replay(state_dir, generation, rows)
+    return rows, generation
 
 
 def _numbered(state_dir: Path) -> list[tuple[int, Path]]:

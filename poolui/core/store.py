@@ -72,11 +72,7 @@ class Store:
         self.max_events = max_events
         self._db = open_db(self.path)
         self._dir = state_dir
-        # The member rows as last written, by id: the table as last folded, then its journal replayed.
-        self._rows: dict[str, tuple[Any, ...]] = {r[0]: r for r in self._db.execute(f"SELECT {COLUMNS} FROM members")}
-        row = self._db.execute("SELECT generation FROM journal WHERE id = 0").fetchone()
-        generation = row[0] if row else 0
-        journal.replay(state_dir, generation, self._rows)
+        self._rows, generation = journal.rows_kept(self._db, state_dir)  # by id, as last written
         journal.forget_after(state_dir, generation)  # newer ones are what a power loss left of a lost run
         self._journal: journal.Journal | None = None
         self._changed: set[str] | None = None  # ids written since the last fold (None: fold every row)
@@ -195,7 +191,7 @@ class Store:
         try:
             self.commit()
         except sqlite3.Error:
-            pass  # whoever waited on that commit got the error; the hold goes on
+            pass  # rolled back, as a failed commit's writes are; the hold goes on
         self._held = []
 
     def _resume(self) -> None:

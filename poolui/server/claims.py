@@ -1,16 +1,15 @@
 """A claim over HTTP that never loses a sandbox when the client goes away.
 
 The engine guarantees that a cancelled claimer never keeps a member (also one cancelled while its claim
-waits for its commit). The HTTP layer adds the other half: a claim made for a client that disconnected
+checks health or writes files). The HTTP layer adds the other half: a claim made for a client that disconnected
 before the answer was written is released at once. What cannot be known (the answer reached the kernel,
 then the client died before reading it) is bounded by the sandbox's TTL, and a client that retries with the
 same claim_key gets the same sandbox back.
 
 Two ways, one promise:
-- A warm claim (a ready member is there, nothing to wait for but the commit) is made in the request's own
-  task: the client's leaving is looked at before claiming and again before writing (`client_gone`, no
-  wait), and a request cancelled while the claim waits for its commit is given back by the engine. No
-  extra task, watcher or loop turn: most claims go this way (`deliver`).
+- A warm claim (a ready member is there, nothing to wait for: its row is written as it is made) is made in
+  the request's own task: the client's leaving is looked at before claiming and again before writing
+  (`client_gone`, no wait). No extra task, watcher or loop turn: most claims go this way (`deliver`).
 - A claim that must wait (a cold pool, a health check, files to write) runs in a task of its own beside a
   watcher of the connection, so a client that leaves while it waits stops the wait (`ClaimDelivery`).
 """
