@@ -13,17 +13,16 @@ So every EVERY commits, or sooner once the WAL passes START_AT, on this module's
 2. Then the store holds its SQLite writes (they queue in memory; the loop runs on; member rows, in the
    journal, are not held) and a RESTART checkpoint copies the frames written meanwhile; the next write
    starts the WAL over from its beginning. The store then writes what it held, in one transaction.
-The WAL file is reused, not shortened: shortening it costs 3-4 ms more (measured, an ftruncate on ext4),
-and SQLite's journal_size_limit would do that in a commit on the loop's thread. Should the file still grow
-past HOLD_AT (transactions bigger than usual, a slow disk), the store holds at once and that checkpoint
-TRUNCATEs. So the WAL file stays under HOLD_AT plus what was written since its size was last looked at
-(at most LOOK_EVERY commits or LOOK_ROWS rows, and the transaction that crossed it: a few hundred KiB).
-A checkpoint that cannot complete (a reader in another process holding an old snapshot for longer than
-HOLD_WAIT) gives up the hold; the next
-is tried after twice as many commits, or HOLD_AT more bytes, so a stuck reader costs disk (it would with
-any checkpoint), not a hold per commit. Nothing but this process opens the state file in normal use.
-Without a loop (a script), or on virtual time (where waiting for a thread lets time jump), the checkpoint
-runs in the commit that makes it due, blocking for real time only.
+The WAL file is reused, not shortened: shortening it costs 3-4 ms more (measured, an ftruncate on ext4), and
+SQLite's journal_size_limit would do that in a commit on the loop's thread. Should the file still grow past
+HOLD_AT (transactions bigger than usual, a slow disk), the store holds at once and that checkpoint
+TRUNCATEs. So the WAL file stays under HOLD_AT plus what was written since its size was last looked at (at
+most LOOK_EVERY commits or LOOK_ROWS rows, and the transaction that crossed it: a few hundred KiB). A
+checkpoint that cannot complete (a reader in another process holding an old snapshot for longer than
+HOLD_WAIT) gives up the hold; the next is tried after twice as many commits, or START_AT more bytes, so a
+stuck reader costs disk (it would with any checkpoint), not a hold per commit. Nothing but this process
+opens the state file in normal use. Without a loop (a script), or on virtual time (where waiting for a
+thread lets time jump), the checkpoint runs in the commit that makes it due, blocking for real time only.
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ class Checkpointer:
             if size > self._limit and not self._holding:
                 self._begin_hold()  # phase 1 trails a writer this fast: no more frames until it is done
             return
-        if self._since < self._every and size < self._start_at and size <= self._limit:
+        if self._since < self._every and size < self._start_at:  # (START_AT is below HOLD_AT, also when moved)
             return
         try:
             self._loop = asyncio.get_running_loop()
