@@ -73,7 +73,10 @@ def hand_over(channel: socket.socket, pid: int, port: int) -> bool:
         except ProcessLookupError:
             return False
         try:
-            netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:  # it ended after the pidfd was taken (a zombie has no namespaces)
+                return False
             try:
                 # A pid reused between the engine's answer and the pidfd could only be a process of the
                 # host's own namespace here (containers' are not): never forward into that.
