@@ -81,6 +81,29 @@ async def test_oldest_ready_is_handed_out_first(tmp_path: Path) -> None:
         assert got == order
 
 
+async def test_a_claims_token_is_made_as_its_sandbox_became_ready_and_opens_nothing_before_or_after(
+        tmp_path: Path) -> None:
+    async with PoolManager(config(), state_dir=tmp_path) as mgr:
+        await mgr.warm_up(5)
+        pool = mgr.pools["p"]
+        first = pool.handout.members()[0]
+        assert first.next_token is not None and first.claim_token is None
+        made = first.next_token[0]
+        assert mgr.token_holder(made) is None  # a ready sandbox's next token opens nothing yet
+        m = pool.take_ready(None)
+        assert m is first and m.claim_token == made and mgr.token_holder(made) == ("p", m.id)
+        assert m.next_token is None  # used once
+        pool.give_back(m)  # its claimer never got it: the token it would have had goes with it
+        assert mgr.token_holder(made) is None
+        again = await mgr.claim("p")
+        assert again.id == m.id and again.token is not None and again.token != made
+        assert mgr.token_holder(again.token) == ("p", m.id)
+        await mgr.release("p", again.id)
+        assert mgr.token_holder(again.token) is None
+        tokens = [(await mgr.claim("p")).token for _ in range(3)]
+        assert len(set(tokens)) == 3 and made not in tokens and again.token not in tokens
+
+
 async def test_no_double_hand_out_under_cancellations_and_timeouts(tmp_path: Path) -> None:
     cfg = config(target_ready=4, max_ready=4, max_total=8, max_concurrent_creates=2,
                  instant={"create_delay": "1ms"})

@@ -23,10 +23,22 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def fresh() -> tuple[str, str]:
+    """A new token and its hash."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(24)
+    return token, token_hash(token)
+
+
+def prepare(m: Member) -> None:
+    """Make m's next claim's token now, as m becomes ready, so a claim does not wait for the random bytes
+    and the hash (about a tenth of a warm claim's time). It opens nothing until that claim begins: only
+    pool.tokens lets a token in, and it is memory only, used once."""
+    m.next_token = fresh()
+
+
 def begin(pool: Pool, m: Member) -> None:
-    """A new claim of m: a fresh token (never the previous claim's)."""
-    m.claim_token = TOKEN_PREFIX + secrets.token_urlsafe(24)
-    m.token_hash = token_hash(m.claim_token)
+    """A new claim of m: a fresh token (never the previous claim's), the one made ready for it if any."""
+    (m.claim_token, m.token_hash), m.next_token = m.next_token or fresh(), None
     pool.tokens[m.token_hash] = m.id
 
 

@@ -40,6 +40,7 @@ class Member:
     # and the bytes of files put into it, against the per-claim cap.
     claim_token: str | None = None
     token_hash: str | None = None
+    next_token: tuple[str, str] | None = None  # the next claim's token and hash, made as it became ready
     env: tuple[tuple[str, str], ...] = ()
     files_in: int = 0
     execs: int = 0  # execs running in it now, against its pool's max_execs

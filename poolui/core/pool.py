@@ -60,8 +60,7 @@ class Pool:
         self.failures, self.degraded_reason = 0, ""  # creates failed in a row; why the pool is degraded
         self.backoff_until = 0.0
         self.refill_at: float | None = None  # monotonic: when a small refill stops waiting to gather (refill.py)
-        self.kicked = asyncio.Event()
-        self.stopping = False
+        self.kicked, self.stopping = asyncio.Event(), False
         self.unadopted: list[StoredMember] | None = None  # rows left to adopt while the provider is unreachable
         self.next_scan = 0.0  # monotonic: the earliest TTL deadline of a ready or claimed member
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -365,6 +364,7 @@ class Pool:
         self.metrics.create_to_ready.observe(now - began)  # a reset's way back to ready counts too, as always
         creates_work(self)
         m.health_ok, m.health_detail, m.last_probe_at = True, "readiness probe passed", m.ready_at
+        claim_scope.prepare(m)
         # the whole row: some providers only know the URL once the sandbox is ready (a Modal tunnel)
         self._set(m, S.READY, "ready", f"{(now - began) * 1000:.0f}ms after {what}", row=True)
         if self.mode == "draining":
