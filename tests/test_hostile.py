@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
+from errno import ECONNREFUSED
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -118,9 +121,8 @@ async def test_an_egress_sandbox_has_a_way_out_but_not_to_the_host(host: Served,
     async with httpx.AsyncClient() as h:
         assert (await h.get(f"http://{link_local[0]}:{link_local[1]}/")).status_code == 200
     async with host.client(timeout=30) as c:
-        # A sandbox refuses the addresses this machine had when it started: the link-local fixture's veth
-        # came after the pool's sandbox, so that one goes and the claim gets one started since.
-        await c.terminate("out", [m.id for m in (await c.snapshot("out")).members])
+        # The pool's sandbox started before the link-local fixture's veth: its watchdog reloads its firewall
+        # when this machine's addresses change (the test after the next proves it on an address of its own).
         me, sibling, other = [await c.claim(p, timeout=30) for p in ("out", "a", "b")]
         targets = [port(host.url), port(sibling.url), port(other.url), listener, everywhere]
         seen = await attack(c, "out", me.id, ports=targets, hosts=["127.0.0.1", *own_addresses()])
@@ -134,6 +136,62 @@ async def test_an_egress_sandbox_has_a_way_out_but_not_to_the_host(host: Served,
         for cl, p in ((me, "out"), (sibling, "a"), (other, "b")):
             await c.release(p, cl.id)
         await refilled(c, "out")
+
+
+@contextmanager
+def gained_address() -> Iterator[str]:
+    """An address this machine gains now (on its loopback, from RFC 5737's documentation range: nothing
+    outside answers there), and loses again at the end."""
+    address = f"198.51.100.{random.randrange(1, 255)}"
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    try:
+        yield address
+    finally:
+        subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
+
+
+@pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
+async def test_an_egress_sandbox_refuses_an_address_this_machine_gains_after_it_started(host: Served) -> None:
+    async with host.client(timeout=30) as c:
+        me, opened = await c.claim("out", timeout=30), await c.claim("open", timeout=30)
+        with gained_address() as address, contextmanager(listening_on)(address) as service:
+            where = {"ports": [service], "hosts": [address]}
+            contrast = await attack(c, "open", opened.id, **where)
+            assert list(contrast["connect"].values()) == [0]  # the new address answers where nothing stops it
+
+            async def refused() -> bool:
+                seen = await attack(c, "out", me.id, **where)
+                return list(seen["connect"].values()) == [ECONNREFUSED]  # the firewall's answer, not a timeout
+
+            # its watchdog sees the change and loads the firewall again; until then a connect may pass
+            await wait_for(refused, 20, interval=0.05, what=f"{address} refused from the egress sandbox")
+        async with httpx.AsyncClient() as h:
+            assert (await h.get(me.url)).status_code == 200  # it runs on, its way out and its URL as before
+        assert [m.state for m in (await c.snapshot("out")).members if m.id == me.id] == ["claimed"]
+        await c.release("out", me.id)
+        await c.release("open", opened.id)
+        await refilled(c, "out")
+
+
+@pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")
+def test_an_egress_firewall_is_loaded_again_only_for_a_new_address_and_says_when_it_cannot(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from poolui.providers.local import _egress_rules as rules
+
+    # This machine's addresses as the watchdog reads them, fixed: tests beside this one make networks.
+    # No such process (1 << 30), so a load can only fail: nothing is ever loaded into this test's namespace.
+    seen = {"4": ["198.51.100.1"], "6": []}
+    monkeypatch.setattr(rules, "host_addresses", lambda: seen)
+    rules.watch()
+    try:
+        monkeypatch.setattr(rules, "_applied", {"4": ["198.51.100.1", "198.51.100.2"], "6": []})
+        assert rules.changed(1 << 30) is False  # one gone, none new: what is refused stays, nothing is run
+        seen["4"].append("198.51.100.3")
+        with pytest.raises(OSError, match="the sandbox's firewall could not be set"):
+            rules.changed(1 << 30)  # a new address, and the load fails: the watchdog then ends the sandbox
+    finally:
+        rules.stop()
+    assert rules.watching() == -1
 
 
 @pytest.mark.skipif(not EGRESS, reason="egress needs root and pasta (apt-get install -y passt)")

@@ -36,6 +36,7 @@ except ImportError:
 
 READY_WAIT = 5.0  # seconds for pasta to configure the namespace
 _pasta = 0  # pasta's pid, for stop()
+_inner = 0  # the sandbox's first process inside its namespaces, whose firewall changed() reloads
 
 
 def argv(pasta: str, netns_fd: int) -> list[str]:
@@ -52,9 +53,9 @@ def _routed(pid: int) -> bool:
 def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
     """Attach pasta to the namespace of the sandbox `pid` and wait until it has a default route, so the
     sandbox is not reported started before it can reach out. `spawn` is the watchdog's own."""
-    global _pasta
+    global _pasta, _inner
     deadline = time.monotonic() + READY_WAIT
-    inner = inner_pid(pid, deadline)
+    inner = _inner = inner_pid(pid, deadline)
     ns = os.open(f"/proc/{inner}/ns/net", os.O_RDONLY)  # any free number: the watchdog's own are in use
     os.set_inheritable(ns, True)
     log = os.path.join(mdir, "pasta.log")  # read when pasta fails; goes with the member's directory
@@ -65,6 +66,7 @@ def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         os.close(out)
         os.close(ns)
+    rules.watch()  # before the addresses are read: one the machine gains from then on is seen (changed())
     firewall = rules.start(inner)  # the sandbox's own firewall (_egress_rules.py), loaded while pasta starts
     try:
         while not _routed(inner):
@@ -82,8 +84,20 @@ def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
         rules.finish(firewall)  # in place before the sandbox is reported started, or the start fails
 
 
+def watching() -> int:
+    """A descriptor that is readable when this machine's addresses change (-1: not an egress sandbox)."""
+    return rules.watching()
+
+
+def changed() -> None:
+    """This machine's addresses changed: the sandbox's firewall refuses any new one before the watchdog
+    waits again. OSError when it cannot: the watchdog then ends the sandbox."""
+    rules.changed(_inner)
+
+
 def stop() -> None:
-    """Kill pasta, if this watchdog started one, and reap it."""
+    """Kill pasta, if this watchdog started one, and reap it; stop watching the addresses."""
     global _pasta
     end_child(_pasta)
     _pasta = 0
+    rules.stop()

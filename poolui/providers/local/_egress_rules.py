@@ -11,6 +11,12 @@ unreachable, so a connect fails at once with ECONNREFUSED) link-local addresses 
 machine had when the sandbox started. Nothing in the sandbox may change it: the code has no capability in
 its namespace, and the agent, which has a few, has no CAP_NET_ADMIN.
 
+An address this machine gains while the sandbox runs (a new interface, a Docker network made since) is
+refused too: the watchdog holds a netlink socket of the kernel's address changes, opened before the
+addresses are first read so none falls in between, and on each change loads the ruleset again with every
+address seen so far (iptables-restore replaces the table in one step). If that load fails the sandbox
+ends: one that could reach this machine is not left running.
+
 The rules go in through iptables-restore run in the namespace by nsenter (both from the host), for IPv4
 and IPv6 at once and while pasta starts, so they add little to a cold start. Standard library only, like
 the watchdog.
@@ -20,12 +26,16 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 LINK_LOCAL = {"4": "169.254.0.0/16", "6": "fe80::/10"}
 TOOLS = {"4": "iptables-restore", "6": "ip6tables-restore"}
 NEEDED = ("nsenter", *TOOLS.values())  # what egress needs besides pasta (shield.py checks at the pool's start)
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 WAIT = 10.0  # seconds for both to finish
+IFADDR_GROUPS = 0x10 | 0x100  # RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR: the kernel's address changes
+_applied: dict[str, list[str]] = {}  # the addresses the sandbox's firewall refuses now, by IP version
+_watch: Any = None  # the netlink socket of address changes (watch())
 
 
 def which(name: str) -> str | None:
@@ -72,14 +82,57 @@ def ruleset(version: str, addresses: list[str]) -> bytes:
     return ("\n".join([*lines, "COMMIT", ""])).encode()
 
 
-def start(pid: int) -> list[tuple[int, int]]:
-    """Begin loading both rulesets into the network namespace of `pid` (the sandbox's, seen from the host);
-    returns what `finish` waits for: (pid, the read end of its stderr) per version."""
+def watch() -> None:
+    """From now on, be told of every change to this machine's addresses (changed() reads them): called
+    before start() reads them, so an address added in between is not missed."""
+    global _watch
+    import _socket  # not socket: its enums cost a watchdog's start milliseconds, and only egress needs it
+
+    _watch = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK, 0)
+    _watch.bind((0, IFADDR_GROUPS))
+
+
+def watching() -> int:
+    """The descriptor that becomes readable when this machine's addresses change; -1 without watch()."""
+    return -1 if _watch is None else int(_watch.fileno())
+
+
+def changed(pid: int) -> bool:
+    """This machine's addresses changed: if it has one the firewall of `pid`'s namespace does not refuse yet,
+    load the ruleset again with it and every one before (True). OSError when that load fails."""
+    global _applied
+    try:
+        while _watch.recv(65536):  # only a wake-up: the addresses are read afresh below
+            pass
+    except OSError:  # drained (EAGAIN), or ENOBUFS: changes were lost, and the read below covers them
+        pass
+    now = host_addresses()
+    grown = {v: sorted(set(_applied.get(v, ())) | set(now[v])) for v in now}
+    if grown == _applied:
+        return False
+    finish(start(pid, grown))
+    return True
+
+
+def stop() -> None:
+    """Stop watching (the sandbox ended)."""
+    global _watch
+    if _watch is not None:
+        _watch.close()
+        _watch = None
+
+
+def start(pid: int, addresses: dict[str, list[str]] | None = None) -> list[tuple[int, int]]:
+    """Begin loading both rulesets into the network namespace of `pid` (the sandbox's, seen from the host),
+    refusing `addresses` (by IP version; this machine's now when None); returns what `finish` waits for:
+    (pid, the read end of its stderr) per version."""
+    global _applied
     nsenter, tools = which("nsenter"), {v: which(t) for v, t in TOOLS.items()}
     if nsenter is None or None in tools.values():
         raise OSError(f"egress needs {', '.join(NEEDED)} (apt-get install -y util-linux iptables)")
+    _applied = host_addresses() if addresses is None else addresses
     running = []
-    for version, addresses in host_addresses().items():
+    for version, refused in _applied.items():
         rules_r, rules_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -89,8 +142,11 @@ def start(pid: int) -> list[tuple[int, int]]:
         finally:
             os.close(rules_r)
             os.close(err_w)
-        with os.fdopen(rules_w, "wb") as w:  # a few hundred bytes: the pipe holds them all at once
-            w.write(ruleset(version, addresses))
+        try:
+            with os.fdopen(rules_w, "wb") as w:  # a few hundred bytes: the pipe holds them all at once
+                w.write(ruleset(version, refused))
+        except BrokenPipeError:
+            pass  # the tool ended before reading (nsenter could not enter): finish() says what it said
         running.append((child, err_r))
     return running
 

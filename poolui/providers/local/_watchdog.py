@@ -187,10 +187,12 @@ def spawn(cmd: list[str], cgroups: list[str], workdir: str, out_w: int, env: dic
 
 
 def watch(pid: int, out_r: int, deadline: float, cgroups: list[str]) -> tuple[str, bytes]:
-    """Collect the sandbox's output until it exits ("exited"), the deadline passes ("ttl") or the kernel
-    kills one of its processes for memory ("oom": the rest goes too, a half-killed sandbox is not handed on)."""
+    """Collect the sandbox's output until it exits ("exited"), the deadline passes ("ttl"), the kernel
+    kills one of its processes for memory ("oom": the rest goes too, a half-killed sandbox is not handed on)
+    or an egress sandbox's firewall cannot take in an address this machine gained ("firewall")."""
     pidfd = os.pidfd_open(pid)
-    fds, tail = [pidfd, out_r], b""
+    net = egress.watching()  # an egress sandbox's: this machine's addresses changed
+    fds, tail = [pidfd, out_r, *([net] if net >= 0 else [])], b""
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -198,6 +200,11 @@ def watch(pid: int, out_r: int, deadline: float, cgroups: list[str]) -> tuple[st
         ready, _, _ = select.select(fds, [], [], min(left, 0.25))
         if cgroups and oom_kills(cgroups):
             return "oom", tail
+        if net in ready:
+            try:
+                egress.changed()
+            except OSError:
+                return "firewall", tail  # it could reach an address of this machine: it does not run on
         if out_r in ready:
             data = os.read(out_r, 65536)
             if data:

@@ -93,7 +93,9 @@ class Watch:
             return f"its watchdog ended ({text})" if text else "its watchdog ended"
         reason, status = (parts + ["", ""])[1:3]
         what = {"ttl": "killed at its hard TTL", "terminated": "terminated",
-                "oom": "oom: out of memory (limits.memory); the whole sandbox was killed"}.get(reason, status)
+                "oom": "oom: out of memory (limits.memory); the whole sandbox was killed",
+                "firewall": "its egress firewall could not be given an address this machine gained, so it "
+                            "was ended"}.get(reason, status)
         out = tail.decode(errors="replace").strip()
         return what + (f"; last output: {out[-500:]}" if out else "")
 
