@@ -178,6 +178,22 @@ def test_a_fold_whose_commit_fails_changes_nothing(tmp_path: Path) -> None:
     assert reopened_ids(tmp_path) == {"m1", "m2"}
 
 
+def test_a_close_whose_last_commit_fails_raises_closes_all_the_same_and_loses_no_row(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.put(member(1))
+    history(store, 1)
+    store._db.execute("PRAGMA query_only = ON")  # every SQLite write now fails, as on a full disk
+    with pytest.raises(sqlite3.OperationalError):
+        store.close()
+    assert not store.checkpoints._thread.is_alive()  # nothing of it is left running
+    with pytest.raises(sqlite3.ProgrammingError):
+        store._db.execute("SELECT 1")  # closed
+    assert store._journal is not None
+    with pytest.raises(OSError):
+        os.fstat(store._journal._fd)  # closed
+    assert reopened_ids(tmp_path) == {"m1"}  # the journal kept the row the failed close could not fold
+
+
 def test_a_store_that_cannot_start_its_journal_does_not_open(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """It could keep no claim: it says so at once instead of failing at the first write."""

@@ -111,21 +111,26 @@ class Store:
                 "checkpoint_hold_seconds": cp.hold_seconds.total}
 
     def close(self) -> None:
+        """Write what is left and close; if the last commit fails (a full disk) it raises, with the
+        checkpoint thread stopped and the files closed all the same: the journal keeps every row."""
         if self._events_timer is not None:
             self._events_timer.cancel()
         self._events_now = True
-        if self.last_seq and self._held is None:
-            self._write("INSERT OR REPLACE INTO last_event (id, seq) VALUES (0, ?)", (self.last_seq,))
-        self.commit()
         assert self._journal is not None
-        folded = self._fold(self._journal.generation + 1)  # False while a checkpoint holds the writes
-        self.checkpoints.close()
-        if self._held is not None:  # closed in the middle of a checkpoint: what it held still goes in
-            self._resume()
-            folded = self._fold(self._journal.generation + 1)
-        self._journal.close()
-        self._closed = True
-        self._db.close()  # the last connection to close checkpoints the WAL into the database, synced
+        folded = False
+        try:
+            if self.last_seq and self._held is None:
+                self._write("INSERT OR REPLACE INTO last_event (id, seq) VALUES (0, ?)", (self.last_seq,))
+            self.commit()
+            folded = self._fold(self._journal.generation + 1)  # False while a checkpoint holds the writes
+        finally:
+            self.checkpoints.close()
+            if self._held is not None:  # closed in the middle of a checkpoint: what it held still goes in
+                self._resume()
+                folded = self._fold(self._journal.generation + 1)
+            self._journal.close()
+            self._closed = True
+            self._db.close()  # the last connection to close checkpoints the WAL into the database, synced
         if folded:  # the table holds every row now, on disk: no journal is needed
             journal.forget_before(self._dir, self._journal.generation + 2)
 
