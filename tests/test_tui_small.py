@@ -53,6 +53,8 @@ async def started() -> tuple[PoolApp, BusyControl, FrozenClock]:
 
 async def settled(app: PoolApp, pilot: Any) -> None:
     await until(pilot, lambda: app.state.current is not None and len(app.table().rows) == 16, 10, "16 ready rows")
+    # the footer shows its keys once it has been laid out, which a loaded machine may leave to a later frame
+    await until(pilot, lambda: "? Help" in footer(app), 10, "the footer's keys")
     await pilot.pause()
 
 

@@ -123,8 +123,9 @@ class ConsoleBase(App[int]):
         now = self.clock.monotonic()  # the console's clock: a test ages the data without waiting
         at = self.state.received_at
         stale = None if at is None else now - at
-        self.dashboard.query_one("#header", PoolHeader).show(
-            self.state.current, self.conn, self.refresh_interval, self.read_only, now, stale, self.state.window)
+        for header in self.dashboard.query("#header").results(PoolHeader):  # none while the console closes
+            header.show(self.state.current, self.conn, self.refresh_interval, self.read_only, now, stale,
+                        self.state.window)
 
     def update_status(self) -> None:
         """Repaint the status line (sort, filter, marks)."""
