@@ -102,6 +102,11 @@ async def test_a_claims_token_is_made_as_its_sandbox_became_ready_and_opens_noth
         assert mgr.token_holder(again.token) is None
         tokens = [(await mgr.claim("p")).token for _ in range(3)]
         assert len(set(tokens)) == 3 and made not in tokens and again.token not in tokens
+        held = await mgr.claim("p", env={"SECRET": "s3cr3t-value"})
+        member = pool.members[held.id]
+        assert held.token and member.next_token is None and pool.handout.members()[0].next_token is not None
+        for shown in (repr(held), repr(member), repr(pool.handout.members()[0])):  # a log line, a traceback
+            assert held.token not in shown and "s3cr3t-value" not in shown and "pc_" not in shown, shown
 
 
 async def test_no_double_hand_out_under_cancellations_and_timeouts(tmp_path: Path) -> None:

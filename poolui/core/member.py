@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..providers.base import Sandbox
 from .model import MemberState, MemberView
@@ -36,12 +36,13 @@ class Member:
     holders: int = 0  # how many claimers hold it: the double hand-out oracle, must stay <= 1
     uses: int = 0  # claims it has served (a reuse pool resets it between them, up to max_uses)
     view: MemberView | None = None  # the last view made of it; dropped on every change (snapshots reuse it)
-    # The claim's own: its token (only its hash is stored), env (secrets: memory only, never stored or shown)
-    # and the bytes of files put into it, against the per-claim cap.
-    claim_token: str | None = None
-    token_hash: str | None = None
-    next_token: tuple[str, str] | None = None  # the next claim's token and hash, made as it became ready
-    env: tuple[tuple[str, str], ...] = ()
+    # The claim's own: its token (only its hash is stored), env (secrets: memory only, never stored or shown,
+    # nor in repr: a member in a log line or a traceback's locals says none of them) and the bytes of files
+    # put into it, against the per-claim cap.
+    claim_token: str | None = field(default=None, repr=False)
+    token_hash: str | None = field(default=None, repr=False)
+    next_token: tuple[str, str] | None = field(default=None, repr=False)  # the next claim's, made when ready
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     files_in: int = 0
     execs: int = 0  # execs running in it now, against its pool's max_execs
 

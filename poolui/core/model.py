@@ -67,9 +67,9 @@ class Claim:
     claim_key: str | None = None
     reason: str = ""  # why it was cold, when it was
     lease_expires_at: float | None = None  # wall time the claim ends unless renewed (None: no lease)
-    # Allows exec, files, renew and release of this sandbox and nothing else (a secret: never logged).
-    # None for a claim adopted after a restart and asked for again by its claim_key.
-    token: str | None = None
+    # Allows exec, files, renew and release of this sandbox and nothing else (a secret: never logged, not in
+    # repr). None for a claim adopted after a restart and asked for again by its claim_key.
+    token: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         # Spelled out, not asdict(): this is on every claim's answer, and asdict copies recursively.
