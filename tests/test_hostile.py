@@ -178,18 +178,21 @@ def test_an_egress_firewall_is_loaded_again_only_for_a_new_address_and_says_when
         monkeypatch: pytest.MonkeyPatch) -> None:
     from poolui.providers.local import _egress_rules as rules
 
-    # This machine's addresses as the watchdog reads them, fixed: tests beside this one make networks.
-    # No such process (1 << 30), so a load can only fail: nothing is ever loaded into this test's namespace.
+    # This machine's addresses as the watchdog reads them, fixed: tests beside this one make networks. The
+    # namespace handed over is /dev/null's descriptor, no namespace at all: a load can only fail, and nothing
+    # is ever loaded into this test's own namespace.
     seen = {"4": ["198.51.100.1"], "6": []}
     monkeypatch.setattr(rules, "host_addresses", lambda: seen)
     rules.watch()
+    not_a_namespace = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
         monkeypatch.setattr(rules, "_applied", {"4": ["198.51.100.1", "198.51.100.2"], "6": []})
-        assert rules.changed(1 << 30) is False  # one gone, none new: what is refused stays, nothing is run
+        assert rules.changed(not_a_namespace) is False  # one gone, none new: what is refused stays, nothing runs
         seen["4"].append("198.51.100.3")
-        with pytest.raises(OSError, match="the sandbox's firewall could not be set"):
-            rules.changed(1 << 30)  # a new address, and the load fails: the watchdog then ends the sandbox
+        with pytest.raises(OSError, match="the sandbox's firewall could not be set: nsenter"):
+            rules.changed(not_a_namespace)  # a new address, and the load fails: the watchdog then ends it
     finally:
+        os.close(not_a_namespace)
         rules.stop()
     assert rules.watching() == -1
 

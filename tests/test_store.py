@@ -194,6 +194,20 @@ def test_a_close_whose_last_commit_fails_raises_closes_all_the_same_and_loses_no
     assert reopened_ids(tmp_path) == {"m1"}  # the journal kept the row the failed close could not fold
 
 
+async def test_a_manager_whose_store_fails_at_stop_raises_and_leaves_the_directory_free(tmp_path: Path) -> None:
+    cfg = parse_config({"pools": {"p": {"provider": "instant", "target_ready": 1, "min_ready": 0, "max_ready": 2,
+                                        "max_total": 3}}}, "test")
+    mgr = PoolManager(cfg, state_dir=tmp_path)
+    await mgr.start()
+    await mgr.warm_up(5)
+    assert isinstance(mgr.store, Store)
+    mgr.store._db.execute("PRAGMA query_only = ON")  # every SQLite write now fails, as on a full disk
+    with pytest.raises(sqlite3.OperationalError):
+        await mgr.stop()
+    async with PoolManager(cfg, state_dir=tmp_path) as again:  # not "in use by" the first: it let go
+        await again.warm_up(5)
+
+
 def test_a_store_that_cannot_start_its_journal_does_not_open(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """It could keep no claim: it says so at once instead of failing at the first write."""

@@ -137,10 +137,12 @@ class PoolManager(UseVerbs):
             await pool.stop(keep=True)
             await pool.provider.close()
         self.pools.clear()
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-        self._unlock()
+        try:
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+        finally:
+            self._unlock()
 
     def _exit_handler(self, name: str) -> Callable[[str, str], None]:
         def on_exit(member_id: str, how: str = "") -> None:
@@ -160,9 +162,11 @@ class PoolManager(UseVerbs):
         await asyncio.gather(*(p.stop(keep=keep) for p in self.pools.values()))
         for p in self.pools.values():
             await p.provider.close()
-        if self.store is not None:
-            self.store.close()
-        self._unlock()
+        try:
+            if self.store is not None:
+                self.store.close()  # it raises if its last commit fails (a full disk): the journal keeps the rows
+        finally:
+            self._unlock()  # either way: a manager started again on this directory must not find it locked
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:

@@ -36,7 +36,7 @@ except ImportError:
 
 READY_WAIT = 5.0  # seconds for pasta to configure the namespace
 _pasta = 0  # pasta's pid, for stop()
-_inner = 0  # the sandbox's first process inside its namespaces, whose firewall changed() reloads
+_netns = -1  # the sandbox's network namespace, held open for changed() (a pid could be another's by then)
 
 
 def argv(pasta: str, netns_fd: int) -> list[str]:
@@ -53,10 +53,10 @@ def _routed(pid: int) -> bool:
 def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
     """Attach pasta to the namespace of the sandbox `pid` and wait until it has a default route, so the
     sandbox is not reported started before it can reach out. `spawn` is the watchdog's own."""
-    global _pasta, _inner
+    global _pasta, _netns
     deadline = time.monotonic() + READY_WAIT
-    inner = _inner = inner_pid(pid, deadline)
-    ns = os.open(f"/proc/{inner}/ns/net", os.O_RDONLY)  # any free number: the watchdog's own are in use
+    inner = inner_pid(pid, deadline)
+    ns = _netns = os.open(f"/proc/{inner}/ns/net", os.O_RDONLY | os.O_CLOEXEC)  # any free number will do
     os.set_inheritable(ns, True)
     log = os.path.join(mdir, "pasta.log")  # read when pasta fails; goes with the member's directory
     out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -65,9 +65,9 @@ def start(pid: int, pasta: str, mdir: str, spawn: Callable[..., int]) -> None:
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         os.close(out)
-        os.close(ns)
+        os.set_inheritable(ns, False)  # pasta's now too; kept open for the firewall's loads (changed())
     rules.watch()  # before the addresses are read: one the machine gains from then on is seen (changed())
-    firewall = rules.start(inner)  # the sandbox's own firewall (_egress_rules.py), loaded while pasta starts
+    firewall = rules.start(ns)  # the sandbox's own firewall (_egress_rules.py), loaded while pasta starts
     try:
         while not _routed(inner):
             done, _ = os.waitpid(_pasta, os.WNOHANG)
@@ -92,12 +92,15 @@ def watching() -> int:
 def changed() -> None:
     """This machine's addresses changed: the sandbox's firewall refuses any new one before the watchdog
     waits again. OSError when it cannot: the watchdog then ends the sandbox."""
-    rules.changed(_inner)
+    rules.changed(_netns)
 
 
 def stop() -> None:
     """Kill pasta, if this watchdog started one, and reap it; stop watching the addresses."""
-    global _pasta
+    global _pasta, _netns
     end_child(_pasta)
     _pasta = 0
     rules.stop()
+    if _netns >= 0:
+        os.close(_netns)
+        _netns = -1

@@ -14,8 +14,9 @@ its namespace, and the agent, which has a few, has no CAP_NET_ADMIN.
 An address this machine gains while the sandbox runs (a new interface, a Docker network made since) is
 refused too: the watchdog holds a netlink socket of the kernel's address changes, opened before the
 addresses are first read so none falls in between, and on each change loads the ruleset again with every
-address seen so far (iptables-restore replaces the table in one step). If that load fails the sandbox
-ends: one that could reach this machine is not left running.
+address seen so far (iptables-restore replaces the table in one step), into the namespace by a descriptor
+held from the start (a pid could be another process's by then). If that load fails the sandbox ends: one
+that could reach this machine is not left running.
 
 The rules go in through iptables-restore run in the namespace by nsenter (both from the host), for IPv4
 and IPv6 at once and while pasta starts, so they add little to a cold start. Standard library only, like
@@ -26,14 +27,19 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs milliseconds, on every sandbox's start
+if TYPE_CHECKING:
+    from typing import Any
 
 LINK_LOCAL = {"4": "169.254.0.0/16", "6": "fe80::/10"}
 TOOLS = {"4": "iptables-restore", "6": "ip6tables-restore"}
 NEEDED = ("nsenter", *TOOLS.values())  # what egress needs besides pasta (shield.py checks at the pool's start)
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 WAIT = 10.0  # seconds for both to finish
-IFADDR_GROUPS = 0x10 | 0x100  # RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR: the kernel's address changes
+# RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR: the kernel's address changes, and its route
+# changes because it tells of a new IPv4 address before the local route that host_addresses() reads exists
+WATCHED_GROUPS = 0x10 | 0x40 | 0x100
 _applied: dict[str, list[str]] = {}  # the addresses the sandbox's firewall refuses now, by IP version
 _watch: Any = None  # the netlink socket of address changes (watch())
 
@@ -89,7 +95,7 @@ def watch() -> None:
     import _socket  # not socket: its enums cost a watchdog's start milliseconds, and only egress needs it
 
     _watch = _socket.socket(_socket.AF_NETLINK, _socket.SOCK_RAW | _socket.SOCK_CLOEXEC | _socket.SOCK_NONBLOCK, 0)
-    _watch.bind((0, IFADDR_GROUPS))
+    _watch.bind((0, WATCHED_GROUPS))
 
 
 def watching() -> int:
@@ -97,9 +103,10 @@ def watching() -> int:
     return -1 if _watch is None else int(_watch.fileno())
 
 
-def changed(pid: int) -> bool:
-    """This machine's addresses changed: if it has one the firewall of `pid`'s namespace does not refuse yet,
-    load the ruleset again with it and every one before (True). OSError when that load fails."""
+def changed(netns: int) -> bool:
+    """This machine's addresses changed: if it has one the firewall of the namespace `netns` (a descriptor)
+    does not refuse yet, load the ruleset again with it and every one before (True). OSError when that load
+    fails."""
     global _applied
     try:
         while _watch.recv(65536):  # only a wake-up: the addresses are read afresh below
@@ -110,7 +117,7 @@ def changed(pid: int) -> bool:
     grown = {v: sorted(set(_applied.get(v, ())) | set(now[v])) for v in now}
     if grown == _applied:
         return False
-    finish(start(pid, grown))
+    finish(start(netns, grown))
     return True
 
 
@@ -122,10 +129,11 @@ def stop() -> None:
         _watch = None
 
 
-def start(pid: int, addresses: dict[str, list[str]] | None = None) -> list[tuple[int, int]]:
-    """Begin loading both rulesets into the network namespace of `pid` (the sandbox's, seen from the host),
-    refusing `addresses` (by IP version; this machine's now when None); returns what `finish` waits for:
-    (pid, the read end of its stderr) per version."""
+def start(netns: int, addresses: dict[str, list[str]] | None = None) -> list[tuple[int, int]]:
+    """Begin loading both rulesets into the network namespace `netns` (a descriptor of the sandbox's, held
+    from its start: never a pid's, which a later process may have by the time of a reload), refusing
+    `addresses` (by IP version; this machine's now when None); returns what `finish` waits for: (pid, the
+    read end of its stderr) per version."""
     global _applied
     nsenter, tools = which("nsenter"), {v: which(t) for v, t in TOOLS.items()}
     if nsenter is None or None in tools.values():
@@ -136,8 +144,8 @@ def start(pid: int, addresses: dict[str, list[str]] | None = None) -> list[tuple
         rules_r, rules_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            child = os.posix_spawn(nsenter, [nsenter, f"--net=/proc/{pid}/ns/net", str(tools[version]), "-w", "5"],
-                                   {"PATH": PATH},
+            held = f"--net=/proc/{os.getpid()}/fd/{netns}"  # nsenter, our child, opens our descriptor
+            child = os.posix_spawn(nsenter, [nsenter, held, str(tools[version]), "-w", "5"], {"PATH": PATH},
                                    file_actions=[(os.POSIX_SPAWN_DUP2, rules_r, 0), (os.POSIX_SPAWN_DUP2, err_w, 2)])
         finally:
             os.close(rules_r)

@@ -200,11 +200,6 @@ def watch(pid: int, out_r: int, deadline: float, cgroups: list[str]) -> tuple[st
         ready, _, _ = select.select(fds, [], [], min(left, 0.25))
         if cgroups and oom_kills(cgroups):
             return "oom", tail
-        if net in ready:
-            try:
-                egress.changed()
-            except OSError:
-                return "firewall", tail  # it could reach an address of this machine: it does not run on
         if out_r in ready:
             data = os.read(out_r, 65536)
             if data:
@@ -222,6 +217,11 @@ def watch(pid: int, out_r: int, deadline: float, cgroups: list[str]) -> tuple[st
             except OSError:
                 pass
             return "exited", tail
+        if net in ready:  # after the exit above: a sandbox that ended needs no firewall
+            try:
+                egress.changed()
+            except OSError:
+                return "firewall", tail  # it could reach an address of this machine: it does not run on
 
 
 def reap(pid: int, wait: float = 5.0) -> str:
