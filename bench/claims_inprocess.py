@@ -1,10 +1,11 @@
 """Warm claim latency in-process, and (with real local sandboxes) cold start against warm claim.
 
-    .venv/bin/python bench/claims_inprocess.py [--claims 20000] [--local 30]
+    .venv/bin/python bench/claims_inprocess.py [--claims 20000] [--runs 3] [--local 30]
 
 Part 1 uses the instant provider (create costs nothing), so the figure is the engine's own cost per claim:
 claim (pop + mark claimed + its row written to the journal + event) and release, beside the bare floor
-measured in the same run (a dict pop and one committed SQLite UPDATE). Part 2 starts real local sandboxes
+measured in the same run (a dict pop and one committed SQLite UPDATE), the two in turn --runs times; the
+last line gives the median and the range of the runs. Part 2 starts real local sandboxes
 and compares spawn-to-ready with a warm claim from a pool of them.
 """
 
@@ -32,37 +33,55 @@ def line(name: str, samples: list[float]) -> str:
             f"mean={statistics.fmean(us):9.1f} us")
 
 
-async def warm_claims(n: int) -> None:
+async def warm_claims(n: int, runs: int) -> None:
     cfg = parse_config({"pools": {"b": {
         "provider": "instant", "target_ready": 64, "min_ready": 1, "max_ready": 64, "max_total": 256,
         "max_concurrent_creates": 64, "health": {"enabled": False},
     }}}, "bench")
+    rounds: list[tuple[float, float, float]] = []  # (claim p50, floor p50, claim p99 / floor p99)
     with tempfile.TemporaryDirectory() as d:
         async with PoolManager(cfg, state_dir=d) as mgr:
             await mgr.warm_up(30)
-            claims: list[float] = []
-            releases: list[float] = []
-            cold = 0
-            t_all = time.perf_counter()
-            for _ in range(n):
-                t0 = time.perf_counter()
-                c = await mgr.claim("b", timeout=5)
-                t1 = time.perf_counter()
-                await mgr.release("b", c.id)
-                t2 = time.perf_counter()
-                claims.append(t1 - t0)
-                releases.append(t2 - t1)
-                cold += not c.warm
-                if len(mgr.pools["b"].handout) < 8:
-                    await mgr.warm_up(30)  # let the refill catch up so every timed claim is a warm one
-            wall = time.perf_counter() - t_all
-            ref = bare_reference(n)
-            print(line("warm claim (instant provider)", claims))
-            print(line("release (instant provider)", releases))
-            print(line("bare: dict pop + SQLite UPDATE", ref))
-            print(f"{'claim / bare':<34} p50 {pct(claims, 50) / pct(ref, 50):.1f}x  "
-                  f"p99 {pct(claims, 99) / pct(ref, 99):.1f}x")
-            print(f"{'claim+release cycles/s':<34} {n / wall:,.0f} (cold claims: {cold})")
+            for run in range(1, runs + 1):  # the claims, then the floor, in turn: load that comes and goes
+                claims, releases, cold, wall = await timed_claims(mgr, n)  # falls on both alike
+                ref = bare_reference(n)
+                print(f"run {run} of {runs}")
+                print(line("warm claim (instant provider)", claims))
+                print(line("release (instant provider)", releases))
+                print(line("bare: dict pop + SQLite UPDATE", ref))
+                print(f"{'claim / bare':<34} p50 {pct(claims, 50) / pct(ref, 50):.1f}x  "
+                      f"p99 {pct(claims, 99) / pct(ref, 99):.1f}x")
+                print(f"{'claim+release cycles/s':<34} {n / wall:,.0f} (cold claims: {cold})")
+                rounds.append((pct(claims, 50), pct(ref, 50), pct(claims, 99) / pct(ref, 99)))
+    ratios = [c / f for c, f, _ in rounds]
+    print(f"{runs} runs, median [min-max]: claim p50 {spread([c * 1e6 for c, _, _ in rounds], 'us')}, "
+          f"floor p50 {spread([f * 1e6 for _, f, _ in rounds], 'us')}; "
+          f"claim / bare p50 {spread(ratios, 'x', 2)}, p99 {spread([r for _, _, r in rounds], 'x', 1)}")
+
+
+async def timed_claims(mgr: PoolManager, n: int) -> tuple[list[float], list[float], int, float]:
+    """n warm claims, each released at once: their latencies, the releases', cold claims, the wall time."""
+    claims: list[float] = []
+    releases: list[float] = []
+    cold = 0
+    t_all = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c = await mgr.claim("b", timeout=5)
+        t1 = time.perf_counter()
+        await mgr.release("b", c.id)
+        t2 = time.perf_counter()
+        claims.append(t1 - t0)
+        releases.append(t2 - t1)
+        cold += not c.warm
+        if len(mgr.pools["b"].handout) < 8:
+            await mgr.warm_up(30)  # let the refill catch up so every timed claim is a warm one
+    return claims, releases, cold, time.perf_counter() - t_all
+
+
+def spread(values: list[float], unit: str, digits: int = 1) -> str:
+    return (f"{statistics.median(values):.{digits}f}{unit} "
+            f"[{min(values):.{digits}f}-{max(values):.{digits}f}]")
 
 
 def bare_reference(n: int) -> list[float]:
@@ -115,10 +134,11 @@ async def local_cold_vs_warm(n: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--claims", type=int, default=20_000)
+    ap.add_argument("--claims", type=int, default=20_000, help="claims per run")
+    ap.add_argument("--runs", type=int, default=3, help="runs, each the claims and then the floor")
     ap.add_argument("--local", type=int, default=30, help="claims from real local sandboxes (0 to skip)")
     args = ap.parse_args()
-    asyncio.run(warm_claims(args.claims))
+    asyncio.run(warm_claims(args.claims, args.runs))
     if args.local:
         asyncio.run(local_cold_vs_warm(args.local))
 
