@@ -8,11 +8,11 @@ by destination, so the watchdog puts one in the sandbox's own network namespace,
 reported started: its OUTPUT chain lets through what is local inside (loopback, and the address pasta
 copies from the host's outward interface, which inside is the sandbox's own) and refuses (a port
 unreachable, so a connect fails at once with ECONNREFUSED) link-local addresses and every address this
-machine had when the sandbox started. Nothing in the sandbox may change it: the code has no capability in
-its namespace, and the agent, which has a few, has no CAP_NET_ADMIN.
+machine has had since the sandbox started. Nothing in the sandbox may change it: the code has no capability
+in its namespace, and the agent, which has a few, has no CAP_NET_ADMIN.
 
 An address this machine gains while the sandbox runs (a new interface, a Docker network made since) is
-refused too: the watchdog holds a netlink socket of the kernel's address changes, opened before the
+refused as it comes: the watchdog holds a netlink socket of the kernel's address changes, opened before the
 addresses are first read so none falls in between, and on each change loads the ruleset again with every
 address seen so far (iptables-restore replaces the table in one step), into the namespace by a descriptor
 held from the start (a pid could be another process's by then). If that load fails the sandbox ends: one
