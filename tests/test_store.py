@@ -208,6 +208,28 @@ async def test_a_manager_whose_store_fails_at_stop_raises_and_leaves_the_directo
         await again.warm_up(5)
 
 
+def test_a_close_in_a_checkpoints_hold_whose_fold_fails_closes_all_the_same(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path)
+    store.put(member(1))
+    store._hold()  # as a checkpoint about to finish holds the store's writes
+
+    def refused(generation: int) -> bool:
+        raise sqlite3.OperationalError("cannot rollback - no transaction is active")  # a second failure
+
+    monkeypatch.setattr(store, "_fold", refused)
+    with pytest.raises(sqlite3.OperationalError, match="cannot rollback"):
+        store.close()
+    assert not store.checkpoints._thread.is_alive()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store._db.execute("SELECT 1")  # closed
+    assert store._journal is not None
+    with pytest.raises(OSError):
+        os.fstat(store._journal._fd)  # closed
+    monkeypatch.undo()
+    assert reopened_ids(tmp_path) == {"m1"}
+
+
 def test_a_store_that_cannot_start_its_journal_does_not_open(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """It could keep no claim: it says so at once instead of failing at the first write."""

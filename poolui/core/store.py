@@ -124,13 +124,15 @@ class Store:
             self.commit()
             folded = self._fold(self._journal.generation + 1)  # False while a checkpoint holds the writes
         finally:
-            self.checkpoints.close()
-            if self._held is not None:  # closed in the middle of a checkpoint: what it held still goes in
-                self._resume()
-                folded = self._fold(self._journal.generation + 1)
-            self._journal.close()
-            self._closed = True
-            self._db.close()  # the last connection to close checkpoints the WAL into the database, synced
+            try:
+                self.checkpoints.close()
+                if self._held is not None:  # closed in the middle of a checkpoint: what it held still goes in
+                    self._resume()
+                    folded = self._fold(self._journal.generation + 1)
+            finally:  # even when that fails too (a rollback refused): nothing stays open
+                self._journal.close()
+                self._closed = True
+                self._db.close()  # the last connection to close checkpoints the WAL into the database, synced
         if folded:  # the table holds every row now, on disk: no journal is needed
             journal.forget_before(self._dir, self._journal.generation + 2)
 
