@@ -178,6 +178,16 @@ def test_a_fold_whose_commit_fails_changes_nothing(tmp_path: Path) -> None:
     assert reopened_ids(tmp_path) == {"m1", "m2"}
 
 
+def all_closed(store: Store) -> None:
+    """Nothing of the store is left open or running: its checkpoint thread, its database, its journal."""
+    assert not store.checkpoints._thread.is_alive()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store._db.execute("SELECT 1")
+    assert store._journal is not None
+    with pytest.raises(OSError):
+        os.fstat(store._journal._fd)
+
+
 def test_a_close_whose_last_commit_fails_raises_closes_all_the_same_and_loses_no_row(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.put(member(1))
@@ -185,12 +195,7 @@ def test_a_close_whose_last_commit_fails_raises_closes_all_the_same_and_loses_no
     store._db.execute("PRAGMA query_only = ON")  # every SQLite write now fails, as on a full disk
     with pytest.raises(sqlite3.OperationalError):
         store.close()
-    assert not store.checkpoints._thread.is_alive()  # nothing of it is left running
-    with pytest.raises(sqlite3.ProgrammingError):
-        store._db.execute("SELECT 1")  # closed
-    assert store._journal is not None
-    with pytest.raises(OSError):
-        os.fstat(store._journal._fd)  # closed
+    all_closed(store)
     assert reopened_ids(tmp_path) == {"m1"}  # the journal kept the row the failed close could not fold
 
 
@@ -220,12 +225,7 @@ def test_a_close_in_a_checkpoints_hold_whose_fold_fails_closes_all_the_same(tmp_
     monkeypatch.setattr(store, "_fold", refused)
     with pytest.raises(sqlite3.OperationalError, match="cannot rollback"):
         store.close()
-    assert not store.checkpoints._thread.is_alive()
-    with pytest.raises(sqlite3.ProgrammingError):
-        store._db.execute("SELECT 1")  # closed
-    assert store._journal is not None
-    with pytest.raises(OSError):
-        os.fstat(store._journal._fd)  # closed
+    all_closed(store)
     monkeypatch.undo()
     assert reopened_ids(tmp_path) == {"m1"}
 
